@@ -1,0 +1,151 @@
+// Package disk is the raw virtual disk that every format is written from:
+// a boot sector followed by zeros up to the virtual size.
+//
+// A Disk is an io.ReaderAt with a size. Writers never scan the whole virtual
+// size: they ask Extents for the ranges that may hold data and treat every
+// other byte as zero, so a 1 TiB disk costs as much as a 1 MiB one.
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// SectorSize is the logical sector size of every disk this project writes.
+const SectorSize = 512
+
+// ErrSize is returned for a virtual size that is not a positive multiple of
+// SectorSize.
+var ErrSize = errors.New("disk: size must be a positive multiple of 512 bytes")
+
+// Disk is a raw virtual disk.
+type Disk interface {
+	io.ReaderAt
+	// Size is the virtual size in bytes, a multiple of SectorSize.
+	Size() int64
+}
+
+// Extent is a byte range of a disk that may hold non-zero data.
+type Extent struct {
+	Off, Len int64
+}
+
+// Extenter is implemented by disks that know where their data is, like
+// SEEK_DATA on a sparse file. Bytes outside every extent read as zero.
+type Extenter interface {
+	Extents() []Extent
+}
+
+// Extents returns the ranges of d that may hold data, in ascending order. A
+// disk that does not implement Extenter is one extent covering all of it.
+func Extents(d Disk) []Extent {
+	if e, ok := d.(Extenter); ok {
+		return e.Extents()
+	}
+	return []Extent{{0, d.Size()}}
+}
+
+// Image is an in-memory disk: data at offset 0, zeros up to size.
+type Image struct {
+	data []byte
+	size int64
+}
+
+// New returns a disk of the given virtual size whose first bytes are data.
+// The size must be a multiple of SectorSize and at least len(data).
+func New(data []byte, size int64) (*Image, error) {
+	if size <= 0 || size%SectorSize != 0 {
+		return nil, fmt.Errorf("%w, got %d", ErrSize, size)
+	}
+	if int64(len(data)) > size {
+		return nil, fmt.Errorf("disk: %d bytes of data do not fit in a %d-byte disk", len(data), size)
+	}
+	return &Image{data: data, size: size}, nil
+}
+
+// Size returns the virtual size in bytes.
+func (d *Image) Size() int64 { return d.size }
+
+// Extents returns the one range that holds data.
+func (d *Image) Extents() []Extent {
+	if len(d.data) == 0 {
+		return nil
+	}
+	return []Extent{{0, int64(len(d.data))}}
+}
+
+// ReadAt reads the disk's bytes; everything past the data is zero.
+func (d *Image) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("disk: negative offset")
+	}
+	if off >= d.size {
+		return 0, io.EOF
+	}
+	n := len(p)
+	var err error
+	if rem := d.size - off; int64(n) > rem {
+		n, err = int(rem), io.EOF
+	}
+	clear(p[:n])
+	if off < int64(len(d.data)) {
+		copy(p[:n], d.data[off:])
+	}
+	return n, err
+}
+
+// Blocks returns the indexes of the blockSize-byte blocks of d that hold at
+// least one non-zero byte, in ascending order. Only the extents are read, so
+// the cost follows the data, not the virtual size. The last block may be
+// partial when the size is not a multiple of blockSize.
+func Blocks(d Disk, blockSize int64) ([]int64, error) {
+	if blockSize <= 0 {
+		return nil, errors.New("disk: block size must be positive")
+	}
+	var out []int64
+	buf := make([]byte, blockSize)
+	next := int64(-1) // first block index not yet examined
+	for _, e := range Extents(d) {
+		first, last := e.Off/blockSize, (e.Off+e.Len-1)/blockSize
+		if e.Len <= 0 {
+			continue
+		}
+		for b := max(first, next); b <= last; b++ {
+			p := buf[:min(blockSize, d.Size()-b*blockSize)]
+			if _, err := d.ReadAt(p, b*blockSize); err != nil && err != io.EOF {
+				return nil, fmt.Errorf("disk: read block %d: %w", b, err)
+			}
+			if !IsZero(p) {
+				out = append(out, b)
+			}
+		}
+		next = last + 1
+	}
+	return out, nil
+}
+
+// ReadBlock reads block b of blockSize bytes into a new buffer of blockSize
+// bytes, zero-padding past the end of the disk.
+func ReadBlock(d Disk, b, blockSize int64) ([]byte, error) {
+	buf := make([]byte, blockSize)
+	off := b * blockSize
+	if off >= d.Size() {
+		return buf, nil
+	}
+	n := min(blockSize, d.Size()-off)
+	if _, err := d.ReadAt(buf[:n], off); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("disk: read block %d: %w", b, err)
+	}
+	return buf, nil
+}
+
+// IsZero reports whether every byte of p is zero.
+func IsZero(p []byte) bool {
+	for _, c := range p {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,125 @@
+// Package formats is the table of disk formats: one entry per format drives
+// the --format flag, file names, media types and dispatch to the writers in
+// the sub-packages (raw, qcow2, vmdk, vdi, vhd, vhdx, iso, ova).
+package formats
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
+)
+
+// BaseName is the file name every disk file shares; the format adds its
+// extension. These are the names the oVirt 512-byte VM's releases used.
+const BaseName = "512-byte-vm"
+
+// DefaultTime is used for every timestamp when SOURCE_DATE_EPOCH is unset,
+// so that outputs never depend on the wall clock.
+var DefaultTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Options are the per-format choices. The zero value means each format's
+// default.
+type Options struct {
+	// ClusterSize is the qcow2 cluster size in bytes (default 64 KiB).
+	ClusterSize int64
+	// Qcow2Compress stores qcow2 clusters deflate-compressed.
+	Qcow2Compress bool
+	// VMDKSubformat is "monolithicSparse" (default) or "streamOptimized".
+	VMDKSubformat string
+	// VHDType is "dynamic" (default) or "fixed".
+	VHDType string
+	// ISOBoot is "noemul" (default) or "floppy".
+	ISOBoot string
+	// Time stamps every date a format records (VHD, VHDX, ISO, OVA).
+	// The zero value means DefaultTime.
+	Time time.Time
+}
+
+// Stamp returns the time to record in outputs.
+func (o Options) Stamp() time.Time {
+	if o.Time.IsZero() {
+		return DefaultTime
+	}
+	return o.Time.UTC()
+}
+
+// Format is one row of the table.
+type Format struct {
+	// Type is the format's name on the command line and in tags.
+	Type string
+	// Ext is the file extension, without the dot.
+	Ext string
+	// QemuDriver is the QEMU block driver that reads the file (-f).
+	QemuDriver string
+	// MediaType is the OCI media type of the file as an artifact layer.
+	MediaType string
+	// Description is a short human-readable summary.
+	Description string
+	// Write streams the disk in this format to w.
+	Write func(w io.Writer, d disk.Disk, o Options) error
+}
+
+// FileName is the file the format is written to: 512-byte-vm.<ext>.
+func (f Format) FileName() string { return BaseName + "." + f.Ext }
+
+// Types is the table of formats, in the order they are built and listed.
+var Types = []Format{
+	{
+		Type:        raw.Type,
+		Ext:         "raw",
+		QemuDriver:  "raw",
+		MediaType:   "application/vnd.tinyvm-oci.disk.raw",
+		Description: "raw disk image, sparse",
+		Write: func(w io.Writer, d disk.Disk, _ Options) error {
+			_, err := raw.Write(w, d)
+			return err
+		},
+	},
+}
+
+// Names returns the type of every format in table order.
+func Names() []string {
+	names := make([]string, len(Types))
+	for i, f := range Types {
+		names[i] = f.Type
+	}
+	return names
+}
+
+// Lookup returns the format named t.
+func Lookup(t string) (Format, error) {
+	for _, f := range Types {
+		if f.Type == t {
+			return f, nil
+		}
+	}
+	return Format{}, fmt.Errorf("unknown format %q: known formats are %s", t, strings.Join(Names(), ", "))
+}
+
+// Parse turns a comma-separated list such as "qcow2,vmdk" into formats, in
+// table order and without duplicates. An empty list means every format.
+func Parse(list string) ([]Format, error) {
+	if strings.TrimSpace(list) == "" {
+		return slices.Clone(Types), nil
+	}
+	want := map[string]bool{}
+	for _, t := range strings.Split(list, ",") {
+		t = strings.ToLower(strings.TrimSpace(t))
+		if _, err := Lookup(t); err != nil {
+			return nil, err
+		}
+		want[t] = true
+	}
+	var out []Format
+	for _, f := range Types {
+		if want[f.Type] {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,312 @@
+// Package asm is a small 16-bit x86 assembler: just the real-mode
+// instructions the boot sector needs, with labels and jump fix-ups.
+//
+// Instructions are methods that append machine code; a label may be used
+// before it is defined. Errors are sticky: the first one is kept and
+// returned by Assemble, so a program reads as a straight list of
+// instructions with no error checks in between.
+//
+// Encodings follow the Intel® 64 and IA-32 Architectures Software
+// Developer's Manual, Volume 2, with 16-bit operand and address size.
+package asm
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Reg is a 16-bit general register, numbered as in ModRM.
+type Reg uint8
+
+// The 16-bit general registers.
+const (
+	AX Reg = iota
+	CX
+	DX
+	BX
+	SP
+	BP
+	SI
+	DI
+)
+
+// Reg8 is an 8-bit general register, numbered as in ModRM.
+type Reg8 uint8
+
+// The 8-bit general registers.
+const (
+	AL Reg8 = iota
+	CL
+	DL
+	BL
+	AH
+	CH
+	DH
+	BH
+)
+
+// SReg is a segment register, numbered as in ModRM.
+type SReg uint8
+
+// The segment registers.
+const (
+	ES SReg = iota
+	CS
+	SS
+	DS
+)
+
+// Cond is a condition code of Jcc (the low nibble of opcode 0x70+cc).
+type Cond uint8
+
+// Conditions for Jcc.
+const (
+	JB  Cond = 0x2 // below (CF=1)
+	JAE Cond = 0x3 // above or equal (CF=0)
+	JE  Cond = 0x4 // equal (ZF=1)
+	JNE Cond = 0x5 // not equal (ZF=0)
+)
+
+// JZ and JNZ are the same conditions as JE and JNE.
+const (
+	JZ  = JE
+	JNZ = JNE
+)
+
+// ErrUndefined is returned for a label that is used but never defined.
+var ErrUndefined = errors.New("asm: undefined label")
+
+type fixupKind uint8
+
+const (
+	rel8 fixupKind = iota
+	rel16
+	abs16
+)
+
+type fixup struct {
+	at    int // offset of the field to patch
+	end   int // offset of the next instruction (relative jumps count from it)
+	label string
+	kind  fixupKind
+}
+
+// Assembler accumulates a program that will be loaded at Origin.
+type Assembler struct {
+	origin uint16
+	code   []byte
+	labels map[string]int
+	fixups []fixup
+	err    error
+}
+
+// New returns an assembler for code loaded at origin, such as 0x7C00.
+func New(origin uint16) *Assembler {
+	return &Assembler{origin: origin, labels: map[string]int{}}
+}
+
+// Len is the number of bytes emitted so far.
+func (a *Assembler) Len() int { return len(a.code) }
+
+// Err returns the first error, if any.
+func (a *Assembler) Err() error { return a.err }
+
+func (a *Assembler) fail(format string, args ...any) {
+	if a.err == nil {
+		a.err = fmt.Errorf("asm: "+format, args...)
+	}
+}
+
+func (a *Assembler) emit(b ...byte) { a.code = append(a.code, b...) }
+
+func (a *Assembler) emit16(v uint16) { a.emit(byte(v), byte(v>>8)) }
+
+// Label defines name at the current position.
+func (a *Assembler) Label(name string) {
+	if _, dup := a.labels[name]; dup {
+		a.fail("label %q defined twice", name)
+		return
+	}
+	a.labels[name] = len(a.code)
+}
+
+// Addr returns the load address of a defined label.
+func (a *Assembler) Addr(name string) (uint16, bool) {
+	off, ok := a.labels[name]
+	return a.origin + uint16(off), ok
+}
+
+// DB emits raw data bytes.
+func (a *Assembler) DB(b ...byte) { a.emit(b...) }
+
+// Cli clears the interrupt flag.
+func (a *Assembler) Cli() { a.emit(0xFA) }
+
+// Sti sets the interrupt flag.
+func (a *Assembler) Sti() { a.emit(0xFB) }
+
+// Cld clears the direction flag, so string instructions count up.
+func (a *Assembler) Cld() { a.emit(0xFC) }
+
+// Hlt halts until the next interrupt.
+func (a *Assembler) Hlt() { a.emit(0xF4) }
+
+// Ret returns from a near call.
+func (a *Assembler) Ret() { a.emit(0xC3) }
+
+// Lodsb loads AL from DS:SI and advances SI.
+func (a *Assembler) Lodsb() { a.emit(0xAC) }
+
+// Int raises software interrupt n.
+func (a *Assembler) Int(n byte) { a.emit(0xCD, n) }
+
+// MovImm sets a 16-bit register: mov r16, imm16.
+func (a *Assembler) MovImm(r Reg, v uint16) {
+	a.emit(0xB8 + byte(r))
+	a.emit16(v)
+}
+
+// MovImm8 sets an 8-bit register: mov r8, imm8.
+func (a *Assembler) MovImm8(r Reg8, v byte) { a.emit(0xB0+byte(r), v) }
+
+// MovAddr loads a label's address: mov r16, imm16.
+func (a *Assembler) MovAddr(r Reg, label string) {
+	a.emit(0xB8 + byte(r))
+	a.ref(label, abs16, 2)
+}
+
+// Mov copies a register: mov dst, src.
+func (a *Assembler) Mov(dst, src Reg) { a.emit(0x89, modrm(byte(src), byte(dst))) }
+
+// MovSeg loads a segment register: mov sreg, r16.
+func (a *Assembler) MovSeg(dst SReg, src Reg) { a.emit(0x8E, modrm(byte(dst), byte(src))) }
+
+// LoadAX loads AX from the word at DS:addr: mov ax, [addr].
+func (a *Assembler) LoadAX(addr uint16) {
+	a.emit(0xA1)
+	a.emit16(addr)
+}
+
+// Xor sets dst to dst XOR src: xor dst, src.
+func (a *Assembler) Xor(dst, src Reg) { a.emit(0x31, modrm(byte(src), byte(dst))) }
+
+// Sub sets dst to dst - src: sub dst, src.
+func (a *Assembler) Sub(dst, src Reg) { a.emit(0x29, modrm(byte(src), byte(dst))) }
+
+// Cmp compares two registers: cmp dst, src.
+func (a *Assembler) Cmp(dst, src Reg) { a.emit(0x39, modrm(byte(src), byte(dst))) }
+
+// CmpImm compares a register with an immediate: cmp r16, imm16.
+func (a *Assembler) CmpImm(r Reg, v uint16) {
+	if r == AX {
+		a.emit(0x3D)
+	} else {
+		a.emit(0x81, modrm(7, byte(r)))
+	}
+	a.emit16(v)
+}
+
+// Test ANDs two registers for the flags: test a, b.
+func (a *Assembler) Test(x, y Reg) { a.emit(0x85, modrm(byte(y), byte(x))) }
+
+// Test8 ANDs two 8-bit registers for the flags: test a, b.
+func (a *Assembler) Test8(x, y Reg8) { a.emit(0x84, modrm(byte(y), byte(x))) }
+
+// TestImm ANDs a register with an immediate for the flags: test r16, imm16.
+func (a *Assembler) TestImm(r Reg, v uint16) {
+	if r == AX {
+		a.emit(0xA9)
+	} else {
+		a.emit(0xF7, modrm(0, byte(r)))
+	}
+	a.emit16(v)
+}
+
+// Inc adds one to a register: inc r16.
+func (a *Assembler) Inc(r Reg) { a.emit(0x40 + byte(r)) }
+
+// Push pushes a register: push r16.
+func (a *Assembler) Push(r Reg) { a.emit(0x50 + byte(r)) }
+
+// Pop pops a register: pop r16.
+func (a *Assembler) Pop(r Reg) { a.emit(0x58 + byte(r)) }
+
+// InDX reads a word from the port in DX: in ax, dx.
+func (a *Assembler) InDX() { a.emit(0xED) }
+
+// OutDX writes AX to the port in DX: out dx, ax.
+func (a *Assembler) OutDX() { a.emit(0xEF) }
+
+// OutImm8 writes AL to an 8-bit port number: out imm8, al.
+func (a *Assembler) OutImm8(port byte) { a.emit(0xE6, port) }
+
+// JmpFar jumps to seg:off: jmp far ptr16:16.
+func (a *Assembler) JmpFar(seg, off uint16) {
+	a.emit(0xEA)
+	a.emit16(off)
+	a.emit16(seg)
+}
+
+// J jumps to label when cond holds: Jcc rel8. The target must be within
+// -128..127 bytes; a farther one is an error.
+func (a *Assembler) J(cond Cond, label string) {
+	a.emit(0x70 + byte(cond))
+	a.ref(label, rel8, 1)
+}
+
+// Jmp jumps to label: jmp rel8 (short).
+func (a *Assembler) Jmp(label string) {
+	a.emit(0xEB)
+	a.ref(label, rel8, 1)
+}
+
+// JmpNear jumps to label: jmp rel16.
+func (a *Assembler) JmpNear(label string) {
+	a.emit(0xE9)
+	a.ref(label, rel16, 2)
+}
+
+// Call calls the subroutine at label: call rel16.
+func (a *Assembler) Call(label string) {
+	a.emit(0xE8)
+	a.ref(label, rel16, 2)
+}
+
+// ref reserves a size-byte field for a label's address, patched by Assemble.
+func (a *Assembler) ref(label string, k fixupKind, size int) {
+	at := len(a.code)
+	a.emit(make([]byte, size)...)
+	a.fixups = append(a.fixups, fixup{at: at, end: len(a.code), label: label, kind: k})
+}
+
+// Assemble resolves every label reference and returns the machine code.
+func (a *Assembler) Assemble() ([]byte, error) {
+	if a.err != nil {
+		return nil, a.err
+	}
+	out := append([]byte(nil), a.code...)
+	for _, f := range a.fixups {
+		target, ok := a.labels[f.label]
+		if !ok {
+			return nil, fmt.Errorf("%w %q", ErrUndefined, f.label)
+		}
+		switch f.kind {
+		case rel8:
+			d := target - f.end
+			if d < -128 || d > 127 {
+				return nil, fmt.Errorf("asm: short jump to %q is %d bytes away, beyond -128..127", f.label, d)
+			}
+			out[f.at] = byte(int8(d))
+		case rel16:
+			d := uint16(target - f.end)
+			out[f.at], out[f.at+1] = byte(d), byte(d>>8)
+		case abs16:
+			v := a.origin + uint16(target)
+			out[f.at], out[f.at+1] = byte(v), byte(v>>8)
+		}
+	}
+	return out, nil
+}
+
+// modrm encodes a register-direct ModRM byte (mod = 11).
+func modrm(reg, rm byte) byte { return 0xC0 | reg<<3 | rm }
