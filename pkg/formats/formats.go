@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 )
 
@@ -62,6 +63,14 @@ type Format struct {
 	Description string
 	// Write streams the disk in this format to w.
 	Write func(w io.Writer, d disk.Disk, o Options) error
+	// Detect reports whether a file of the given size whose first bytes
+	// are head (up to 64 KiB) is in this format. r reads the whole file,
+	// for formats whose mark is not at the start (a fixed VHD's footer).
+	// nil for raw, which is what remains.
+	Detect func(head []byte, r io.ReaderAt, size int64) bool
+	// Inspect reads the file's facts. It never panics on corrupt input;
+	// errors wrap info.ErrCorrupt.
+	Inspect func(r io.ReaderAt, size int64) (*info.Info, error)
 }
 
 // FileName is the file the format is written to: 512-byte-vm.<ext>.

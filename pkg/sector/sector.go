@@ -308,7 +308,7 @@ func waitLoop(a *asm.Assembler, o Options) {
 	a.Test(asm.BP, asm.BP) // no PM block found
 	a.J(asm.JZ, "no_pm")
 	a.Mov(asm.DX, asm.BP)
-	a.InDX() // PM1_STS
+	a.InDX()                  // PM1_STS
 	a.TestImm(asm.AX, 0x0100) // PWRBTN_STS
 	a.J(asm.JNZ, "poweroff")
 	a.Label("no_pm")
