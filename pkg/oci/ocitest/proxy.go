@@ -1,6 +1,7 @@
 package ocitest
 
 import (
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -29,19 +30,21 @@ type Proxy struct {
 	mu     sync.Mutex
 	n      int // requests seen
 	failed int
-	every  int // fail every n-th request (0: never)
+	share  float64 // the share of requests to fail
+	rnd    *rand.Rand
 	max    int // fail at most this many (-1: no limit)
 	faults []Fault
 }
 
 // NewProxy starts a proxy to the registry at target (host:port) that fails
-// every every-th request, cycling through faults, at most max times (max
-// < 0: forever). It stops when the test ends.
-func NewProxy(t testing.TB, target string, every, max int, faults ...Fault) *Proxy {
+// a share of the requests (0 to 1, drawn from a fixed seed), cycling
+// through faults, at most max times (max < 0: forever). It stops when the
+// test ends.
+func NewProxy(t testing.TB, target string, share float64, max int, faults ...Fault) *Proxy {
 	t.Helper()
 	u, _ := url.Parse("http://" + target)
 	rp := httputil.NewSingleHostReverseProxy(u)
-	p := &Proxy{every: every, max: max, faults: faults}
+	p := &Proxy{share: share, rnd: rand.New(rand.NewPCG(1, 2)), max: max, faults: faults}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if f, ok := p.next(); ok {
 			switch f {
@@ -84,7 +87,7 @@ func (p *Proxy) next() (Fault, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.n++
-	if p.every <= 0 || p.n%p.every != 0 || (p.max >= 0 && p.failed >= p.max) {
+	if p.rnd.Float64() >= p.share || (p.max >= 0 && p.failed >= p.max) {
 		return 0, false
 	}
 	f := p.faults[p.failed%len(p.faults)]
