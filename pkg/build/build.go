@@ -15,6 +15,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
 
@@ -28,6 +29,14 @@ const MinBootableSize = 1008 * disk.SectorSize
 
 // SumsFile is the checksum file written beside the disks.
 const SumsFile = "SHA256SUMS"
+
+// maxLayoutSize is the largest file the OCI layout takes: each
+// containerDisk layer is gzipped twice (digest, then blob), about 3 s per
+// GiB, so a large sparse raw would make build slow.
+const maxLayoutSize = 1 << 30
+
+// LayoutDir is the OCI image layout's directory inside the output.
+const LayoutDir = "oci"
 
 // maxHashSize is the largest file SHA256SUMS covers: hashing a 2 TiB
 // sparse raw would read 2 TiB of zeros, so build would no longer be
@@ -47,6 +56,11 @@ type Options struct {
 	Formats []formats.Format
 	// Format holds the per-format options and the timestamp.
 	Format formats.Options
+	// OCILayout, when set, also writes an OCI image layout at dir/oci
+	// holding every file's containerDisk and the artifact (oci.WriteLayout).
+	OCILayout bool
+	// Version is the tinyvm-oci version the OCI annotations record.
+	Version string
 }
 
 // Result describes a finished build.
@@ -60,6 +74,8 @@ type Result struct {
 	// Warnings are things the user should know, such as a disk too small
 	// to boot from virtio.
 	Warnings []string
+	// Layout is the OCI image layout written, if any.
+	Layout string
 }
 
 // File is one disk file written by Files.
@@ -163,7 +179,34 @@ func Files(dir string, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.OCILayout {
+		if err := writeLayout(dir, o, res); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
+}
+
+// writeLayout writes dir/oci from the files just written.
+func writeLayout(dir string, o Options, res *Result) error {
+	var files []oci.File
+	for _, f := range res.Files {
+		if f.Size > maxLayoutSize {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("OCI layout not written: %s is %d bytes, over %d; push it with tinyvm-oci push", filepath.Base(f.Path), f.Size, int64(maxLayoutSize)))
+			return nil
+		}
+		files = append(files, oci.File{Path: f.Path, Format: f.Format})
+	}
+	opts := []oci.Option{oci.WithCreated(o.Format.Stamp())}
+	if o.Version != "" {
+		opts = append(opts, oci.WithVersion(o.Version))
+	}
+	path := filepath.Join(dir, LayoutDir)
+	if err := oci.WriteLayout(path, files, opts...); err != nil {
+		return err
+	}
+	res.Layout = path
+	return nil
 }
 
 func writeFormat(dir string, f formats.Format, d disk.Disk, o formats.Options) (File, error) {
