@@ -37,7 +37,7 @@ stdout gets the path of each file written (--json for machines).`,
 			if err != nil || max <= 0 {
 				return usagef("--max-size %q: want a size such as 1GiB", maxSize)
 			}
-			ropts := []remote.Option{remote.WithInsecure(insecure), remote.WithMaxSize(max), remote.WithUserAgent("tinyvm-oci/" + version)}
+			ropts := []remote.Option{remote.WithInsecure(insecure), remote.WithMaxSize(max), remote.WithUserAgent("tinyvm-oci/" + version), remote.WithBackoff(retryBackoff)}
 			ref, err := remote.ParseReference(args[0], ropts...)
 			if err != nil {
 				return usageError{err}

@@ -21,6 +21,9 @@ import (
 
 func init() { extraCommands = append(extraCommands, newPushCmd, newPullCmd) }
 
+// retryBackoff is push's and pull's retry schedule; tests shorten it.
+var retryBackoff = remote.DefaultBackoff
+
 // defaultPushFormat is pushed when neither the tag nor --format names one:
 // KubeVirt boots qcow2 and raw containerDisks, and qcow2 is the smaller.
 const defaultPushFormat = "qcow2"
@@ -60,7 +63,7 @@ stdout gets REF@sha256:... for each tag pushed.`,
 			if all && artifact {
 				return usagef("--all already pushes the artifact; use one of --all and --artifact")
 			}
-			ropts := []remote.Option{remote.WithInsecure(insecure), remote.WithUserAgent("tinyvm-oci/" + version)}
+			ropts := []remote.Option{remote.WithInsecure(insecure), remote.WithUserAgent("tinyvm-oci/" + version), remote.WithBackoff(retryBackoff)}
 			ref, err := remote.ParseReference(args[0], ropts...)
 			if err != nil {
 				return usageError{err}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"regexp"
 	"sync"
 	"testing"
 )
@@ -27,26 +28,43 @@ type Proxy struct {
 	// Host is 127.0.0.1:PORT.
 	Host string
 
+	o      ProxyOptions
 	mu     sync.Mutex
+	rnd    *rand.Rand
 	n      int // requests seen
 	failed int
-	share  float64 // the share of requests to fail
-	rnd    *rand.Rand
-	max    int // fail at most this many (-1: no limit)
-	faults []Fault
+	seen   map[string]bool
+}
+
+// ProxyOptions say which requests the proxy fails.
+type ProxyOptions struct {
+	// Share of the eligible requests to fail, 0 to 1, drawn from a fixed
+	// seed.
+	Share float64
+	// Max failures in all (< 0: no limit).
+	Max int
+	// Faults to inject, in turn.
+	Faults []Fault
+	// Match, when set, makes only the requests it accepts eligible.
+	Match func(*http.Request) bool
+	// Once fails each kind of request (method and path, upload session
+	// ids left out) at most once: transient faults that a retry always
+	// gets past, so tests do not depend on luck.
+	Once bool
 }
 
 // NewProxy starts a proxy to the registry at target (host:port) that fails
-// a share of the requests (0 to 1, drawn from a fixed seed), cycling
-// through faults, at most max times (max < 0: forever). It stops when the
-// test ends.
-func NewProxy(t testing.TB, target string, share float64, max int, faults ...Fault) *Proxy {
+// requests as o says. It stops when the test ends.
+func NewProxy(t testing.TB, target string, o ProxyOptions) *Proxy {
 	t.Helper()
+	if len(o.Faults) == 0 {
+		o.Faults = []Fault{Status500}
+	}
+	p := &Proxy{o: o, rnd: rand.New(rand.NewPCG(1, 2)), seen: map[string]bool{}}
 	u, _ := url.Parse("http://" + target)
 	rp := httputil.NewSingleHostReverseProxy(u)
-	p := &Proxy{share: share, rnd: rand.New(rand.NewPCG(1, 2)), max: max, faults: faults}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if f, ok := p.next(); ok {
+		if f, ok := p.next(r); ok {
 			switch f {
 			case Status500:
 				http.Error(w, "injected fault", http.StatusInternalServerError)
@@ -83,14 +101,24 @@ func NewProxy(t testing.TB, target string, share float64, max int, faults ...Fau
 	return p
 }
 
-func (p *Proxy) next() (Fault, bool) {
+var uploadID = regexp.MustCompile(`/blobs/uploads/[^/?]+`)
+
+func (p *Proxy) next(r *http.Request) (Fault, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.n++
-	if p.rnd.Float64() >= p.share || (p.max >= 0 && p.failed >= p.max) {
+	if p.o.Match != nil && !p.o.Match(r) {
 		return 0, false
 	}
-	f := p.faults[p.failed%len(p.faults)]
+	key := r.Method + " " + uploadID.ReplaceAllString(r.URL.Path, "/blobs/uploads/ID")
+	if p.o.Once && p.seen[key] {
+		return 0, false
+	}
+	if p.rnd.Float64() >= p.o.Share || (p.o.Max >= 0 && p.failed >= p.o.Max) {
+		return 0, false
+	}
+	p.seen[key] = true
+	f := p.o.Faults[p.failed%len(p.o.Faults)]
 	p.failed++
 	return f, true
 }

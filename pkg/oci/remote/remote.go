@@ -15,10 +15,14 @@ package remote
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -26,6 +30,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	ggcr "github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 )
@@ -148,6 +153,7 @@ func (o options) remoteOptions(ctx context.Context) []ggcr.Option {
 		ggcr.WithTransport(&httpGuard{inner: base, insecure: o.insecure}),
 		ggcr.WithRetryBackoff(o.backoff),
 		ggcr.WithRetryStatusCodes(retryStatus...),
+		ggcr.WithRetryPredicate(retryable),
 		ggcr.WithUserAgent(o.userAgent),
 		ggcr.WithJobs(o.jobs),
 	}
@@ -180,4 +186,29 @@ type HTTPRefusedError struct{ Host string }
 
 func (e *HTTPRefusedError) Error() string {
 	return fmt.Sprintf("plain HTTP to %s refused: only loopback registries use HTTP without --insecure", e.Host)
+}
+
+// retryable reports whether a failed request or upload is worth another
+// try. It extends ggcr's default predicate with the retried statuses:
+// ggcr retries them only at the transport level, and an upload's HEAD or
+// POST that got a bodiless 429 would otherwise fail at once.
+func retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var hr *HTTPRefusedError
+	if errors.As(err, &hr) {
+		return false
+	}
+	var te *transport.Error
+	if errors.As(err, &te) && slices.Contains(retryStatus, te.StatusCode) {
+		return true
+	}
+	var tmp interface{ Temporary() bool }
+	if errors.As(err, &tmp) && tmp.Temporary() {
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, net.ErrClosed)
 }

@@ -114,7 +114,7 @@ func sameFile(t *testing.T, a, b string) bool {
 
 func TestRetries(t *testing.T) {
 	host := memRegistry(t)
-	proxy := ocitest.NewProxy(t, host, 0.25, 12, ocitest.Status500, ocitest.Status429, ocitest.Reset)
+	proxy := ocitest.NewProxy(t, host, ocitest.ProxyOptions{Share: 0.5, Max: -1, Once: true, Faults: []ocitest.Fault{ocitest.Status500, ocitest.Status429, ocitest.Reset}})
 	_, imgs := images(t)
 	pushed, err := remote.PushTagged(context.Background(), repo(t, proxy.Host), imgs, fast)
 	if err != nil {
@@ -134,7 +134,7 @@ func TestRetries(t *testing.T) {
 func TestFailsForever(t *testing.T) {
 	for _, f := range []ocitest.Fault{ocitest.Status500, ocitest.Status429, ocitest.Reset} {
 		host := memRegistry(t)
-		proxy := ocitest.NewProxy(t, host, 1, -1, f)
+		proxy := ocitest.NewProxy(t, host, ocitest.ProxyOptions{Share: 1, Max: -1, Faults: []ocitest.Fault{f}})
 		_, imgs := images(t)
 		_, err := remote.PushTagged(context.Background(), repo(t, proxy.Host), imgs, fast)
 		var re *remote.Error
