@@ -125,6 +125,24 @@ func TestPushOptions(t *testing.T) {
 	if js[0].Reference != host+"/512vm:raw" || js[0].Pinned != js[0].Reference+"@"+js[0].Digest || strings.TrimSpace(a) == js[0].Pinned {
 		t.Errorf("json %+v after text %q", js[0], a)
 	}
+	// SOURCE_DATE_EPOCH changes the digest.
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	code, c, errs := tvo(t, "push", host+"/512vm:raw")
+	if code != 0 || strings.TrimSpace(c) == strings.TrimSpace(a) {
+		t.Errorf("SOURCE_DATE_EPOCH: exit %d, %q after %q: %s", code, c, a, errs)
+	}
+	os.Unsetenv("SOURCE_DATE_EPOCH")
+	// Without a format in the tag, qcow2 (once its writer is in the table).
+	if _, err := formats.Lookup("qcow2"); err == nil {
+		code, out, errs := tvo(t, "push", host+"/512vm:latest")
+		dir := t.TempDir()
+		if code == 0 {
+			code, out, errs = tvo(t, "pull", strings.TrimSpace(out), "-o", dir)
+		}
+		if code != 0 || filepath.Base(strings.TrimSpace(out)) != "512-byte-vm.qcow2" {
+			t.Errorf("push :latest then pull: exit %d, %q: %s", code, out, errs)
+		}
+	}
 	// The disks tag is the artifact.
 	code, out, errs := tvo(t, "push", host+"/512vm:disks", "--format", "raw")
 	if code != 0 {

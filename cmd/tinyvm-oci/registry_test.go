@@ -51,6 +51,7 @@ func TestRealRegistry(t *testing.T) {
 	umoci := tooltest.Require(t, "umoci", tooltest.Umoci)
 	oras := tooltest.Require(t, "oras", tooltest.Oras)
 	crane := tooltest.Require(t, "crane", craneHint)
+	qemuImg := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
 	reg := ocitest.StartRegistry(t, ocitest.RegistryOptions{})
 
 	first := pushAll(t, reg.Host)
@@ -127,6 +128,21 @@ func TestRealRegistry(t *testing.T) {
 		}
 		if ents, _ := os.ReadDir(filepath.Join(bundle, "rootfs", "disk")); len(ents) != 1 {
 			t.Errorf("rootfs/disk holds %v, KubeVirt wants one file", ents)
+		}
+		// virt-launcher's own check: qemu-img info must see raw, or
+		// qcow2 without a backing file.
+		if f.Type == "raw" || f.Type == "qcow2" {
+			var info struct {
+				Format  string `json:"format"`
+				Backing string `json:"backing-filename"`
+			}
+			js := runTool(t, qemuImg, "info", "--output=json", disk)
+			if err := json.Unmarshal([]byte(js), &info); err != nil {
+				t.Fatal(err)
+			}
+			if info.Format != f.Type || info.Backing != "" {
+				t.Errorf("qemu-img info %s: format %q backing %q, want %s without backing", disk, info.Format, info.Backing, f.Type)
+			}
 		}
 	}
 
