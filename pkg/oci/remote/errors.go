@@ -47,9 +47,17 @@ func (e *Error) Error() string {
 		b.WriteString(e.Kind)
 		b.WriteString(": ")
 	}
-	b.WriteString(strings.Join(strings.Fields(e.Err.Error()), " "))
+	msg := strings.Join(strings.Fields(e.Err.Error()), " ")
+	// For a loopback registry ggcr tries HTTPS first, then HTTP; the
+	// HTTPS attempt's error says nothing about what went wrong.
+	if i := strings.Index(msg, httpsFirst); i >= 0 {
+		msg = msg[i+len(httpsFirst):]
+	}
+	b.WriteString(msg)
 	return b.String()
 }
+
+const httpsFirst = "server gave HTTP response to HTTPS client; "
 
 func (e *Error) Unwrap() error { return e.Err }
 
