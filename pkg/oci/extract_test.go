@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -21,11 +22,10 @@ import (
 
 // tarEntry is one entry of a hand-built layer.
 type tarEntry struct {
-	name     string
-	typ      byte
-	link     string
-	size     int64 // for regular files; content is that many 'x'
-	declared int64 // header size when it should lie (0: size)
+	name string
+	typ  byte
+	link string
+	size int64 // for regular files; content is that many 'x'
 }
 
 func tarLayer(t *testing.T, entries ...tarEntry) v1.Layer {
@@ -189,5 +189,61 @@ func TestExtractContainerDisk(t *testing.T) {
 	}
 	if b := mustRead(t, victim); string(b) != "keep" {
 		t.Errorf("followed a symlink: victim now %q", b)
+	}
+}
+
+// FuzzExtract feeds arbitrary tar streams to Extract as a containerDisk
+// layer: it must never panic, never write outside the output directory,
+// and never leave a file behind when it fails.
+func FuzzExtract(f *testing.F) {
+	seed := func(hdrs ...*tar.Header) {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, h := range hdrs {
+			tw.WriteHeader(h)
+			if h.Typeflag == tar.TypeReg {
+				tw.Write(bytes.Repeat([]byte("x"), int(h.Size)))
+			}
+		}
+		tw.Close()
+		f.Add(buf.Bytes())
+	}
+	seed(&tar.Header{Name: "disk/", Typeflag: tar.TypeDir}, &tar.Header{Name: "disk/a.raw", Typeflag: tar.TypeReg, Size: 10})
+	seed(&tar.Header{Name: "disk/../x", Typeflag: tar.TypeReg, Size: 1})
+	seed(&tar.Header{Name: "disk/a", Typeflag: tar.TypeSymlink, Linkname: "../../x"})
+	seed(&tar.Header{Name: "disk/a", Typeflag: tar.TypeReg, Size: 1}, &tar.Header{Name: "disk/b", Typeflag: tar.TypeLink, Linkname: "disk/a"})
+	f.Fuzz(fuzzBody)
+}
+
+// fuzzBody is FuzzExtract's check of one input.
+func fuzzBody(t *testing.T, b []byte) {
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
+		tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return
+	}
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), l)
+	if err != nil {
+		return
+	}
+	parent := t.TempDir()
+	out := filepath.Join(parent, "out")
+	var paths []string
+	done := make(chan struct{})
+	go func() { paths, err = oci.Extract(img, out, oci.WithMaxSize(1<<20)); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Extract hangs on %q", b)
+	}
+	if ents, _ := os.ReadDir(parent); len(ents) != 1 {
+		t.Fatalf("wrote outside the output directory: %v", ents)
+	}
+	ents, _ := os.ReadDir(out)
+	if err != nil && len(ents) != 0 {
+		t.Fatalf("failed (%v) but left %v", err, ents)
+	}
+	if err == nil && (len(paths) != 1 || len(ents) != 1 || filepath.Dir(paths[0]) != out) {
+		t.Fatalf("succeeded with paths %v, directory %v", paths, ents)
 	}
 }
