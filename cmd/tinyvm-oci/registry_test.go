@@ -184,6 +184,18 @@ func TestRealLayout(t *testing.T) {
 			t.Errorf("layout's %s is %s, push --all gave %s", tag, d.Digest, line)
 		}
 	}
+	// oras copies the artifact out of the layout unchanged.
+	oras := tooltest.Require(t, "oras", tooltest.Oras)
+	dst := reg.Host + "/orascp:" + oci.ArtifactTag
+	runTool(t, oras, "cp", "--from-oci-layout", filepath.Join(dist, "oci")+":"+oci.ArtifactTag, "--to-plain-http", dst)
+	r, _ := name.ParseReference(dst)
+	d, err := ggcr.Head(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := pushed[len(pushed)-1]; !strings.HasSuffix(want, "@"+d.Digest.String()) {
+		t.Errorf("oras cp from the layout gave %s, push --all %s", d.Digest, want)
+	}
 }
 
 func TestRealAuth(t *testing.T) {
@@ -278,6 +290,25 @@ func TestRealFaults(t *testing.T) {
 		}
 		if len(tags) > 0 {
 			t.Errorf("fault %d: tags %v written after a failed push", f, tags)
+		}
+	}
+}
+
+// TestRealInterruptedPull cuts every blob download: pull fails and leaves
+// nothing, not even a partial file.
+func TestRealInterruptedPull(t *testing.T) {
+	reg := ocitest.StartRegistry(t, ocitest.RegistryOptions{})
+	pushAll(t, reg.Host)
+	blobs := func(r *http.Request) bool { return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") }
+	cut := ocitest.NewProxy(t, reg.Host, ocitest.ProxyOptions{Share: 1, Max: -1, Match: blobs, Faults: []ocitest.Fault{ocitest.Reset}})
+	for _, tag := range []string{formats.Types[0].Type, oci.ArtifactTag} {
+		dir := t.TempDir()
+		code, out, errs := tvo(t, "pull", cut.Host+"/512vm:"+tag, "-o", dir)
+		if code != exitError || out != "" || !strings.Contains(errs, "unreachable") {
+			t.Errorf("pull %s with every download cut: exit %d, %q, %q", tag, code, out, errs)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("pull %s left %v", tag, ents)
 		}
 	}
 }
