@@ -12,6 +12,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/qcow2"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 )
 
@@ -88,6 +89,18 @@ var Types = []Format{
 			_, err := raw.Write(w, d)
 			return err
 		},
+	},
+	{
+		Type:        qcow2.Type,
+		Ext:         "qcow2",
+		QemuDriver:  "qcow2",
+		MediaType:   "application/vnd.tinyvm-oci.disk.qcow2",
+		Description: "QEMU copy-on-write v3, 64 KiB clusters, sparse; deflate with --qcow2-compress",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return qcow2.Write(w, d, qcow2.Options{ClusterSize: o.ClusterSize, Compress: o.Qcow2Compress})
+		},
+		Detect:  qcow2.Detect,
+		Inspect: qcow2.Inspect,
 	},
 }
 
