@@ -89,6 +89,7 @@ var Types = []Format{
 			_, err := raw.Write(w, d)
 			return err
 		},
+		Inspect: raw.Inspect,
 	},
 	{
 		Type:        qcow2.Type,
@@ -144,4 +145,19 @@ func Parse(list string) ([]Format, error) {
 		}
 	}
 	return out, nil
+}
+
+// Detect finds the format of a file of the given size by its magic bytes.
+// A file no row claims is raw.
+func Detect(r io.ReaderAt, size int64) (Format, error) {
+	head := make([]byte, min(size, 64<<10))
+	if _, err := r.ReadAt(head, 0); err != nil && err != io.EOF {
+		return Format{}, fmt.Errorf("read header: %w", err)
+	}
+	for _, f := range Types {
+		if f.Detect != nil && f.Detect(head, r, size) {
+			return f, nil
+		}
+	}
+	return Lookup(raw.Type)
 }
