@@ -281,6 +281,8 @@ func oracleCases() []oracleCase {
 		{"cluster2MiB", sized(mib), Options{ClusterSize: 2 * mib}, true},
 		{"compressed-cluster512", sized(mib), Options{ClusterSize: 512, Compress: true}, true},
 		{"compressed-cluster2MiB", sized(mib), Options{ClusterSize: 2 * mib, Compress: true}, true},
+		{"empty", func(t testing.TB) disk.Disk { return &multiDisk{size: mib} }, Options{}, true},
+		{"empty-compressed", func(t testing.TB) disk.Disk { return &multiDisk{size: mib} }, Options{Compress: true}, true},
 		{"mixed", mixed(64 * kib), Options{}, true},
 		{"mixed-compressed", mixed(64 * kib), Options{Compress: true}, true},
 		{"mixed-cluster512", mixed(512), Options{ClusterSize: 512}, true},
@@ -325,7 +327,7 @@ func TestQemuImg(t *testing.T) {
 			if chk.CompressedClusters != ncomp {
 				t.Errorf("qemu-img check: %d compressed clusters, want %d", chk.CompressedClusters, ncomp)
 			}
-			if c.o.Compress && ncomp == 0 {
+			if c.o.Compress && ncomp == 0 && len(l.blocks) > 0 {
 				t.Errorf("compressed mode stored no compressed cluster")
 			}
 
@@ -425,6 +427,43 @@ func indexOf(s []int64, v int64) int {
 		}
 	}
 	return -1
+}
+
+// TestMixedLayout makes sure the mixed disks put the compressed layout
+// through its hard cases, so that TestQemuImg checks them: clusters stored
+// uncompressed in compressed mode, host clusters shared by several
+// compressed clusters, compressed data crossing a host cluster boundary,
+// more than one L2 table, and data in the last cluster, which is partial
+// when the cluster is larger than a sector.
+func TestMixedLayout(t *testing.T) {
+	for _, cs := range []int64{512, 4 * kib, 64 * kib} {
+		d := mixedDisk(t, cs)
+		l, err := plan(d, Options{ClusterSize: cs, Compress: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var raw, crossing, shared int
+		for i := range l.blocks {
+			if l.clen[i] == 0 {
+				raw++
+				continue
+			}
+			off := int64(l.entry[i] & (1<<(62-(l.bits-8)) - 1))
+			if off/cs != (off+int64(l.clen[i])-1)/cs {
+				crossing++
+			}
+		}
+		for _, n := range l.counts {
+			if n > 1 {
+				shared++
+			}
+		}
+		last := (d.Size() - 1) / cs
+		if raw == 0 || shared == 0 || (cs == 512 && crossing == 0) || len(l.l1Used) < 2 || l.blocks[len(l.blocks)-1] != last || (cs > 512 && d.Size()%cs == 0) {
+			t.Errorf("cluster size %d: %d uncompressed, %d crossing, %d shared host clusters, %d L2 tables, last stored cluster %d of %d",
+				cs, raw, crossing, shared, len(l.l1Used), l.blocks[len(l.blocks)-1], last)
+		}
+	}
 }
 
 // TestCheckCatchesErrors shows that the qemu-img check above can fail: an
