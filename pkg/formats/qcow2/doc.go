@@ -20,8 +20,9 @@
 //
 // Clusters that are all zero are not stored, so the file grows with the data,
 // not with the virtual size: a 1 TiB disk holding one boot sector is six
-// 64 KiB clusters. Every cluster the image references has refcount 1 and its
-// L1 or L2 entry carries the COPIED flag, as qemu-img check requires.
+// 64 KiB clusters. Without compression every cluster the image references
+// has refcount 1 and its L1 or L2 entry carries the COPIED flag, as
+// qemu-img check requires.
 //
 // With Options.Compress, guest clusters are stored as qemu-img convert -c
 // stores them: raw deflate (no zlib header) of the whole cluster, the last

@@ -30,14 +30,14 @@ const (
 
 // Header layout (spec "Header"), big-endian.
 const (
-	version3         = 3
-	headerLength     = 112 // what QEMU writes for v3: up to compression_type, padded to 8
-	headerV2Length   = 72  // a version 2 header ends after snapshots_offset
-	headerV3MinLen   = 104 // a version 3 header has at least the fields up to header_length
-	refcountOrder    = 4   // 16-bit refcounts, QEMU's default
-	refcountBytes    = 1 << refcountOrder / 8
-	maxRefcount      = 1<<(1<<refcountOrder) - 1
-	extensionEndSize = 8 // header extension type 0 and length 0 end the list
+	version3       = 3
+	headerLength   = 112 // what QEMU writes for v3: up to compression_type, padded to 8
+	headerV2Length = 72  // a version 2 header ends after snapshots_offset
+	headerV3MinLen = 104 // a version 3 header has at least the fields up to header_length
+	refcountOrder  = 4   // 16-bit refcounts, QEMU's default
+	refcountBytes  = 1 << refcountOrder / 8
+	maxRefcount    = 1<<(1<<refcountOrder) - 1
+	extensionEnd   = 0 // header extension type that ends the list (length 0)
 )
 
 // QEMU's implementation limits (qcow2.txt notes; block/qcow2.h
@@ -359,7 +359,12 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 	if err != nil {
 		return fmt.Errorf("qcow2: header: %w", err)
 	}
-	clear(buf[len(hb):]) // includes the 8-byte type 0 extension that ends the list
+	clear(buf[len(hb):])
+	// The extension area at header_length holds only its end marker, type
+	// 0 and length 0. The rest of cluster 0 stays zero: QEMU would parse
+	// anything else there as extensions.
+	binary.BigEndian.PutUint32(buf[headerLength:], extensionEnd)
+	binary.BigEndian.PutUint32(buf[headerLength+4:], 0)
 	cw.Write(buf)
 
 	// Refcount table: one entry per refcount block.
