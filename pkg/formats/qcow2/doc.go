@@ -33,6 +33,11 @@
 // that a compressed descriptor's sectors touch counts one reference per
 // descriptor, and compressed entries never carry COPIED.
 //
+// compress/flate refers back up to 32 KiB, while QEMU opens its inflater
+// with a 4 KiB window (-12). That is safe: QEMU inflates each cluster in a
+// single call into a cluster-sized buffer, and zlib accepts any distance
+// into output it has already produced; the tests prove it with qemu-img.
+//
 // The writer needs the layout of every table before it writes the header, so
 // in compressed mode it deflates each stored cluster twice (once to learn its
 // size, once to write it) instead of holding compressed data in memory.

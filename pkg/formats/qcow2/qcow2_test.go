@@ -117,11 +117,25 @@ func mixedDisk(t testing.TB, cs int64) *multiDisk {
 	for i := int64(0); i < 20; i++ {
 		m.pieces = append(m.pieces, piece{(10+i)*cs + 64, []byte(fmt.Sprintf("cluster %d of the small run", i))})
 	}
+	if cs >= 4*kib {
+		// The same random kilobyte twice, 31,000 bytes apart: in a 64 KiB
+		// cluster deflate refers back further than QEMU's 4 KiB window
+		// (inflateInit2 with -12), which QEMU must still inflate.
+		m.pieces = append(m.pieces, piece{farOffset(cs), farPiece(random[:1000])})
+	}
 	m.pieces = append(m.pieces,
 		piece{l2span + cs + 64, bytes.Repeat([]byte{0xAB, 0xCD}, 700)},
 		piece{size - 512, bytes.Repeat([]byte("end!"), 128)},
 	)
 	return m
+}
+
+// farOffset is where mixedDisk puts farPiece.
+func farOffset(cs int64) int64 { return 35 * cs }
+
+// farPiece is b, 30,000 zero bytes, and b again.
+func farPiece(b []byte) []byte {
+	return append(append(bytes.Clone(b), make([]byte, 30000)...), b...)
 }
 
 // writeFiles writes d as qcow2 and as a sparse raw image into a temp dir.
@@ -456,6 +470,13 @@ func TestMixedLayout(t *testing.T) {
 		for _, n := range l.counts {
 			if n > 1 {
 				shared++
+			}
+		}
+		if cs == 64*kib {
+			// The far piece compresses only through a back-reference
+			// longer than 4 KiB.
+			if i := indexOf(l.blocks, farOffset(cs)/cs); i < 0 || l.clen[i] == 0 || l.clen[i] > 1500 {
+				t.Errorf("the cluster with the far piece was not compressed by a long back-reference")
 			}
 		}
 		last := (d.Size() - 1) / cs
