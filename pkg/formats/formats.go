@@ -13,6 +13,7 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vhdx"
 )
 
 // BaseName is the file name every disk file shares; the format adds its
@@ -88,6 +89,18 @@ var Types = []Format{
 			_, err := raw.Write(w, d)
 			return err
 		},
+	},
+	{
+		Type:        vhdx.Type,
+		Ext:         "vhdx",
+		QemuDriver:  "vhdx",
+		MediaType:   "application/vnd.tinyvm-oci.disk.vhdx",
+		Description: "Hyper-V VHDX, dynamic, 1 MiB blocks",
+		Write: func(w io.Writer, d disk.Disk, _ Options) error {
+			return vhdx.Write(w, d, vhdx.Options{})
+		},
+		Detect:  vhdx.Detect,
+		Inspect: vhdx.Inspect,
 	},
 }
 
