@@ -394,25 +394,6 @@ func TestInspectCorrupt(t *testing.T) {
 	}
 }
 
-func FuzzInspect(f *testing.F) {
-	f.Add(write(f, bootDisk(f, mib), Options{}))
-	f.Add(write(f, bootDisk(f, 1<<30), Options{}))
-	f.Add(write(f, bootDisk(f, 512), Options{BlockSize: 2 * mib}))
-	f.Add(write(f, &patchDisk{size: 1 << 30}, Options{})[:4*mib])
-	f.Fuzz(func(t *testing.T, b []byte) {
-		got, err := Inspect(bytes.NewReader(b), int64(len(b)))
-		if err != nil {
-			if !errors.Is(err, info.ErrCorrupt) {
-				t.Fatalf("error does not wrap info.ErrCorrupt: %v", err)
-			}
-			return
-		}
-		if got.VirtualSize <= 0 || got.BlockSize < mib || got.Allocated < 0 {
-			t.Fatalf("implausible facts %+v", got)
-		}
-	})
-}
-
 func BenchmarkWrite(b *testing.B) {
 	for _, c := range []struct {
 		name string
