@@ -440,29 +440,21 @@ func writeMetadataRegion(ew *errWriter, seed []byte, g geometry) {
 }
 
 // writeBAT streams the BAT region: a FULLY_PRESENT entry with its file
-// offset for each stored block, in the order the blocks follow the BAT,
-// and zero (NOT_PRESENT) for every other payload and sector bitmap entry.
+// offset for each stored block, at the index batIndex gives it among the
+// interleaved sector bitmap entries, and zero (PAYLOAD_BLOCK_NOT_PRESENT,
+// SB_BLOCK_NOT_PRESENT) for every other entry and the region's padding.
+// The cost follows the stored blocks; the zeros are written from a shared
+// buffer.
 func writeBAT(ew *errWriter, g geometry, blocks []int64) {
 	dataOffset := uint64(batOffset + g.batLength())
-	buf := make([]byte, 0, 64*kib)
-	next := 0 // index into blocks of the next stored block
-	for i := int64(0); i < g.entries && ew.err == nil; i++ {
-		var e uint64
-		// Entry i is a sector bitmap entry when it is the one after each
-		// chunkRatio payload entries.
-		if (i+1)%(g.chunkRatio+1) != 0 {
-			b := i - i/(g.chunkRatio+1) // payload block of entry i
-			if next < len(blocks) && blocks[next] == b {
-				e = dataOffset + uint64(next)*uint64(g.blockSize) | payloadBlockFullyPresent
-				next++
-			}
-		}
-		buf = binary.LittleEndian.AppendUint64(buf, e)
-		if len(buf) == cap(buf) {
-			ew.write(buf)
-			buf = buf[:0]
-		}
+	var entry [8]byte
+	var pos int64 // BAT entries written
+	for k, b := range blocks {
+		i := g.batIndex(b)
+		ew.zeros((i - pos) * 8)
+		binary.LittleEndian.PutUint64(entry[:], dataOffset+uint64(k)*uint64(g.blockSize)|payloadBlockFullyPresent)
+		ew.write(entry[:])
+		pos = i + 1
 	}
-	ew.write(buf)
-	ew.zeros(g.batLength() - g.entries*8)
+	ew.zeros(g.batLength() - pos*8)
 }
