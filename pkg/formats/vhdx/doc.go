@@ -27,19 +27,21 @@
 //     Hyper-V. The price is a larger BAT: 8 MiB for 1 TiB, which is
 //     streamed, never held in memory.
 //   - Unallocated blocks are PAYLOAD_BLOCK_NOT_PRESENT (0), "the default
-//     state for all new blocks in dynamic VHDX" (2.5.1.1), which is what
-//     Hyper-V's New-VHD writes. QEMU reads them as zeros, and so does
-//     Windows (libyal/libvhdi issue 17 changed libvhdi to return zeros for
-//     this state to match Windows). qemu-img create writes
-//     PAYLOAD_BLOCK_ZERO (2) instead by default (block_state_zero=on); both
-//     read as zeros in QEMU. Blocks that hold data are
+//     state for all new blocks in dynamic and differencing VHDX types"
+//     (2.5.1.1), with FileOffsetMB zero as that state reserves it. The spec
+//     lets a reader return arbitrary data or zeros for it; QEMU returns
+//     zeros, and so does Windows (libyal/libvhdi issue 17 changed libvhdi to
+//     return zeros for this state to match what Windows shows). qemu-img
+//     create writes PAYLOAD_BLOCK_ZERO (2) instead (block_state_zero=on by
+//     default), which QEMU also reads as zeros. Blocks that hold data are
 //     PAYLOAD_BLOCK_FULLY_PRESENT (6) with their file offset.
 //   - Sector bitmap entries (SB_BLOCK_NOT_PRESENT, 0) are interleaved after
 //     every chunk ratio payload entries (2.5). With 1 MiB blocks and 512-byte
 //     logical sectors the chunk ratio is 2^23*512/2^20 = 4096, so they appear
 //     from a 4 GiB virtual size on.
 //   - Logical sector size 512 (QEMU reads no other), physical sector size
-//     4096, Hyper-V's default for new VHDX files; QEMU does not check it.
+//     4096, which Get-VHD reports for the VHDX files Hyper-V creates; QEMU
+//     reads but does not use it.
 //   - The log is empty (log GUID zero), yet the header still gives a log
 //     offset of 1 MiB and a length of 1 MiB: QEMU rejects a log offset that
 //     is below 1 MiB or not 1 MiB aligned even when the log is empty.

@@ -66,10 +66,10 @@ const (
 	maxBlockSize     = 256 * mib // 2.6.2.1
 	// LogicalSectorSize is the only logical sector size QEMU reads.
 	LogicalSectorSize = 512
-	// PhysicalSectorSize is Hyper-V's default for new files.
+	// PhysicalSectorSize is what Hyper-V gives new VHDX files.
 	PhysicalSectorSize = 4096
 	// sectorsPerChunk is how many logical sectors one sector bitmap block
-	// describes: 2^23 (2.4.2). The chunk ratio is the number of payload
+	// describes: 2^23 (2.4). The chunk ratio is the number of payload
 	// blocks this covers.
 	sectorsPerChunk = 1 << 23
 	// maxRegionEntries and maxMetadataEntries bound the tables (2.2.3.1,
