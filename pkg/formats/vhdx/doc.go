@@ -38,10 +38,11 @@
 //   - Sector bitmap entries (SB_BLOCK_NOT_PRESENT, 0) are interleaved after
 //     every chunk ratio payload entries (2.5). With 1 MiB blocks and 512-byte
 //     logical sectors the chunk ratio is 2^23*512/2^20 = 4096, so they appear
-//     from a 4 GiB virtual size on.
-//   - Logical sector size 512 (QEMU reads no other), physical sector size
-//     4096, which Get-VHD reports for the VHDX files Hyper-V creates; QEMU
-//     reads but does not use it.
+//     in disks over 4 GiB.
+//   - Logical sector size 512, the sector of every disk this project writes
+//     and what qemu-img creates; physical sector size 4096, which Get-VHD
+//     reports for the VHDX files Hyper-V creates (QEMU reads but does not
+//     use it).
 //   - The log is empty (log GUID zero), yet the header still gives a log
 //     offset of 1 MiB and a length of 1 MiB: QEMU rejects a log offset that
 //     is below 1 MiB or not 1 MiB aligned even when the log is empty.

@@ -64,7 +64,7 @@ const (
 	DefaultBlockSize = 1 * mib
 	minBlockSize     = 1 * mib   // 2.6.2.1
 	maxBlockSize     = 256 * mib // 2.6.2.1
-	// LogicalSectorSize is the only logical sector size QEMU reads.
+	// LogicalSectorSize is the guest's sector size, disk.SectorSize.
 	LogicalSectorSize = 512
 	// PhysicalSectorSize is what Hyper-V gives new VHDX files.
 	PhysicalSectorSize = 4096
