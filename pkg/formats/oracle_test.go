@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -148,7 +149,17 @@ func TestQemuImg(t *testing.T) {
 					t.Errorf("qemu-img check: %v", err)
 				}
 
-				if _, err := qemuImg(t, "compare", "-s", "-f", "raw", "-F", drv, im.raw, im.path); err != nil {
+				// Strict mode (-s) requires the two images' block status to
+				// match exactly. QEMU's vhdx driver reports none, so strict
+				// compare against the raw fails even for qemu-img's own
+				// VHDX of the same raw ("Offset 0 block status mismatch",
+				// QEMU 7.2); pkg/formats/vhdx compares strictly against that
+				// VHDX instead. Content is compared here.
+				cmp := []string{"compare", "-s", "-f", "raw", "-F", drv, im.raw, im.path}
+				if drv == "vhdx" {
+					cmp = slices.Delete(cmp, 1, 2)
+				}
+				if _, err := qemuImg(t, cmp...); err != nil {
 					t.Errorf("qemu-img compare: %v", err)
 				}
 
