@@ -223,3 +223,75 @@ func TestBoot(t *testing.T) {
 		})
 	}
 }
+
+// TestVhdimount reads the disk back through libvhdi (vhdimount, FUSE), an
+// implementation independent of QEMU that follows Windows, and compares
+// every stored block, the blocks around the first sector bitmap entry and
+// the partial last block with the source disk.
+func TestVhdimount(t *testing.T) {
+	tool := tooltest.Require(t, "vhdimount", tooltest.Libvhdi)
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		tooltest.Missing(t, "vhdimount needs FUSE: "+err.Error())
+	}
+	for _, c := range []struct {
+		name string
+		d    disk.Disk
+		// ranges to compare: [off, off+len)
+		ranges [][2]int64
+	}{
+		{"default", bootDisk(t, mib), [][2]int64{{0, mib}}},
+		{"4GiB-chunks", chunkDisk(t), [][2]int64{{0, mib}, {4094 * mib, 4*mib + 4096}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := writeFile(t, dir, "ours.vhdx", c.d, Options{})
+			mnt := filepath.Join(dir, "mnt")
+			if err := os.Mkdir(mnt, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			cmd := exec.Command(tool, "-v", path, mnt) // -v: stay in the foreground
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				_ = exec.Command("umount", mnt).Run()
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}()
+			img := filepath.Join(mnt, "vhdi1")
+			var fi os.FileInfo
+			var err error
+			for i := 0; i < 100; i++ {
+				if fi, err = os.Stat(img); err == nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatalf("vhdimount did not serve the disk: %v\n%s", err, stderr.String())
+			}
+			if fi.Size() != c.d.Size() {
+				t.Fatalf("libvhdi sees %d bytes, want %d", fi.Size(), c.d.Size())
+			}
+			f, err := os.Open(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			for _, r := range c.ranges {
+				got, want := make([]byte, r[1]), make([]byte, r[1])
+				if _, err := f.ReadAt(got, r[0]); err != nil && err != io.EOF {
+					t.Fatal(err)
+				}
+				if _, err := c.d.ReadAt(want, r[0]); err != nil && err != io.EOF {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("libvhdi reads different bytes in [%d, %d)", r[0], r[0]+r[1])
+				}
+			}
+		})
+	}
+}
