@@ -24,8 +24,11 @@
 //     costs: the default 1 MiB disk is a 5 MiB file (4 MiB of fixed
 //     structure plus one block), where qemu-img's default 8 MiB blocks give
 //     16 MiB. Microsoft also recommends 1 MiB blocks for Linux guests on
-//     Hyper-V. The price is a larger BAT: 8 MiB for 1 TiB, which is
-//     streamed, never held in memory.
+//     Hyper-V. The price is a larger BAT: 9 MiB for 1 TiB, streamed, never
+//     held in memory. Over 1 TiB the block size doubles until there are at
+//     most 2^20 blocks (BlockSizeFor), so the BAT stays at 9 MiB and the
+//     file stays smaller than qemu-img's, whose blocks are 32 or 64 MiB
+//     there.
 //   - Unallocated blocks are PAYLOAD_BLOCK_NOT_PRESENT (0), "the default
 //     state for all new blocks in dynamic and differencing VHDX types"
 //     (2.5.1.1), with FileOffsetMB zero as that state reserves it. The spec

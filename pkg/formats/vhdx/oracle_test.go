@@ -93,6 +93,7 @@ func TestQemuImg(t *testing.T) {
 		{"1GiB", bootDisk(t, 1<<30), true},
 		{"4GiB-chunks", chunkDisk(t), !testing.Short()},
 		{"1TiB", bootDisk(t, 1<<40), false},
+		{"8TiB", bootDisk(t, 8<<40), false}, // 8 MiB blocks
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -105,8 +106,8 @@ func TestQemuImg(t *testing.T) {
 			if err := json.Unmarshal([]byte(run(t, qimg, "info", "--output=json", "-f", "vhdx", path)), &qi); err != nil {
 				t.Fatal(err)
 			}
-			if qi.Format != "vhdx" || qi.VirtualSize != c.d.Size() || qi.ClusterSize != mib {
-				t.Fatalf("qemu-img info: %+v, want vhdx of %d bytes with 1 MiB blocks", qi, c.d.Size())
+			if bs := BlockSizeFor(c.d.Size()); qi.Format != "vhdx" || qi.VirtualSize != c.d.Size() || qi.ClusterSize != bs {
+				t.Fatalf("qemu-img info: %+v, want vhdx of %d bytes with %d-byte blocks", qi, c.d.Size(), bs)
 			}
 			if out := run(t, qimg, "check", "-f", "vhdx", path); !strings.Contains(out, "No errors were found") {
 				t.Fatalf("qemu-img check: %s", out)
@@ -186,7 +187,7 @@ func inspectFile(path string) (*struct{ VirtualSize, BlockSize int64 }, error) {
 // follows Windows' behaviour.
 func TestVhdiinfo(t *testing.T) {
 	tool := tooltest.Require(t, "vhdiinfo", tooltest.Libvhdi)
-	for _, size := range []int64{mib, 1 << 30, 1 << 40} {
+	for _, size := range []int64{mib, 1 << 30, 1 << 40, 8 << 40} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			path := writeFile(t, t.TempDir(), "ours.vhdx", bootDisk(t, size), Options{})
 			out := run(t, tool, path)

@@ -288,6 +288,24 @@ func TestDeterministic(t *testing.T) {
 	}
 }
 
+func TestBlockSizeFor(t *testing.T) {
+	for _, c := range []struct{ size, want int64 }{
+		{512, mib},
+		{mib, mib},
+		{1 << 40, mib},         // 2^20 blocks of 1 MiB
+		{1<<40 + 512, 2 * mib}, // one more would pass 2^20
+		{8 << 40, 8 * mib},
+		{MaxSize, 64 * mib},
+	} {
+		if got := BlockSizeFor(c.size); got != c.want {
+			t.Errorf("BlockSizeFor(%d) = %d, want %d", c.size, got, c.want)
+		}
+		if g := newGeometry(c.size, BlockSizeFor(c.size), LogicalSectorSize); g.batLength() > 9*mib {
+			t.Errorf("size %d: BAT of %d bytes", c.size, g.batLength())
+		}
+	}
+}
+
 func TestWriteErrors(t *testing.T) {
 	if err := Write(io.Discard, bootDisk(t, mib), Options{BlockSize: 3 * mib}); !errors.Is(err, ErrBlockSize) {
 		t.Fatalf("3 MiB blocks: %v, want ErrBlockSize", err)
@@ -330,6 +348,7 @@ func TestInspect(t *testing.T) {
 		{"1GiB", bootDisk(t, 1<<30), 1},
 		{"empty", &patchDisk{size: 1 << 30}, 0},
 		{"chunks", chunkDisk(t), 5},
+		{"2TiB", bootDisk(t, 2<<40), 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := write(t, c.d, Options{})
@@ -340,7 +359,8 @@ func TestInspect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := info.Info{Format: Type, Subformat: "dynamic", VirtualSize: c.d.Size(), FileSize: int64(len(b)), BlockSize: mib, Allocated: c.blocks * mib}
+			bs := BlockSizeFor(c.d.Size())
+			want := info.Info{Format: Type, Subformat: "dynamic", VirtualSize: c.d.Size(), FileSize: int64(len(b)), BlockSize: bs, Allocated: c.blocks * bs}
 			if !reflect.DeepEqual(*got, want) {
 				t.Fatalf("Inspect = %+v, want %+v", *got, want)
 			}
