@@ -53,7 +53,9 @@
 //     as the spec's table of known regions says (2.2.3.2).
 //   - The file-write, data-write and page 83 GUIDs derive from a SHA-256 of
 //     the disk's contents and the options (RFC 9562 version 8 UUIDs), never
-//     from randomness, so identical inputs give identical files.
+//     from randomness, so identical inputs give identical files. Two files
+//     built from the same inputs are thus the same disk to Hyper-V (same
+//     page 83 identifier), exactly as two copies of one file are.
 //
 // All checksums are CRC-32C (Castagnoli) over the structure with its
 // checksum field zeroed (2.2.2, 2.2.3).
