@@ -13,6 +13,7 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vmdk"
 )
 
 // BaseName is the file name every disk file shares; the format adds its
@@ -88,6 +89,18 @@ var Types = []Format{
 			_, err := raw.Write(w, d)
 			return err
 		},
+	},
+	{
+		Type:        vmdk.Type,
+		Ext:         "vmdk",
+		QemuDriver:  "vmdk",
+		MediaType:   "application/vnd.tinyvm-oci.disk.vmdk",
+		Description: "VMware VMDK, monolithicSparse (default) or streamOptimized",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return vmdk.Write(w, d, vmdk.Options{Subformat: o.VMDKSubformat, ExtentName: BaseName + ".vmdk"})
+		},
+		Detect:  vmdk.Detect,
+		Inspect: vmdk.Inspect,
 	},
 }
 
