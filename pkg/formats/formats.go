@@ -12,6 +12,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/ova"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vmdk"
 )
@@ -101,6 +102,18 @@ var Types = []Format{
 		},
 		Detect:  vmdk.Detect,
 		Inspect: vmdk.Inspect,
+	},
+	{
+		Type:        ova.Type,
+		Ext:         "ova",
+		QemuDriver:  "", // a tar: QEMU boots the VMDK inside it
+		MediaType:   "application/vnd.tinyvm-oci.disk.ova",
+		Description: "OVA: OVF 1.0 descriptor, streamOptimized VMDK and SHA-256 manifest in a tar",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return ova.Write(w, d, ova.Options{Time: o.Stamp(), Name: BaseName})
+		},
+		Detect:  ova.Detect,
+		Inspect: ova.Inspect,
 	},
 }
 
