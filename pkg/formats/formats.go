@@ -4,6 +4,7 @@
 package formats
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -110,7 +111,7 @@ var Types = []Format{
 		MediaType:   "application/vnd.tinyvm-oci.disk.vmdk",
 		Description: "VMware VMDK, monolithicSparse (default) or streamOptimized",
 		Write: func(w io.Writer, d disk.Disk, o Options) error {
-			return vmdk.Write(w, d, vmdk.Options{Subformat: o.VMDKSubformat, ExtentName: BaseName + ".vmdk"})
+			return sizeError(vmdk.Write(w, d, vmdk.Options{Subformat: o.VMDKSubformat, ExtentName: BaseName + ".vmdk"}), vmdk.ErrSize)
 		},
 		Detect:  vmdk.Detect,
 		Inspect: vmdk.Inspect,
@@ -118,16 +119,37 @@ var Types = []Format{
 	{
 		Type:        ova.Type,
 		Ext:         "ova",
-		QemuDriver:  "", // a tar: QEMU boots the VMDK inside it
+		QemuDriver:  "vmdk", // of the disk inside; the .ova itself is a tar
 		MediaType:   "application/vnd.tinyvm-oci.disk.ova",
+		Media:       MediaArchive,
 		Description: "OVA: OVF 1.0 descriptor, streamOptimized VMDK and SHA-256 manifest in a tar",
 		Write: func(w io.Writer, d disk.Disk, o Options) error {
-			return ova.Write(w, d, ova.Options{Time: o.Stamp(), Name: BaseName})
+			return sizeError(ova.Write(w, d, ova.Options{Time: o.Stamp(), Name: BaseName}), vmdk.ErrSize)
 		},
 		Detect:  ova.Detect,
 		Inspect: ova.Inspect,
 	},
 }
+
+// ErrSize is matched (errors.Is) by a Write error when the format cannot
+// hold a disk of that virtual size, such as vmdk and ova below a multiple
+// of the 64 KiB grain. A default build leaves such formats out with a
+// warning instead of failing.
+var ErrSize = errors.New("formats: size not supported by this format")
+
+// sizeError marks err as an ErrSize when it wraps the format package's
+// own size sentinel; the message stays the package's.
+func sizeError(err, sentinel error) error {
+	if errors.Is(err, sentinel) {
+		return sizeErr{err}
+	}
+	return err
+}
+
+type sizeErr struct{ error }
+
+func (e sizeErr) Unwrap() error        { return e.error }
+func (e sizeErr) Is(target error) bool { return target == ErrSize }
 
 // Names returns the type of every format in table order.
 func Names() []string {

@@ -122,6 +122,25 @@ func TestOVA(t *testing.T) {
 			}
 			run(t, tarBin, "-x", "-C", dir, "-f", file)
 
+			// The disk is one contiguous member that importers can read in
+			// place: qemu-img reads it at the offset GNU tar reports.
+			blocks := run(t, tarBin, "--list", "--block-number", "-f", file)
+			var block int64
+			for _, l := range strings.Split(string(blocks), "\n") {
+				if strings.HasSuffix(l, " "+names.Disk) {
+					fmt.Sscanf(l, "block %d:", &block)
+				}
+			}
+			if block == 0 {
+				t.Fatalf("tar --block-number does not list %s: %s", names.Disk, blocks)
+			}
+			diskInfo, _ := os.Stat(filepath.Join(dir, names.Disk))
+			inPlace := fmt.Sprintf(`json:{"driver":"vmdk","file":{"driver":"raw","offset":%d,"size":%d,"file":{"driver":"file","filename":%q}}}`,
+				(block+1)*512, diskInfo.Size(), file)
+			if out := run(t, img, "check", inPlace); !strings.Contains(string(out), "No errors") {
+				t.Errorf("qemu-img check in place: %s", out)
+			}
+
 			// Manifest digests.
 			mf, err := os.ReadFile(filepath.Join(dir, names.Manifest))
 			if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vmdk"
@@ -443,3 +444,30 @@ func BenchmarkWrite(b *testing.B) {
 type countWriter int64
 
 func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+// TestTableRows: the vmdk and ova rows mark a size they cannot hold as
+// formats.ErrSize, so a default build leaves them out with a warning.
+func TestTableRows(t *testing.T) {
+	for _, typ := range []string{"vmdk", "ova"} {
+		f, err := formats.Lookup(typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = f.Write(io.Discard, bootDisk(t, 512), formats.Options{})
+		if !errors.Is(err, formats.ErrSize) || !errors.Is(err, vmdk.ErrSize) {
+			t.Errorf("%s row, 512-byte disk: %v", typ, err)
+		}
+		var b bytes.Buffer
+		if err := f.Write(&b, bootDisk(t, MiB), formats.Options{VMDKSubformat: vmdk.StreamOptimized}); err != nil {
+			t.Fatalf("%s row: %v", typ, err)
+		}
+		if !f.Detect(b.Bytes()[:512], bytes.NewReader(b.Bytes()), int64(b.Len())) {
+			t.Errorf("%s row does not detect its own output", typ)
+		}
+	}
+	f, _ := formats.Lookup("vmdk")
+	err := f.Write(io.Discard, bootDisk(t, MiB), formats.Options{VMDKSubformat: "flat"})
+	if !errors.Is(err, vmdk.ErrSubformat) {
+		t.Errorf("unknown subformat through the table: %v", err)
+	}
+}
