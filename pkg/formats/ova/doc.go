@@ -20,7 +20,8 @@
 // imports: one VirtualSystem with an "Other" operating system, a
 // VirtualHardwareSection of family vmx-07 (a BIOS x86 machine; firmware
 // is also stated as bios for VMware), one CPU, 16 MiB of memory, an IDE
-// controller (PIIX4, from which every BIOS boots) and the disk on it. The
+// controller (from which every BIOS boots; no subtype, as in VMware's own
+// descriptors, so each importer picks its default) and the disk on it. The
 // Disk's ovf:capacity is the virtual size in bytes, the default unit.
 //
 // Writing streams: the VMDK is generated twice, once into a hash to learn

@@ -86,7 +86,6 @@ func envelope(name, diskFile string, fileSize, capacity, populated int64) []byte
         <rasd:Description>IDE controller</rasd:Description>
         <rasd:ElementName>ideController0</rasd:ElementName>
         <rasd:InstanceID>3</rasd:InstanceID>
-        <rasd:ResourceSubType>PIIX4</rasd:ResourceSubType>
         <rasd:ResourceType>%d</rasd:ResourceType>
       </Item>
       <Item>
