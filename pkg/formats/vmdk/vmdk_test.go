@@ -471,3 +471,78 @@ func TestTableRows(t *testing.T) {
 		t.Errorf("unknown subformat through the table: %v", err)
 	}
 }
+
+// scattered is a disk with data in several grain tables: pseudo-random
+// (incompressible) bytes in some grains, a repeated pattern in others, a
+// partly filled grain, and a grain at the very end.
+type scattered struct{ size int64 }
+
+var scatteredExtents = []disk.Extent{
+	{Off: 0, Len: 512},
+	{Off: 3*vmdk.GrainSize + 100, Len: 2 * vmdk.GrainSize}, // spans three grains
+	{Off: 700 * vmdk.GrainSize, Len: 4096},                 // second grain table
+	{Off: 5000*vmdk.GrainSize + 60000, Len: 5536},          // tenth table, end of a grain
+}
+
+func (s scattered) Size() int64 { return s.size }
+
+func (s scattered) Extents() []disk.Extent {
+	return append(scatteredExtents, disk.Extent{Off: s.size - 512, Len: 512})
+}
+
+func (s scattered) ReadAt(p []byte, off int64) (int, error) {
+	if off >= s.size {
+		return 0, io.EOF
+	}
+	n := min(int64(len(p)), s.size-off)
+	for i := range n {
+		p[i] = s.byteAt(off + i)
+	}
+	if n < int64(len(p)) {
+		return int(n), io.EOF
+	}
+	return int(n), nil
+}
+
+func (s scattered) byteAt(o int64) byte {
+	for k, e := range s.Extents() {
+		if o >= e.Off && o < e.Off+e.Len {
+			if k%2 == 0 {
+				x := uint64(o)*0x9e3779b97f4a7c15 + 1
+				return byte(x>>56) | 1
+			}
+			return byte(o%7) + 1
+		}
+	}
+	return 0
+}
+
+// TestScattered writes a 1 GiB disk with data in several grain tables and
+// checks content, allocation and map against qemu-img's own VMDK.
+func TestScattered(t *testing.T) {
+	img := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
+	d := scattered{GiB}
+	for _, sub := range subformats {
+		t.Run(sub, func(t *testing.T) {
+			dir := t.TempDir()
+			ours, ref, theirs, back := filepath.Join(dir, "ours.vmdk"), filepath.Join(dir, "ref.raw"), filepath.Join(dir, "theirs.vmdk"), filepath.Join(dir, "back.raw")
+			writeFile(t, ours, d, vmdk.Options{Subformat: sub})
+			writeRaw(t, ref, d)
+			run(t, img, "check", "-f", "vmdk", ours)
+			run(t, img, "convert", "-f", "vmdk", "-O", "raw", ours, back)
+			sameFiles(t, ref, back)
+			run(t, img, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat="+sub, ref, theirs)
+			if out := run(t, img, "compare", "-s", "-f", "vmdk", "-F", "vmdk", theirs, ours); !strings.Contains(string(out), "identical") {
+				t.Errorf("compare -s: %s", out)
+			}
+			if a, b := qemuMap(t, img, ours), qemuMap(t, img, theirs); fmt.Sprint(a) != fmt.Sprint(b) {
+				t.Errorf("qemu-img map: ours %+v, qemu-img's %+v", a, b)
+			}
+			got := inspectFile(t, ours)
+			// Grains 0, 3-5, 700, 5000 and the last one.
+			if want := int64(7) * vmdk.GrainSize; got.Allocated != want {
+				t.Errorf("Inspect: allocated %d, want %d", got.Allocated, want)
+			}
+		})
+	}
+}
