@@ -143,6 +143,11 @@ func Files(dir string, o Options) (*Result, error) {
 	res := &Result{Sector: s, Size: d.Size(), Warnings: warnings}
 	for _, f := range o.formatList() {
 		file, err := writeFormat(dir, f, d, o.Format)
+		if errors.Is(err, formats.ErrSize) && o.Formats == nil {
+			// Asked for every format: write those that can hold this size.
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s left out: %v", f.Type, err))
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,17 +148,11 @@ func TestQemuImg(t *testing.T) {
 					t.Errorf("qemu-img check: %v", err)
 				}
 
-				// Strict mode also compares allocation status. A raw file
-				// counts every byte as allocated and qcow2 leaves zero
-				// clusters unallocated, so compare -s against the raw fails
-				// even for qemu-img convert's own qcow2; qcow2 is compared by
-				// content here and strictly against qemu-img's own image in
-				// its package.
-				compare := []string{"compare", "-s", "-f", "raw", "-F", drv, im.raw, im.path}
-				if drv == "qcow2" {
-					compare = slices.Delete(compare, 1, 2)
-				}
-				if _, err := qemuImg(t, compare...); err != nil {
+				// Not -s: a sparse raw reports every block allocated, so
+				// strict mode fails even for qemu-img's own qcow2, vmdk and
+				// vdi of the same raw (measured with qemu-img 7.2). Format
+				// packages check allocation against qemu-img's own output.
+				if _, err := qemuImg(t, "compare", "-f", "raw", "-F", drv, im.raw, im.path); err != nil {
 					t.Errorf("qemu-img compare: %v", err)
 				}
 
