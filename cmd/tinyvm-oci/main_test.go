@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
 )
 
@@ -18,7 +19,7 @@ import (
 func cli(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), args, &stdout, &stderr)
+	code := execute(context.Background(), args, &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -192,14 +193,20 @@ func TestVersionAndCompletion(t *testing.T) {
 	}
 }
 
+// TestRunBoots runs every format through `run`: the iso as a CD-ROM, the
+// ova by booting the VMDK inside the tar in place.
 func TestRunBoots(t *testing.T) {
 	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"run", "--then", "poweroff", "--machine", "q35", "--bus", "virtio"}, &stdout, &stderr)
-	if code != 0 || stdout.String() != "Hello World!\r\n" {
-		t.Errorf("run: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	for _, f := range formats.Names() {
+		t.Run(f, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			code := execute(ctx, []string{"run", "--then", "poweroff", "--format", f, "--machine", "q35"}, &stdout, &stderr)
+			if code != 0 || stdout.String() != "Hello World!\r\n" {
+				t.Errorf("run --format %s: exit %d, stdout %q, stderr %q", f, code, stdout.String(), stderr.String())
+			}
+		})
 	}
 }
 
