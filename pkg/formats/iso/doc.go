@@ -6,7 +6,8 @@
 //     Interchange, 4th edition (June 2019),
 //     https://ecma-international.org/publications-and-standards/standards/ecma-119/
 //   - "El Torito" Bootable CD-ROM Format Specification, Version 1.0,
-//     Phoenix Technologies and IBM, January 25, 1995.
+//     Phoenix Technologies and IBM, January 25, 1995,
+//     https://pdos.csail.mit.edu/6.828/2014/readings/boot-cdrom.pdf
 //
 // # Layout
 //
@@ -45,8 +46,9 @@
 // bytes are the boot sector itself, and the same file boots as a hard disk:
 // the BIOS loads LBA 0 and checks 0x55AA, which the sector has.
 //
-// isohybrid also writes a partition entry covering the image (type 0x17 or
-// 0x00) at bytes 446-509 of the MBR. This package does not: those bytes
+// Syslinux's isohybrid also writes a partition entry covering the image
+// (type 0x17 by default) at bytes 446-509 of the MBR and pads the file to a
+// whole MiB. This package does not: those bytes
 // belong to the boot program, whose budget runs to byte 509, and a BIOS boots
 // an MBR without looking at its partition table. Overwriting program bytes
 // would break the VM whenever the program grows past byte 445. The cost is
@@ -56,7 +58,9 @@
 // SeaBIOS derives a zero cylinder count for disks under 1008 sectors and
 // refuses to boot them from virtio-blk or AHCI. The default 49,152-byte image
 // (96 sectors) therefore boots as a hard disk from IDE on the pc machine
-// only; the floppy variant (2,972 sectors) boots from every bus.
+// only; the floppy variant (2,972 sectors) also boots from virtio-blk.
+// Padding the default image to 1008 sectors would add 456 KiB for a use
+// the CD-ROM boot already covers, so it is not padded.
 //
 // # Reproducibility
 //

@@ -141,7 +141,6 @@ const (
 	pvdApplicationUseOffset  = 883 // 512 bytes, unused
 	pvdRootRecordSize        = 34
 	fileStructureVersion     = 1
-	pvdVolumeSetIDLen        = 128
 	pvdIDLen                 = 32
 	pvdLongIDLen             = 128
 	pvdFileIDLen             = 37
@@ -245,7 +244,7 @@ func (p primaryVolumeDescriptor) marshal(b []byte) {
 	binary.LittleEndian.PutUint32(b[pvdLPathOffset:], p.LPathLBA)
 	binary.BigEndian.PutUint32(b[pvdMPathOffset:], p.MPathLBA)
 	p.Root.marshal(b[pvdRootRecordOffset:])
-	putString(b[pvdVolumeSetIDOffset:], "", pvdVolumeSetIDLen, ' ')
+	putString(b[pvdVolumeSetIDOffset:], "", pvdLongIDLen, ' ')
 	putString(b[pvdPublisherIDOffset:], "", pvdLongIDLen, ' ')
 	putString(b[pvdPreparerIDOffset:], "", pvdLongIDLen, ' ')
 	putString(b[pvdApplicationIDOffset:], p.ApplicationID, pvdLongIDLen, ' ')
@@ -470,9 +469,9 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 	// hard disk too. Bytes 446-509 stay the program's (see doc.go).
 	copy(meta, bootSector)
 
-	var pathTableSize uint32
+	// The path tables list the one directory, the root.
 	root := pathRecord{Extent: rootLBA, Parent: 1, ID: "\x00"}
-	pathTableSize = uint32(root.marshal(block(lPathLBA), binary.LittleEndian))
+	pathTableSize := uint32(root.marshal(block(lPathLBA), binary.LittleEndian))
 	root.marshal(block(mPathLBA), binary.BigEndian)
 
 	self := dirRecord{Extent: rootLBA, DataLen: BlockSize, Recorded: t, Flags: drFlagDirectory, ID: "\x00"}
