@@ -62,6 +62,10 @@ type Format struct {
 	MediaType string
 	// Description is a short human-readable summary.
 	Description string
+	// Media says how QEMU attaches the file: MediaDisk (the default, a
+	// hard disk of the virtual size), MediaCDROM (iso) or MediaArchive
+	// (ova: a tar that holds a disk).
+	Media string
 	// Write streams the disk in this format to w.
 	Write func(w io.Writer, d disk.Disk, o Options) error
 	// Detect reports whether a file of the given size whose first bytes
@@ -77,6 +81,13 @@ type Format struct {
 // FileName is the file the format is written to: 512-byte-vm.<ext>.
 func (f Format) FileName() string { return BaseName + "." + f.Ext }
 
+// Media kinds of a Format.
+const (
+	MediaDisk    = ""
+	MediaCDROM   = "cdrom"
+	MediaArchive = "archive"
+)
+
 // Types is the table of formats, in the order they are built and listed.
 var Types = []Format{
 	{
@@ -89,6 +100,7 @@ var Types = []Format{
 			_, err := raw.Write(w, d)
 			return err
 		},
+		Inspect: raw.Inspect,
 	},
 	{
 		Type:        iso.Type,
@@ -144,4 +156,19 @@ func Parse(list string) ([]Format, error) {
 		}
 	}
 	return out, nil
+}
+
+// Detect finds the format of a file of the given size by its magic bytes.
+// A file no row claims is raw.
+func Detect(r io.ReaderAt, size int64) (Format, error) {
+	head := make([]byte, min(size, 64<<10))
+	if _, err := r.ReadAt(head, 0); err != nil && err != io.EOF {
+		return Format{}, fmt.Errorf("read header: %w", err)
+	}
+	for _, f := range Types {
+		if f.Detect != nil && f.Detect(head, r, size) {
+			return f, nil
+		}
+	}
+	return Lookup(raw.Type)
 }
