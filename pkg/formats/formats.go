@@ -107,6 +107,7 @@ var Types = []Format{
 		Ext:         "iso",
 		QemuDriver:  "raw",
 		MediaType:   "application/vnd.tinyvm-oci.disk.iso",
+		Media:       MediaCDROM,
 		Description: "ISO 9660 CD-ROM with El Torito boot (no emulation or 1.44 MB floppy), hybrid MBR",
 		Write: func(w io.Writer, d disk.Disk, o Options) error {
 			return iso.Write(w, d, iso.Options{Boot: o.ISOBoot, Time: o.Stamp()})
