@@ -76,6 +76,9 @@ const (
 	// loadUnit is the unit of the initial entry's sector count: a
 	// "virtual sector" of 512 bytes (El Torito 2.0, "Sector Count").
 	loadUnit = 512
+	// loadSectors is the initial entry's sector count: the 512-byte boot
+	// sector. SeaBIOS loads nothing and hangs for 0.
+	loadSectors = 1
 	// floppySize is a 1.44 MB floppy: 80 tracks, 2 heads, 18 sectors.
 	floppySize = 80 * 2 * 18 * 512
 )
@@ -508,7 +511,7 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 		Indicator:   bootable,
 		Media:       l.media,
 		LoadSegment: 0,
-		SectorCount: 1,
+		SectorCount: loadSectors,
 		ImageLBA:    imageLBA,
 	}.marshal(catalog[initOffset:])
 

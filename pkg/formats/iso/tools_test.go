@@ -252,6 +252,7 @@ func TestBoot(t *testing.T) {
 		{"noemul", "pc", "ide"},
 		{"floppy", "pc", "cdrom"},
 		{"floppy", "q35", "cdrom"},
+		{"floppy", "pc", "ide"},
 		{"floppy", "q35", "virtio"},
 	} {
 		t.Run(c.variant+"/"+c.machine+"/"+c.bus, func(t *testing.T) {
