@@ -13,6 +13,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/iso"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/ova"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/qcow2"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
@@ -141,6 +142,19 @@ var Types = []Format{
 		},
 		Detect:  vhdx.Detect,
 		Inspect: vhdx.Inspect,
+	},
+	{
+		Type:        iso.Type,
+		Ext:         "iso",
+		QemuDriver:  "raw",
+		MediaType:   "application/vnd.tinyvm-oci.disk.iso",
+		Media:       MediaCDROM,
+		Description: "ISO 9660 CD-ROM with El Torito boot (no emulation or 1.44 MB floppy), hybrid MBR",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return iso.Write(w, d, iso.Options{Boot: o.ISOBoot, Time: o.Stamp()})
+		},
+		Detect:  iso.Detect,
+		Inspect: iso.Inspect,
 	},
 	{
 		Type:        ova.Type,
