@@ -161,14 +161,9 @@ func TestXorrisoExtract(t *testing.T) {
 	}
 }
 
-// isoinfo (genisoimage) is a second, independent reader. It is optional:
-// CI installs only xorriso, so a missing isoinfo skips even under
-// TINYVM_REQUIRE_TOOLS=1.
+// isoinfo (genisoimage) is a second, independent reader.
 func TestIsoinfo(t *testing.T) {
-	bin, err := exec.LookPath("isoinfo")
-	if err != nil {
-		t.Skip("isoinfo not found (optional): apt-get install genisoimage")
-	}
+	bin := tooltest.Require(t, "isoinfo", tooltest.Genisoimage)
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			file := writeTemp(t, "512-byte-vm.iso", build(t, testDisk(t, mib), v.o))
