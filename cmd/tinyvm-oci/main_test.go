@@ -125,6 +125,10 @@ func TestBadInput(t *testing.T) {
 		{"unknown then", []string{"--then", "nap"}, 2, "wait, poweroff, halt or reboot"},
 		{"timeout with halt", []string{"--then", "halt", "--timeout", "5s"}, 2, "only applies to --then wait"},
 		{"unknown flag", []string{"--frobnicate"}, 2, "unknown flag"},
+		{"unknown iso boot", []string{"--iso-boot", "cd"}, 1, "use noemul or floppy"},
+		{"unknown vmdk subformat", []string{"--vmdk-subformat", "flat"}, 1, "monolithicSparse or streamOptimized"},
+		{"bad cluster size", []string{"--cluster-size", "1536"}, 1, "power of two"},
+		{"vmdk size off the grain", []string{"--format", "vmdk", "--size", "1000KiB"}, 1, "64 KiB grain"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
