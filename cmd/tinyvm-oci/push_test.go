@@ -24,7 +24,7 @@ import (
 func tvo(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, &out, &errb)
+	code := execute(context.Background(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 

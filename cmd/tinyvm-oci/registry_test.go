@@ -238,7 +238,7 @@ func TestRealAuth(t *testing.T) {
 	if code != exitError || !strings.Contains(lastLine(errs), "tinyvm-oci: registry "+reg.Host+", repository 512vm: unauthorized") {
 		t.Errorf("push with a wrong password: exit %d: %q", code, errs)
 	}
-	t.Logf("wrong password: %s", errs)
+	t.Logf("wrong password: %s", lastLine(errs))
 
 	config(password)
 	code, out, errs = tvo(t, "push", "--all", reg.Host+"/512vm")
@@ -299,7 +299,9 @@ func TestRealFaults(t *testing.T) {
 func TestRealInterruptedPull(t *testing.T) {
 	reg := ocitest.StartRegistry(t, ocitest.RegistryOptions{})
 	pushAll(t, reg.Host)
-	blobs := func(r *http.Request) bool { return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") }
+	blobs := func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:")
+	}
 	cut := ocitest.NewProxy(t, reg.Host, ocitest.ProxyOptions{Share: 1, Max: -1, Match: blobs, Faults: []ocitest.Fault{ocitest.Reset}})
 	for _, tag := range []string{formats.Types[0].Type, oci.ArtifactTag} {
 		dir := t.TempDir()
