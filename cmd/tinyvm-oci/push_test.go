@@ -143,8 +143,14 @@ func TestPushOptions(t *testing.T) {
 			t.Errorf("push :latest then pull: exit %d, %q: %s", code, out, errs)
 		}
 	}
+	// --all with --format pushes just those formats and their artifact.
+	code, out, errs := tvo(t, "push", "--all", host+"/some", "--format", "raw")
+	if lines := strings.Fields(out); code != 0 || len(lines) != 2 ||
+		!strings.HasPrefix(lines[0], host+"/some:raw@") || !strings.HasPrefix(lines[1], host+"/some:disks@") {
+		t.Errorf("push --all --format raw: exit %d, %q: %s", code, out, errs)
+	}
 	// The disks tag is the artifact.
-	code, out, errs := tvo(t, "push", host+"/512vm:disks", "--format", "raw")
+	code, out, errs = tvo(t, "push", host+"/512vm:disks", "--format", "raw")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
