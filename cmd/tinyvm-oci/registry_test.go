@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -130,18 +131,28 @@ func TestRealRegistry(t *testing.T) {
 			t.Errorf("rootfs/disk holds %v, KubeVirt wants one file", ents)
 		}
 		// virt-launcher's own check: qemu-img info must see raw, or
-		// qcow2 without a backing file.
-		if f.Type == "raw" || f.Type == "qcow2" {
-			var info struct {
-				Format  string `json:"format"`
-				Backing string `json:"backing-filename"`
+		// qcow2 without a backing file. CDI's importer: qemu-img info
+		// detects one of raw, qcow2, vmdk, vdi, vpc, vhdx, and qemu-img
+		// convert -O raw gives the disk.
+		var info struct {
+			Format  string `json:"format"`
+			Backing string `json:"backing-filename"`
+		}
+		js := runTool(t, qemuImg, "info", "--output=json", disk)
+		if err := json.Unmarshal([]byte(js), &info); err != nil {
+			t.Fatal(err)
+		}
+		if (f.Type == "raw" || f.Type == "qcow2") && (info.Format != f.Type || info.Backing != "") {
+			t.Errorf("qemu-img info %s: format %q backing %q, want %s without backing", disk, info.Format, info.Backing, f.Type)
+		}
+		if slices.Contains([]string{"raw", "qcow2", "vmdk", "vdi", "vpc", "vhdx"}, f.QemuDriver) && f.Media == formats.MediaDisk {
+			if info.Format != f.QemuDriver {
+				t.Errorf("qemu-img info %s: format %q, want %s", disk, info.Format, f.QemuDriver)
 			}
-			js := runTool(t, qemuImg, "info", "--output=json", disk)
-			if err := json.Unmarshal([]byte(js), &info); err != nil {
-				t.Fatal(err)
-			}
-			if info.Format != f.Type || info.Backing != "" {
-				t.Errorf("qemu-img info %s: format %q backing %q, want %s without backing", disk, info.Format, info.Backing, f.Type)
+			conv := filepath.Join(t.TempDir(), "converted.raw")
+			runTool(t, qemuImg, "convert", "-O", "raw", disk, conv)
+			if b, _ := os.ReadFile(conv); !bytes.Equal(b, want["512-byte-vm.raw"]) {
+				t.Errorf("%s: qemu-img convert -O raw of the unpacked disk differs from the raw disk", ref)
 			}
 		}
 	}
