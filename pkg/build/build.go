@@ -30,10 +30,11 @@ const MinBootableSize = 1008 * disk.SectorSize
 // SumsFile is the checksum file written beside the disks.
 const SumsFile = "SHA256SUMS"
 
-// maxLayoutSize is the largest file the OCI layout takes: each
-// containerDisk layer is gzipped twice (digest, then blob), about 3 s per
-// GiB, so a large sparse raw would make build slow.
-const maxLayoutSize = 1 << 30
+// maxLayoutSize is the largest file the OCI layout takes. The layout
+// holds each file as an artifact blob, written out in full (a sparse raw
+// loses its holes), and gzips each containerDisk layer twice (digest, then
+// blob), so a large sparse disk would make build slow and big.
+const maxLayoutSize = 256 << 20
 
 // LayoutDir is the OCI image layout's directory inside the output.
 const LayoutDir = "oci"
