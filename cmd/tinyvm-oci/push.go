@@ -68,6 +68,9 @@ stdout gets REF@sha256:... for each tag pushed.`,
 			if err != nil {
 				return usageError{err}
 			}
+			if _, ok := ref.(name.Digest); ok {
+				return usagef("push needs a tag, not a digest: %s", args[0])
+			}
 			o, err := flags.options()
 			if err != nil {
 				return err

@@ -166,6 +166,7 @@ func TestPushOptions(t *testing.T) {
 		{"push", host + "/512vm", "--all", "--artifact"},
 		{"push", host + "/512vm", "--output", "yaml"},
 		{"push", "UPPER/Case:bad tag"},
+		{"push", host + "/512vm@sha256:" + strings.Repeat("0", 64)},
 		{"pull", host + "/512vm:raw", "--max-size", "lots"},
 	} {
 		if code, _, errs := tvo(t, args...); code != exitUsage {
