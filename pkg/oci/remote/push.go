@@ -25,30 +25,41 @@ func (p Pushed) String() string { return p.Ref.String() + "@" + p.Digest.String(
 // reused, and each manifest is written only after all its blobs, so a
 // failed push never leaves a tag pointing at missing content.
 func Push(ctx context.Context, refs []name.Reference, imgs []v1.Image, opts ...Option) ([]Pushed, error) {
-	if len(refs) != len(imgs) {
-		return nil, fmt.Errorf("remote: %d references for %d images", len(refs), len(imgs))
-	}
-	if len(refs) == 0 {
-		return nil, nil
-	}
 	o := makeOptions(opts)
-	todo := make(map[name.Reference]ggcr.Taggable, len(refs))
-	out := make([]Pushed, len(refs))
-	for i, ref := range refs {
-		if _, dup := todo[ref]; dup {
-			return nil, fmt.Errorf("remote: %s given twice", ref)
+	out, todo, err := plan(refs, imgs)
+	if err != nil || len(todo) == 0 {
+		// ggcr closes the progress channel when it ran; so must we when
+		// it did not, or a reader would wait forever.
+		if o.progress != nil {
+			close(o.progress)
 		}
-		todo[ref] = imgs[i]
-		d, err := imgs[i].Digest()
-		if err != nil {
-			return nil, err
-		}
-		out[i] = Pushed{Ref: ref, Digest: d}
+		return nil, err
 	}
 	if err := ggcr.MultiWrite(todo, o.remoteOptions(ctx)...); err != nil {
 		return nil, wrap(refs[0], err)
 	}
 	return out, nil
+}
+
+// plan pairs references with images and their digests.
+func plan(refs []name.Reference, imgs []v1.Image) ([]Pushed, map[name.Reference]ggcr.Taggable, error) {
+	if len(refs) != len(imgs) {
+		return nil, nil, fmt.Errorf("remote: %d references for %d images", len(refs), len(imgs))
+	}
+	todo := make(map[name.Reference]ggcr.Taggable, len(refs))
+	out := make([]Pushed, len(refs))
+	for i, ref := range refs {
+		if _, dup := todo[ref]; dup {
+			return nil, nil, fmt.Errorf("remote: %s given twice", ref)
+		}
+		todo[ref] = imgs[i]
+		d, err := imgs[i].Digest()
+		if err != nil {
+			return nil, nil, err
+		}
+		out[i] = Pushed{Ref: ref, Digest: d}
+	}
+	return out, todo, nil
 }
 
 // PushTagged pushes tagged images to repo: each under repo:Tag.

@@ -257,3 +257,40 @@ func TestPlainHTTPOnlyLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressClosed checks that the progress channel is closed on every
+// path, so that a reader never hangs.
+func TestProgressClosed(t *testing.T) {
+	host := memRegistry(t)
+	_, imgs := images(t)
+	ref, _ := remote.ParseReference(host + "/512vm:raw")
+	for _, tc := range []struct {
+		name string
+		refs []name.Reference
+		imgs []v1Image
+	}{
+		{"pushed", []name.Reference{ref}, []v1Image{imgs[0].Image}},
+		{"nothing", nil, nil},
+		{"mismatch", []name.Reference{ref}, nil},
+		{"duplicate", []name.Reference{ref, ref}, []v1Image{imgs[0].Image, imgs[0].Image}},
+	} {
+		ch := make(chan v1Update, 100)
+		_, err := remote.Push(context.Background(), tc.refs, tc.imgs, fast, remote.WithProgress(ch))
+		t.Logf("%s: %v", tc.name, err)
+		select {
+		case <-drain(ch):
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: progress channel never closed", tc.name)
+		}
+	}
+}
+
+func drain(ch chan v1Update) chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		for range ch {
+		}
+		close(done)
+	}()
+	return done
+}
