@@ -13,6 +13,7 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vdi"
 )
 
 // BaseName is the file name every disk file shares; the format adds its
@@ -88,6 +89,18 @@ var Types = []Format{
 			_, err := raw.Write(w, d)
 			return err
 		},
+	},
+	{
+		Type:        vdi.Type,
+		Ext:         "vdi",
+		QemuDriver:  "vdi",
+		MediaType:   "application/vnd.tinyvm-oci.disk.vdi",
+		Description: "VirtualBox VDI, dynamic, 1 MiB blocks",
+		Write: func(w io.Writer, d disk.Disk, _ Options) error {
+			return vdi.Write(w, d)
+		},
+		Detect:  vdi.Detect,
+		Inspect: vdi.Inspect,
 	},
 }
 
