@@ -14,6 +14,7 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vdi"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vhd"
 )
 
 // BaseName is the file name every disk file shares; the format adds its
@@ -101,6 +102,18 @@ var Types = []Format{
 		},
 		Detect:  vdi.Detect,
 		Inspect: vdi.Inspect,
+	},
+	{
+		Type:        vhd.Type,
+		Ext:         "vhd",
+		QemuDriver:  "vpc",
+		MediaType:   "application/vnd.tinyvm-oci.disk.vhd",
+		Description: "Hyper-V/Azure VHD, dynamic (2 MiB blocks) or fixed",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return vhd.Write(w, d, vhd.Options{Type: o.VHDType, Time: o.Stamp()})
+		},
+		Detect:  vhd.Detect,
+		Inspect: vhd.Inspect,
 	},
 }
 
