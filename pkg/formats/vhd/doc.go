@@ -56,9 +56,10 @@
 //
 // We write creator application "qem2" and geometry 65535/16/255, with
 // current size = original size = the requested size. Each of the two
-// alone makes every QEMU since 2.5 read the current size (newer QEMU
-// uses CHS only for "vpc " and "qemu"); Hyper-V and Azure read the
-// current size whatever the creator. This is exactly what
+// alone makes QEMU read the current size (TestSizeRule checks both with
+// the installed QEMU), so a reader that knows only one of the rules still
+// gets it right; Hyper-V and Azure read the current size whatever the
+// creator. This is exactly what
 // `qemu-img convert -O vpc -o subformat=fixed,force_size` writes, the
 // command Azure's documentation gives for preparing Linux VHDs, so the
 // combination is known to import. The CHS fields are not a usable BIOS

@@ -202,6 +202,55 @@ func TestBoot(t *testing.T) {
 	}
 }
 
+// TestSizeRule checks the claim in doc.go with QEMU itself: the creator
+// "qem2" alone, and the maximum geometry alone, each make QEMU read the
+// exact current size, while an unknown creator with a spec CHS geometry
+// (what qemu-img writes by default) does not.
+func TestSizeRule(t *testing.T) {
+	qemuImg := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
+	size := mib + 3*512 // 2051 sectors: no CHS geometry is exact
+	var b bytes.Buffer
+	if err := Write(&b, bootDisk(t, size), Options{Type: Fixed}); err != nil {
+		t.Fatal(err)
+	}
+	// The spec's CHS algorithm for 2051 sectors: 17 sectors per track,
+	// 4 heads, 30 cylinders = 2040 sectors.
+	const specC, specH, specS = 30, 4, 17
+	for _, v := range []struct {
+		name    string
+		creator string
+		c       uint16
+		h, s    uint8
+		exact   bool
+	}{
+		{"ours", "qem2", 65535, 16, 255, true},
+		{"creator only", "qem2", specC, specH, specS, true},
+		{"geometry only", "tvm ", 65535, 16, 255, true},
+		{"neither", "tvm ", specC, specH, specS, false},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			data := bytes.Clone(b.Bytes())
+			foot := data[len(data)-512:]
+			copy(foot[28:32], v.creator)
+			binary.BigEndian.PutUint16(foot[56:], v.c)
+			foot[58], foot[59] = v.h, v.s
+			binary.BigEndian.PutUint32(foot[64:], 0)
+			binary.BigEndian.PutUint32(foot[64:], checksum(foot))
+			path := filepath.Join(t.TempDir(), "disk.vhd")
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got := imgInfo(t, qemuImg, "vpc", path).VirtualSize
+			if want := int64(specC * specH * specS * 512); !v.exact && got != want {
+				t.Errorf("QEMU reads %d bytes, want the CHS size %d", got, want)
+			}
+			if v.exact && got != size {
+				t.Errorf("QEMU reads %d bytes, want exactly %d", got, size)
+			}
+		})
+	}
+}
+
 // TestFooter checks the fields doc.go promises, against the spec's
 // offsets, including both checksums.
 func TestFooter(t *testing.T) {
