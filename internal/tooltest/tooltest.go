@@ -45,6 +45,7 @@ const (
 	QemuSystem = "apt-get install qemu-system-x86"
 	QemuUtils  = "apt-get install qemu-utils"
 	Xorriso    = "apt-get install xorriso"
+	Libvhdi    = "apt-get install libvhdi-utils"
 	Registry   = "apt-get install docker-registry"
 	Skopeo     = "apt-get install skopeo"
 	Umoci      = "apt-get install umoci"

@@ -4,6 +4,7 @@
 package formats
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -12,9 +13,12 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/ova"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vdi"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vhd"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vhdx"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vmdk"
 )
 
 // BaseName is the file name every disk file shares; the format adds its
@@ -63,6 +67,10 @@ type Format struct {
 	MediaType string
 	// Description is a short human-readable summary.
 	Description string
+	// Media says how QEMU attaches the file: MediaDisk (the default, a
+	// hard disk of the virtual size), MediaCDROM (iso) or MediaArchive
+	// (ova: a tar that holds a disk).
+	Media string
 	// Write streams the disk in this format to w.
 	Write func(w io.Writer, d disk.Disk, o Options) error
 	// Detect reports whether a file of the given size whose first bytes
@@ -78,6 +86,13 @@ type Format struct {
 // FileName is the file the format is written to: 512-byte-vm.<ext>.
 func (f Format) FileName() string { return BaseName + "." + f.Ext }
 
+// Media kinds of a Format.
+const (
+	MediaDisk    = ""
+	MediaCDROM   = "cdrom"
+	MediaArchive = "archive"
+)
+
 // Types is the table of formats, in the order they are built and listed.
 var Types = []Format{
 	{
@@ -90,6 +105,19 @@ var Types = []Format{
 			_, err := raw.Write(w, d)
 			return err
 		},
+		Inspect: raw.Inspect,
+	},
+	{
+		Type:        vmdk.Type,
+		Ext:         "vmdk",
+		QemuDriver:  "vmdk",
+		MediaType:   "application/vnd.tinyvm-oci.disk.vmdk",
+		Description: "VMware VMDK, monolithicSparse (default) or streamOptimized",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return sizeError(vmdk.Write(w, d, vmdk.Options{Subformat: o.VMDKSubformat, ExtentName: BaseName + ".vmdk"}), vmdk.ErrSize)
+		},
+		Detect:  vmdk.Detect,
+		Inspect: vmdk.Inspect,
 	},
 	{
 		Type:        vdi.Type,
@@ -98,7 +126,7 @@ var Types = []Format{
 		MediaType:   "application/vnd.tinyvm-oci.disk.vdi",
 		Description: "VirtualBox VDI, dynamic, 1 MiB blocks",
 		Write: func(w io.Writer, d disk.Disk, _ Options) error {
-			return vdi.Write(w, d)
+			return sizeError(vdi.Write(w, d), vdi.ErrTooLarge)
 		},
 		Detect:  vdi.Detect,
 		Inspect: vdi.Inspect,
@@ -110,12 +138,57 @@ var Types = []Format{
 		MediaType:   "application/vnd.tinyvm-oci.disk.vhd",
 		Description: "Hyper-V/Azure VHD, dynamic (2 MiB blocks) or fixed",
 		Write: func(w io.Writer, d disk.Disk, o Options) error {
-			return vhd.Write(w, d, vhd.Options{Type: o.VHDType, Time: o.Stamp()})
+			return sizeError(vhd.Write(w, d, vhd.Options{Type: o.VHDType, Time: o.Stamp()}), vhd.ErrTooLarge)
 		},
 		Detect:  vhd.Detect,
 		Inspect: vhd.Inspect,
 	},
+	{
+		Type:        vhdx.Type,
+		Ext:         "vhdx",
+		QemuDriver:  "vhdx",
+		MediaType:   "application/vnd.tinyvm-oci.disk.vhdx",
+		Description: "Hyper-V VHDX, dynamic, 1 MiB blocks",
+		Write: func(w io.Writer, d disk.Disk, _ Options) error {
+			return vhdx.Write(w, d, vhdx.Options{})
+		},
+		Detect:  vhdx.Detect,
+		Inspect: vhdx.Inspect,
+	},
+	{
+		Type:        ova.Type,
+		Ext:         "ova",
+		QemuDriver:  "vmdk", // of the disk inside; the .ova itself is a tar
+		MediaType:   "application/vnd.tinyvm-oci.disk.ova",
+		Media:       MediaArchive,
+		Description: "OVA: OVF 1.0 descriptor, streamOptimized VMDK and SHA-256 manifest in a tar",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return sizeError(ova.Write(w, d, ova.Options{Time: o.Stamp(), Name: BaseName}), vmdk.ErrSize)
+		},
+		Detect:  ova.Detect,
+		Inspect: ova.Inspect,
+	},
 }
+
+// ErrSize is matched (errors.Is) by a Write error when the format cannot
+// hold a disk of that virtual size, such as vmdk and ova below a multiple
+// of the 64 KiB grain. A default build leaves such formats out with a
+// warning instead of failing.
+var ErrSize = errors.New("formats: size not supported by this format")
+
+// sizeError marks err as an ErrSize when it wraps the format package's
+// own size sentinel; the message stays the package's.
+func sizeError(err, sentinel error) error {
+	if errors.Is(err, sentinel) {
+		return sizeErr{err}
+	}
+	return err
+}
+
+type sizeErr struct{ error }
+
+func (e sizeErr) Unwrap() error        { return e.error }
+func (e sizeErr) Is(target error) bool { return target == ErrSize }
 
 // Names returns the type of every format in table order.
 func Names() []string {
@@ -157,4 +230,19 @@ func Parse(list string) ([]Format, error) {
 		}
 	}
 	return out, nil
+}
+
+// Detect finds the format of a file of the given size by its magic bytes.
+// A file no row claims is raw.
+func Detect(r io.ReaderAt, size int64) (Format, error) {
+	head := make([]byte, min(size, 64<<10))
+	if _, err := r.ReadAt(head, 0); err != nil && err != io.EOF {
+		return Format{}, fmt.Errorf("read header: %w", err)
+	}
+	for _, f := range Types {
+		if f.Detect != nil && f.Detect(head, r, size) {
+			return f, nil
+		}
+	}
+	return Lookup(raw.Type)
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 )
 
 // Type is the format's name, as qemu-img calls it.
@@ -96,4 +97,10 @@ func Write(w io.Writer, d disk.Disk) (int64, error) {
 		}
 	}
 	return size, nil
+}
+
+// Inspect reports a raw file's facts: its virtual size is its size. Which
+// bytes are allocated is the file system's business; see pkg/inspect.
+func Inspect(_ io.ReaderAt, size int64) (*info.Info, error) {
+	return &info.Info{Format: Type, VirtualSize: size, FileSize: size, Allocated: size}, nil
 }

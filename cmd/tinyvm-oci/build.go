@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+)
+
+func newBuildCmd() *cobra.Command {
+	var (
+		flags   buildFlags
+		dir     string
+		verbose bool
+	)
+	cmd := &cobra.Command{
+		Use:   "build",
+		Short: "Write the VM in every disk format, with SHA256SUMS",
+		Example: `  tinyvm-oci build                                  # every format into dist/
+  tinyvm-oci build -o out --format qcow2,vmdk       # just these
+  tinyvm-oci build --then poweroff --serial READY   # a fixture that runs to completion
+  tinyvm-oci build --size 10GiB --format raw        # sparse: instant, no disk space`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := flags.options()
+			if err != nil {
+				return err
+			}
+			res, err := build.Files(dir, o)
+			if err != nil {
+				return err
+			}
+			printSummary(cmd, res, verbose)
+			for _, f := range res.Files {
+				fmt.Fprintln(cmd.OutOrStdout(), f.Path)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&dir, "output", "o", "dist", "output directory")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print each file's size and digest")
+	flags.register(cmd.Flags(), fmt.Sprintf("formats to write, comma-separated (default all: %s)", joinNames()))
+	return cmd
+}
+
+// printSummary reports the sector budget and warnings on stderr.
+func printSummary(cmd *cobra.Command, res *build.Result, verbose bool) {
+	errw := cmd.ErrOrStderr()
+	for _, w := range res.Warnings {
+		fmt.Fprintf(errw, "warning: %s\n", w)
+	}
+	if res.Sector.Custom() {
+		fmt.Fprintf(errw, "boot sector: your own 512 bytes, disk %d bytes\n", res.Size)
+	} else {
+		fmt.Fprintf(errw, "boot sector: %d of 510 bytes used, %d free; disk %d bytes\n", res.Sector.Used(), res.Sector.Free(), res.Size)
+	}
+	if verbose {
+		for _, f := range res.Files {
+			fmt.Fprintf(errw, "%-8s %12d  %s  %s\n", f.Format.Type, f.Size, f.SHA256, f.Path)
+		}
+	}
+}
+
+func joinNames() string { return strings.Join(formats.Names(), ",") }

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/inspect"
+)
+
+func newInspectCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "inspect FILE",
+		Short: "Detect a disk file's format and print its facts",
+		Example: `  tinyvm-oci inspect dist/512-byte-vm.qcow2
+  tinyvm-oci inspect --output json dist/512-byte-vm.iso`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return usagef("--output %q: use text or json", output)
+			}
+			inf, err := inspect.File(args[0])
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(inf)
+			}
+			printInfo(cmd.OutOrStdout(), inf)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&output, "output", "text", "text or json")
+	return cmd
+}
+
+func printInfo(w io.Writer, inf *info.Info) {
+	row := func(k string, v any) { fmt.Fprintf(w, "%-14s %v\n", k+":", v) }
+	row("format", inf.Format)
+	if inf.Subformat != "" {
+		row("subformat", inf.Subformat)
+	}
+	row("virtual size", fmt.Sprintf("%d bytes", inf.VirtualSize))
+	row("file size", fmt.Sprintf("%d bytes", inf.FileSize))
+	if inf.BlockSize != 0 {
+		row("block size", fmt.Sprintf("%d bytes", inf.BlockSize))
+	}
+	row("allocated", fmt.Sprintf("%d bytes", inf.Allocated))
+	if inf.Compressed {
+		row("compressed", true)
+	}
+	for _, f := range inf.Files {
+		row("file", f)
+	}
+	if e := inf.ElTorito; e != nil {
+		row("el torito", fmt.Sprintf("platform %d, bootable %v, emulation %s, load segment 0x%X, %d sectors at LBA %d (catalog at LBA %d), hybrid %v",
+			e.Platform, e.Bootable, e.Emulation, e.LoadSegment, e.SectorCount, e.ImageLBA, e.CatalogLBA, e.Hybrid))
+	}
+}
+
+// exactArgs is cobra.ExactArgs as a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("expected %d argument(s), got %d", n, len(args))
+		}
+		return nil
+	}
+}

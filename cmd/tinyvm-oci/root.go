@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// usageError marks a mistake in the command line (exit 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// newRootCmd builds the command tree.
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "tinyvm-oci",
+		Short: "Build the 512-byte VM in every disk format and ship it as OCI images",
+		Long: `tinyvm-oci builds the smallest real VM, a 512-byte x86 boot sector that prints
+to screen and serial and powers itself off, writes it in every common disk
+format, and ships it as KubeVirt containerDisks and OCI artifacts.`,
+		Example: `  tinyvm-oci build                       # every format into dist/
+  tinyvm-oci run --then poweroff         # boot it in local QEMU
+  tinyvm-oci push ghcr.io/acme/512vm:qcow2`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		newBuildCmd(),
+		newRunCmd(),
+		newInspectCmd(),
+		newVersionCmd(),
+	)
+	for _, add := range extraCommands {
+		root.AddCommand(add())
+	}
+	return root
+}
+
+// extraCommands lets commands in other files register themselves, so
+// adding a command touches only its own file.
+var extraCommands []func() *cobra.Command
+
+// run executes the command line and returns the exit code. Errors are one
+// line on stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "tinyvm-oci: %s\n", oneLine(err.Error()))
+	var ue usageError
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") ||
+		strings.HasPrefix(err.Error(), "accepts ") || strings.HasPrefix(err.Error(), "requires ") {
+		fmt.Fprintf(stderr, "Run 'tinyvm-oci --help' for usage.\n")
+		return exitUsage
+	}
+	return exitError
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

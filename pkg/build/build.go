@@ -1,0 +1,252 @@
+// Package build runs the pipeline from options to disk files: it builds the
+// boot sector, pads it to the virtual size, and writes each selected format
+// to a directory, through temp files and renames, with SHA256SUMS.
+package build
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
+)
+
+// DefaultSize is the default virtual disk size: 1 MiB. SeaBIOS computes
+// zero cylinders for disks under 1008 sectors and then boots them only
+// from legacy IDE, not from virtio-blk or AHCI (KubeVirt's defaults).
+const DefaultSize = 1 << 20
+
+// MinBootableSize is the smallest disk that boots on every bus.
+const MinBootableSize = 1008 * disk.SectorSize
+
+// SumsFile is the checksum file written beside the disks.
+const SumsFile = "SHA256SUMS"
+
+// maxHashSize is the largest file SHA256SUMS covers: hashing a 2 TiB
+// sparse raw would read 2 TiB of zeros, so build would no longer be
+// instant. Larger files are left out, with a warning.
+const maxHashSize = 16 << 30
+
+// Options are everything a build needs.
+type Options struct {
+	// Sector chooses the built-in boot program.
+	Sector sector.Options
+	// SectorFile, when set, is the user's own 512-byte boot sector, used
+	// instead of building one.
+	SectorFile []byte
+	// Size is the virtual disk size in bytes (0 means DefaultSize).
+	Size int64
+	// Formats are the formats to write (nil means every format).
+	Formats []formats.Format
+	// Format holds the per-format options and the timestamp.
+	Format formats.Options
+}
+
+// Result describes a finished build.
+type Result struct {
+	// Sector is the boot sector on the disk.
+	Sector *sector.Sector
+	// Size is the virtual size.
+	Size int64
+	// Files are the disk files written, in table order.
+	Files []File
+	// Warnings are things the user should know, such as a disk too small
+	// to boot from virtio.
+	Warnings []string
+}
+
+// File is one disk file written by Files.
+type File struct {
+	Format formats.Format
+	// Path is where the file was written.
+	Path string
+	// Size is the file's apparent size in bytes.
+	Size int64
+	// SHA256 is the hex digest, empty when the file was too large to hash.
+	SHA256 string
+}
+
+func (o Options) size() int64 {
+	if o.Size == 0 {
+		return DefaultSize
+	}
+	return o.Size
+}
+
+func (o Options) formatList() []formats.Format {
+	if o.Formats == nil {
+		return formats.Types
+	}
+	return o.Formats
+}
+
+// Validate checks the options without building anything.
+func (o Options) Validate() error {
+	if o.Size < 0 || o.size()%disk.SectorSize != 0 {
+		return fmt.Errorf("size %d is not a multiple of 512 bytes: use a size such as 512, 1MiB or 10GiB", o.Size)
+	}
+	if o.SectorFile != nil {
+		_, err := sector.Load(o.SectorFile)
+		return err
+	}
+	return o.Sector.Validate()
+}
+
+// Sector builds the boot sector, or checks the user's.
+func (o Options) BootSector() (*sector.Sector, error) {
+	if o.SectorFile != nil {
+		return sector.Load(o.SectorFile)
+	}
+	return sector.Build(o.Sector)
+}
+
+// Disk builds the raw virtual disk: the boot sector padded with zeros.
+func Disk(o Options) (disk.Disk, *sector.Sector, []string, error) {
+	if err := o.Validate(); err != nil {
+		return nil, nil, nil, err
+	}
+	s, err := o.BootSector()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	d, err := disk.New(s.Bytes(), o.size())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var warnings []string
+	if d.Size() < MinBootableSize {
+		warnings = append(warnings, fmt.Sprintf(
+			"a %d-byte disk boots only from IDE on the pc machine: SeaBIOS sees 0 cylinders below %d bytes, so virtio and SATA (KubeVirt's q35 and virtio defaults) will not boot it; use --size 1MiB for those",
+			d.Size(), MinBootableSize))
+	}
+	return d, s, warnings, nil
+}
+
+// Files writes every selected format into dir, then SHA256SUMS. Each file
+// goes to a temp file in dir and is renamed into place when complete, so a
+// failed build leaves no partial file.
+func Files(dir string, o Options) (*Result, error) {
+	d, s, warnings, err := Disk(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create output directory: %w", unwrapPath(err))
+	}
+	res := &Result{Sector: s, Size: d.Size(), Warnings: warnings}
+	for _, f := range o.formatList() {
+		file, err := writeFormat(dir, f, d, o.Format)
+		if errors.Is(err, formats.ErrSize) && o.Formats == nil {
+			// Asked for every format: write those that can hold this size.
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s left out: %v", f.Type, err))
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		res.Files = append(res.Files, file)
+	}
+	var sums strings.Builder
+	for _, f := range res.Files {
+		if f.SHA256 == "" {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s left out of %s: hashing a %d-byte file would read it all", filepath.Base(f.Path), SumsFile, f.Size))
+			continue
+		}
+		fmt.Fprintf(&sums, "%s  %s\n", f.SHA256, filepath.Base(f.Path))
+	}
+	err = WriteFileAtomic(filepath.Join(dir, SumsFile), func(w *os.File) error {
+		_, err := io.WriteString(w, sums.String())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func writeFormat(dir string, f formats.Format, d disk.Disk, o formats.Options) (File, error) {
+	path := filepath.Join(dir, f.FileName())
+	err := WriteFileAtomic(path, func(w *os.File) error {
+		if err := f.Write(w, d, o); err != nil {
+			return fmt.Errorf("write %s: %w", f.Type, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return File{}, err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return File{}, err
+	}
+	file := File{Format: f, Path: path, Size: st.Size()}
+	if st.Size() <= maxHashSize {
+		if file.SHA256, err = hashFile(path); err != nil {
+			return File{}, err
+		}
+	}
+	return file, nil
+}
+
+func hashFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", filepath.Base(path), err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// WriteFileAtomic creates path by writing a temp file in the same
+// directory and renaming it into place. On any error the temp file is
+// removed and path is left as it was.
+func WriteFileAtomic(path string, write func(*os.File) error) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, unwrapPath(err))
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err = write(tmp); err != nil {
+		return err
+	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, unwrapPath(err))
+	}
+	return nil
+}
+
+// unwrapPath drops the *PathError wrapper whose temp-file name would only
+// confuse; the caller names the real path.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
