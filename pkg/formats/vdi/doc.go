@@ -4,10 +4,12 @@
 // # Specification
 //
 // VDI has no published specification; the layout is defined by VirtualBox's
-// own source, src/VBox/Storage/VDICore.h (structures) and VDI.cpp
-// (vdiValidateHeader, vdiInitHeader), VirtualBox 7.1, file revision
-// "$Id: VDICore.h 106320 2024-10-15" at
-// https://github.com/VirtualBox/virtualbox/blob/4908d8d1a85c75c0eefb6a4c5c8a9f07211ad8f1/src/VBox/Storage/VDICore.h.
+// own source: src/VBox/Storage/VDICore.h for the structures (pinned at
+// revision "$Id: VDICore.h 106320 2024-10-15", commit 4908d8d1 of
+// https://github.com/VirtualBox/virtualbox,
+// https://github.com/VirtualBox/virtualbox/blob/4908d8d1a85c75c0eefb6a4c5c8a9f07211ad8f1/src/VBox/Storage/VDICore.h)
+// and src/VBox/Storage/VDI.cpp of the same tree for what VirtualBox checks
+// and writes (vdiValidateHeader, vdiInitHeader).
 // QEMU's reader, block/vdi.c (QEMU 7.2), adds its own restrictions, listed
 // below, and is the oracle the tests use.
 //
@@ -31,9 +33,10 @@
 //   - Alignment: the block map and the data area start on 512-byte sector
 //     boundaries. QEMU requires sector alignment of both offsets.
 //     VirtualBox's vdiValidateHeader requires only offBlocks >= 456 and
-//     offData >= offBlocks + 4*cBlocks; current VirtualBox aligns both to
-//     1 MiB when it creates an image (VDI_DATA_ALIGN, for SSD pages) and
-//     releases before 4.0 aligned them to 512 bytes, and it reads either.
+//     offData >= offBlocks + 4*cBlocks, with no alignment. Current
+//     VirtualBox aligns both to 1 MiB when it creates an image
+//     (VDI_DATA_ALIGN, for SSD pages); older releases aligned them to 512
+//     bytes (VDI_GEOMETRY_SECTOR_SIZE), and both kinds open.
 //     1 MiB alignment would add up to 2 MiB of padding; sector alignment
 //     keeps a one-block image at 1,049,600 bytes, the size qemu-img writes.
 //   - UUIDs: VirtualBox refuses an image whose create or modify UUID is
