@@ -279,35 +279,6 @@ func TestDetect(t *testing.T) {
 	}
 }
 
-// FuzzInspect feeds Inspect mutations of real images; it must never panic
-// and must reject what it cannot read with info.ErrCorrupt.
-func FuzzInspect(f *testing.F) {
-	for _, c := range cases(f) {
-		var b bytes.Buffer
-		if err := Write(&b, c.d); err != nil {
-			f.Fatal(err)
-		}
-		// The metadata only: small inputs fuzz faster, and a cut-off
-		// file must be rejected.
-		f.Add(bytes.Clone(b.Bytes()[:min(b.Len(), 8192)]))
-		if b.Len() <= 2*int(mib)+8192 {
-			f.Add(b.Bytes())
-		}
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		in, err := Inspect(bytes.NewReader(b), int64(len(b)))
-		if err != nil {
-			if !errors.Is(err, info.ErrCorrupt) {
-				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
-			}
-			return
-		}
-		if in.VirtualSize <= 0 || in.Allocated < 0 || in.Allocated > int64(len(b)) {
-			t.Fatalf("implausible facts for a %d-byte file: %+v", len(b), in)
-		}
-	})
-}
-
 // BenchmarkWrite writes the default disk at 1 MiB and 1 TiB virtual size.
 func BenchmarkWrite(b *testing.B) {
 	for _, size := range []struct {

@@ -428,45 +428,6 @@ func TestDetect(t *testing.T) {
 	}
 }
 
-// FuzzInspect feeds Inspect mutations of real images; it must never panic
-// and must reject what it cannot read with info.ErrCorrupt.
-func FuzzInspect(f *testing.F) {
-	for _, c := range cases(f) {
-		// Whole images are megabytes (a fixed 1 GiB one is 1 GiB), and
-		// the fuzzer spends its time minimizing inputs that large, so
-		// each output gives its metadata: the first and last 4 KiB.
-		ht := &headTail{n: 4096}
-		if err := Write(ht, c.d, Options{Type: c.typ}); err != nil {
-			f.Fatal(err)
-		}
-		f.Add(append(ht.head, ht.tail...))
-	}
-	// Small whole images that Inspect accepts: dynamic with no data
-	// blocks, and a 4 KiB fixed disk holding the boot sector.
-	for _, o := range []struct {
-		d   disk.Disk
-		typ string
-	}{{bootDisk(f, 4096), Fixed}, {&scattered{size: 4 * mib}, Dynamic}} {
-		var b bytes.Buffer
-		if err := Write(&b, o.d, Options{Type: o.typ}); err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b.Bytes())
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		in, err := Inspect(bytes.NewReader(b), int64(len(b)))
-		if err != nil {
-			if !errors.Is(err, info.ErrCorrupt) {
-				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
-			}
-			return
-		}
-		if in.VirtualSize <= 0 || in.Allocated < 0 || in.Subformat == Fixed && in.VirtualSize > int64(len(b)) {
-			t.Fatalf("implausible facts for a %d-byte file: %+v", len(b), in)
-		}
-	})
-}
-
 // BenchmarkWrite writes the default disk at 1 MiB and 1 TiB virtual size,
 // dynamic to a counter and fixed to a temporary file, where the zeros
 // become holes.
@@ -522,18 +483,3 @@ func BenchmarkWrite(b *testing.B) {
 type countWriter int64
 
 func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
-
-// headTail keeps the first and the last n bytes written to it.
-type headTail struct {
-	n          int
-	head, tail []byte
-}
-
-func (h *headTail) Write(p []byte) (int, error) {
-	if k := min(h.n-len(h.head), len(p)); k > 0 {
-		h.head = append(h.head, p[:k]...)
-	}
-	h.tail = append(h.tail, p[max(0, len(p)-h.n):]...)
-	h.tail = h.tail[max(0, len(h.tail)-h.n):]
-	return len(p), nil
-}
