@@ -13,7 +13,9 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/iso"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/ova"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/qcow2"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vdi"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vhd"
@@ -108,6 +110,18 @@ var Types = []Format{
 		Inspect: raw.Inspect,
 	},
 	{
+		Type:        qcow2.Type,
+		Ext:         "qcow2",
+		QemuDriver:  "qcow2",
+		MediaType:   "application/vnd.tinyvm-oci.disk.qcow2",
+		Description: "QEMU copy-on-write v3, 64 KiB clusters, sparse; deflate with --qcow2-compress",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return qcow2.Write(w, d, qcow2.Options{ClusterSize: o.ClusterSize, Compress: o.Qcow2Compress})
+		},
+		Detect:  qcow2.Detect,
+		Inspect: qcow2.Inspect,
+	},
+	{
 		Type:        vmdk.Type,
 		Ext:         "vmdk",
 		QemuDriver:  "vmdk",
@@ -154,6 +168,19 @@ var Types = []Format{
 		},
 		Detect:  vhdx.Detect,
 		Inspect: vhdx.Inspect,
+	},
+	{
+		Type:        iso.Type,
+		Ext:         "iso",
+		QemuDriver:  "raw",
+		MediaType:   "application/vnd.tinyvm-oci.disk.iso",
+		Media:       MediaCDROM,
+		Description: "ISO 9660 CD-ROM with El Torito boot (no emulation or 1.44 MB floppy), hybrid MBR",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return iso.Write(w, d, iso.Options{Boot: o.ISOBoot, Time: o.Stamp()})
+		},
+		Detect:  iso.Detect,
+		Inspect: iso.Inspect,
 	},
 	{
 		Type:        ova.Type,

@@ -122,6 +122,7 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 			return nil, fmt.Errorf("ova: OVF capacity %d but %s holds %d bytes: %w", capacity, href, vi.VirtualSize, info.ErrCorrupt)
 		}
 		out.Subformat = vi.Subformat
+		out.DiskOffset, out.DiskSize = m.off, m.size
 		out.BlockSize, out.Allocated, out.Compressed = vi.BlockSize, vi.Allocated, vi.Compressed
 	}
 	return out, nil

@@ -242,33 +242,6 @@ func TestBoot(t *testing.T) {
 	}
 }
 
-// TestVMDKConvert reads the files with VMware's open-vmdk vmdk-convert when
-// it is installed (it is not packaged in Debian, so this is optional).
-func TestVMDKConvert(t *testing.T) {
-	conv, err := exec.LookPath("vmdk-convert")
-	if err != nil {
-		t.Skip("vmdk-convert (github.com/vmware/open-vmdk) not installed")
-	}
-	for _, sub := range subformats {
-		t.Run(sub, func(t *testing.T) {
-			dir := t.TempDir()
-			d := bootDisk(t, MiB)
-			path, back, ref := filepath.Join(dir, "a.vmdk"), filepath.Join(dir, "back.raw"), filepath.Join(dir, "ref.raw")
-			writeFile(t, path, d, vmdk.Options{Subformat: sub})
-			writeRaw(t, ref, d)
-			var got struct{ Capacity, Used int64 }
-			if err := json.Unmarshal(run(t, conv, "-i", path), &got); err != nil {
-				t.Fatal(err)
-			}
-			if got.Capacity != MiB || got.Used != vmdk.GrainSize {
-				t.Errorf("vmdk-convert -i: %+v", got)
-			}
-			run(t, conv, path, back)
-			sameFiles(t, ref, back)
-		})
-	}
-}
-
 func TestErrors(t *testing.T) {
 	d := bootDisk(t, MiB+512)
 	err := vmdk.Write(io.Discard, d, vmdk.Options{})
