@@ -10,10 +10,15 @@ import (
 )
 
 // Detect reports whether head, the start of a file, carries the VDI
-// signature at offset 0x40, which is what QEMU probes.
+// signature at offset 0x40 (what QEMU probes) followed by a version
+// VirtualBox reads (major 1, or the old 0.2), which keeps four bytes of
+// another format that happen to match from being taken for a VDI.
 func Detect(head []byte, _ io.ReaderAt, _ int64) bool {
-	return len(head) >= signatureOffset+4 &&
-		binary.LittleEndian.Uint32(head[signatureOffset:]) == Signature
+	if len(head) < versionOffset+4 || binary.LittleEndian.Uint32(head[signatureOffset:]) != Signature {
+		return false
+	}
+	v := binary.LittleEndian.Uint32(head[versionOffset:])
+	return v>>16 == 1 || v == 0x00000002
 }
 
 // corrupt wraps info.ErrCorrupt with what is wrong.

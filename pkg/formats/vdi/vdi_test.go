@@ -255,8 +255,15 @@ func TestDetect(t *testing.T) {
 	if _, err := bootDisk(t, mib).ReadAt(boot, 0); err != nil {
 		t.Fatal(err)
 	}
-	if Detect(boot, nil, mib) || Detect(b.Bytes()[:signatureOffset+3], nil, 0) {
+	if Detect(boot, nil, mib) || Detect(b.Bytes()[:versionOffset+3], nil, 0) {
 		t.Error("Detect accepts a raw boot sector or a cut-off header")
+	}
+	// The signature alone, as four bytes of another format could be
+	// (a VHD footer's checksum lies at 0x40), is not enough.
+	other := bytes.Clone(b.Bytes()[:512])
+	binary.LittleEndian.PutUint32(other[versionOffset:], 0x12345678)
+	if Detect(other, nil, 512) {
+		t.Error("Detect accepts the signature with a version VirtualBox does not read")
 	}
 	// qemu-img's own VDI is detected and inspected too.
 	qemuImg := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
