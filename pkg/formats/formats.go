@@ -17,6 +17,8 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/ova"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/qcow2"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vdi"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vhd"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vhdx"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vmdk"
 )
@@ -130,6 +132,30 @@ var Types = []Format{
 		},
 		Detect:  vmdk.Detect,
 		Inspect: vmdk.Inspect,
+	},
+	{
+		Type:        vdi.Type,
+		Ext:         "vdi",
+		QemuDriver:  "vdi",
+		MediaType:   "application/vnd.tinyvm-oci.disk.vdi",
+		Description: "VirtualBox VDI, dynamic, 1 MiB blocks",
+		Write: func(w io.Writer, d disk.Disk, _ Options) error {
+			return sizeError(vdi.Write(w, d), vdi.ErrTooLarge)
+		},
+		Detect:  vdi.Detect,
+		Inspect: vdi.Inspect,
+	},
+	{
+		Type:        vhd.Type,
+		Ext:         "vhd",
+		QemuDriver:  "vpc",
+		MediaType:   "application/vnd.tinyvm-oci.disk.vhd",
+		Description: "Hyper-V/Azure VHD, dynamic (2 MiB blocks) or fixed",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return sizeError(vhd.Write(w, d, vhd.Options{Type: o.VHDType, Time: o.Stamp()}), vhd.ErrTooLarge)
+		},
+		Detect:  vhd.Detect,
+		Inspect: vhd.Inspect,
 	},
 	{
 		Type:        vhdx.Type,
