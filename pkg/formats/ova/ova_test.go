@@ -281,7 +281,10 @@ func TestInspect(t *testing.T) {
 		}
 		want := info.Info{Format: ova.Type, Subformat: vmdk.StreamOptimized, VirtualSize: size, FileSize: int64(len(file)),
 			BlockSize: vmdk.GrainSize, Allocated: vmdk.GrainSize, Compressed: true,
-			Files: []string{names.OVF, names.Disk, names.Manifest}}
+			Files: []string{names.OVF, names.Disk, names.Manifest},
+			// The disk member's data starts at the VMDK magic, and its size
+			// is the tar header's.
+			DiskOffset: int64(bytes.Index(file, []byte("KDMV"))), DiskSize: memberSize(t, file, names.Disk)}
 		if fmt.Sprint(*got) != fmt.Sprint(want) {
 			t.Errorf("Inspect(%d):\n got %+v\nwant %+v", size, *got, want)
 		}
@@ -347,3 +350,18 @@ func BenchmarkWrite(b *testing.B) {
 type countWriter int64
 
 func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+// memberSize reads a member's size from the tar headers with archive/tar.
+func memberSize(t *testing.T, file []byte, name string) int64 {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(file))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("member %s: %v", name, err)
+		}
+		if h.Name == name {
+			return h.Size
+		}
+	}
+}
