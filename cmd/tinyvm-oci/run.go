@@ -15,6 +15,7 @@ func newRunCmd() *cobra.Command {
 		flags   buildFlags
 		machine string
 		bus     string
+		accel   string
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -42,7 +43,7 @@ serial port goes to stdout, and run returns when the guest powers off.`,
 					bus = "cdrom"
 				}
 			}
-			qo := qemu.Options{Machine: machine, Bus: bus, Driver: f.QemuDriver, Serial: cmd.OutOrStdout(), File: "image"}
+			qo := qemu.Options{Machine: machine, Bus: bus, Accel: accel, Driver: f.QemuDriver, Serial: cmd.OutOrStdout(), File: "image"}
 			if err := qo.Validate(); err != nil {
 				return usageError{err}
 			}
@@ -67,5 +68,6 @@ serial port goes to stdout, and run returns when the guest powers off.`,
 	flags.formats = "raw"
 	cmd.Flags().StringVar(&machine, "machine", "pc", "QEMU machine: pc or q35")
 	cmd.Flags().StringVar(&bus, "bus", "", "how the disk attaches: ide, virtio, sata, scsi or cdrom (default ide, cdrom for iso)")
+	cmd.Flags().StringVar(&accel, "accel", "tcg", "QEMU accelerator: tcg or kvm")
 	return cmd
 }

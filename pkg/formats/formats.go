@@ -61,6 +61,10 @@ type Format struct {
 	MediaType string
 	// Description is a short human-readable summary.
 	Description string
+	// Media says how QEMU attaches the file: MediaDisk (the default, a
+	// hard disk of the virtual size), MediaCDROM (iso) or MediaArchive
+	// (ova: a tar that holds a disk).
+	Media string
 	// Write streams the disk in this format to w.
 	Write func(w io.Writer, d disk.Disk, o Options) error
 	// Detect reports whether a file of the given size whose first bytes
@@ -75,6 +79,13 @@ type Format struct {
 
 // FileName is the file the format is written to: 512-byte-vm.<ext>.
 func (f Format) FileName() string { return BaseName + "." + f.Ext }
+
+// Media kinds of a Format.
+const (
+	MediaDisk    = ""
+	MediaCDROM   = "cdrom"
+	MediaArchive = "archive"
+)
 
 // Types is the table of formats, in the order they are built and listed.
 var Types = []Format{

@@ -266,7 +266,7 @@ func program(o Options) ([]byte, error) {
 	}
 
 	poweroff(a)
-	printers(a)
+	printers(a, serial != "")
 
 	a.Label("screen")
 	a.DB(banner...)
@@ -366,8 +366,9 @@ func poweroff(a *asm.Assembler) {
 
 // printers are the two string routines: SI points at a NUL-terminated
 // string; putscreen uses BIOS teletype (int 10h AH=0Eh), putserial sends
-// to COM1 (int 14h AH=1). Both share the return.
-func printers(a *asm.Assembler) {
+// to COM1 (int 14h AH=1) and exists only when serial output is on. Both
+// share the return.
+func printers(a *asm.Assembler, serial bool) {
 	a.Label("putscreen")
 	a.Lodsb()
 	a.Test8(asm.AL, asm.AL)
@@ -377,14 +378,16 @@ func printers(a *asm.Assembler) {
 	a.Int(0x10)
 	a.Jmp("putscreen")
 
-	a.Label("putserial")
-	a.Lodsb()
-	a.Test8(asm.AL, asm.AL)
-	a.J(asm.JZ, "puts_done")
-	a.MovImm8(asm.AH, 0x01)
-	a.Xor(asm.DX, asm.DX)
-	a.Int(0x14)
-	a.Jmp("putserial")
+	if serial {
+		a.Label("putserial")
+		a.Lodsb()
+		a.Test8(asm.AL, asm.AL)
+		a.J(asm.JZ, "puts_done")
+		a.MovImm8(asm.AH, 0x01)
+		a.Xor(asm.DX, asm.DX)
+		a.Int(0x14)
+		a.Jmp("putserial")
+	}
 	a.Label("puts_done")
 	a.Ret()
 }

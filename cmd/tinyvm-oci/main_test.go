@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
+)
+
+// cli runs the command in-process and returns exit code, stdout, stderr.
+func cli(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// entries lists a directory's names, temp files included.
+func entries(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestBuildDefault(t *testing.T) {
+	dir := t.TempDir()
+	code, stdout, stderr := cli(t, "build", "-o", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "of 510 bytes used") || !strings.Contains(stderr, "free") {
+		t.Errorf("no budget summary on stderr: %q", stderr)
+	}
+	if !strings.Contains(stdout, filepath.Join(dir, "512-byte-vm.raw")) {
+		t.Errorf("stdout does not list the raw file: %q", stdout)
+	}
+	// Byte-identical across runs.
+	dir2 := t.TempDir()
+	if code, _, stderr := cli(t, "build", "-o", dir2); code != 0 {
+		t.Fatalf("second build: exit %d: %s", code, stderr)
+	}
+	for _, name := range entries(t, dir) {
+		a, _ := os.ReadFile(filepath.Join(dir, name))
+		b, _ := os.ReadFile(filepath.Join(dir2, name))
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs between two builds", name)
+		}
+	}
+	sums, _ := os.ReadFile(filepath.Join(dir, "SHA256SUMS"))
+	if !strings.Contains(string(sums), "  512-byte-vm.raw\n") {
+		t.Errorf("SHA256SUMS lacks the raw file: %q", sums)
+	}
+}
+
+func TestBuildSparse(t *testing.T) {
+	dir := t.TempDir()
+	code, _, stderr := cli(t, "build", "-o", dir, "--format", "raw", "--size", "2TiB")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	st, err := os.Stat(filepath.Join(dir, "512-byte-vm.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() != 2<<40 {
+		t.Errorf("size %d, want 2 TiB", st.Size())
+	}
+	if used := diskUsage(st); used > 1<<20 {
+		t.Errorf("a 2 TiB raw takes %d bytes on disk, want a sparse file", used)
+	}
+}
+
+func TestBareSectorWarns(t *testing.T) {
+	dir := t.TempDir()
+	code, _, stderr := cli(t, "build", "-o", dir, "--format", "raw", "--size", "512")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "warning:") || !strings.Contains(stderr, "virtio") {
+		t.Errorf("no warning about the bare 512-byte disk: %q", stderr)
+	}
+}
+
+// TestBadInput: each mistake gets one clear line, a non-zero exit, and no
+// output file, temp files included.
+func TestBadInput(t *testing.T) {
+	tmp := t.TempDir()
+	short := filepath.Join(tmp, "short.bin")
+	os.WriteFile(short, make([]byte, 100), 0o644)
+	nosig := filepath.Join(tmp, "nosig.bin")
+	os.WriteFile(nosig, make([]byte, 512), 0o644)
+	readonly := filepath.Join(tmp, "ro")
+	os.Mkdir(readonly, 0o555)
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"message too long", []string{"--message", strings.Repeat("x", 500)}, 1, "bytes over the budget"},
+		{"non-ASCII message", []string{"--message", "grüß"}, 2, "printable ASCII"},
+		{"non-ASCII serial", []string{"--serial", "ok\u00e9"}, 2, "printable ASCII"},
+		{"sector too short", []string{"--sector", short}, 2, "exactly 512 bytes, got 100"},
+		{"sector without signature", []string{"--sector", nosig}, 2, "0x55 0xAA"},
+		{"missing sector file", []string{"--sector", filepath.Join(tmp, "none")}, 1, "no such file"},
+		{"size not a multiple", []string{"--size", "1000"}, 2, "not a multiple of 512"},
+		{"size garbage", []string{"--size", "big"}, 2, "bad size"},
+		{"unknown format", []string{"--format", "qcow3"}, 2, "known formats are raw"},
+		{"unknown then", []string{"--then", "nap"}, 2, "wait, poweroff, halt or reboot"},
+		{"timeout with halt", []string{"--then", "halt", "--timeout", "5s"}, 2, "only applies to --then wait"},
+		{"unknown flag", []string{"--frobnicate"}, 2, "unknown flag"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "dist")
+			code, stdout, stderr := cli(t, append([]string{"build", "-o", out}, tt.args...)...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d", code, tt.code)
+			}
+			if !strings.Contains(stderr, tt.want) {
+				t.Errorf("stderr %q lacks %q", stderr, tt.want)
+			}
+			first := strings.SplitN(stderr, "\n", 2)[0]
+			if !strings.HasPrefix(first, "tinyvm-oci: ") || strings.Contains(stderr, "goroutine") {
+				t.Errorf("want a one-line error, got %q", stderr)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+			if names := entries(t, out); len(names) != 0 {
+				t.Errorf("left files behind: %v", names)
+			}
+		})
+	}
+
+	t.Run("unwritable directory", func(t *testing.T) {
+		if os.Geteuid() == 0 {
+			// root ignores directory permissions; a file in the way of
+			// the directory fails for everyone.
+			readonly = filepath.Join(tmp, "file")
+			os.WriteFile(readonly, nil, 0o644)
+		}
+		code, _, stderr := cli(t, "build", "-o", filepath.Join(readonly, "sub"))
+		if code != 1 || !strings.Contains(stderr, "create output directory") {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+	})
+}
+
+// TestFailedWriteLeavesNothing: a disk that fails midway (here a directory
+// standing where a file goes) leaves no temp file.
+func TestFailedWriteLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "512-byte-vm.raw"), 0o755)
+	code, _, stderr := cli(t, "build", "-o", dir, "--format", "raw")
+	if code != 1 {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	for _, n := range entries(t, dir) {
+		if n != "512-byte-vm.raw" {
+			t.Errorf("left %s behind", n)
+		}
+	}
+}
+
+func TestVersionAndCompletion(t *testing.T) {
+	code, stdout, _ := cli(t, "version")
+	if code != 0 || !strings.HasPrefix(stdout, "tinyvm-oci ") {
+		t.Errorf("version: exit %d, %q", code, stdout)
+	}
+	code, stdout, _ = cli(t, "completion", "bash")
+	if code != 0 || !strings.Contains(stdout, "tinyvm-oci") {
+		t.Errorf("completion bash: exit %d", code)
+	}
+	if code, _, _ := cli(t, "nosuchcommand"); code != 2 {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}
+
+func TestRunBoots(t *testing.T) {
+	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"run", "--then", "poweroff", "--machine", "q35", "--bus", "virtio"}, &stdout, &stderr)
+	if code != 0 || stdout.String() != "Hello World!\r\n" {
+		t.Errorf("run: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+}
+
+func TestRunWithoutQemu(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	code, _, stderr := cli(t, "run", "--then", "poweroff")
+	if code != 1 || !strings.Contains(stderr, "apt-get install qemu-system-x86") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestBinary builds the real binary and checks the exit code and the
+// single error line a shell user sees.
+func TestBinary(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "tinyvm-oci")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	cmd := exec.Command(bin, "build", "--size", "7")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 2 {
+		t.Fatalf("exit: %v", err)
+	}
+	if !strings.HasPrefix(stderr.String(), "tinyvm-oci: --size: bad size \"7\"") {
+		t.Errorf("stderr %q", stderr.String())
+	}
+}
