@@ -29,6 +29,7 @@ func newBuildCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			o.OCILayout, o.Version = true, version
 			res, err := build.Files(dir, o)
 			if err != nil {
 				return err
@@ -36,6 +37,9 @@ func newBuildCmd() *cobra.Command {
 			printSummary(cmd, res, verbose)
 			for _, f := range res.Files {
 				fmt.Fprintln(cmd.OutOrStdout(), f.Path)
+			}
+			if res.Layout != "" {
+				fmt.Fprintln(cmd.OutOrStdout(), res.Layout)
 			}
 			return nil
 		},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
 )
 
@@ -18,7 +19,7 @@ import (
 func cli(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), args, &stdout, &stderr)
+	code := execute(context.Background(), args, &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -124,6 +125,10 @@ func TestBadInput(t *testing.T) {
 		{"unknown then", []string{"--then", "nap"}, 2, "wait, poweroff, halt or reboot"},
 		{"timeout with halt", []string{"--then", "halt", "--timeout", "5s"}, 2, "only applies to --then wait"},
 		{"unknown flag", []string{"--frobnicate"}, 2, "unknown flag"},
+		{"unknown iso boot", []string{"--iso-boot", "cd"}, 1, "use noemul or floppy"},
+		{"unknown vmdk subformat", []string{"--vmdk-subformat", "flat"}, 1, "monolithicSparse or streamOptimized"},
+		{"bad cluster size", []string{"--cluster-size", "1536"}, 1, "power of two"},
+		{"vmdk size off the grain", []string{"--format", "vmdk", "--size", "1000KiB"}, 1, "64 KiB grain"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -192,14 +197,20 @@ func TestVersionAndCompletion(t *testing.T) {
 	}
 }
 
+// TestRunBoots runs every format through `run`: the iso as a CD-ROM, the
+// ova by booting the VMDK inside the tar in place.
 func TestRunBoots(t *testing.T) {
 	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"run", "--then", "poweroff", "--machine", "q35", "--bus", "virtio"}, &stdout, &stderr)
-	if code != 0 || stdout.String() != "Hello World!\r\n" {
-		t.Errorf("run: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	for _, f := range formats.Names() {
+		t.Run(f, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			code := execute(ctx, []string{"run", "--then", "poweroff", "--format", f, "--machine", "q35"}, &stdout, &stderr)
+			if code != 0 || stdout.String() != "Hello World!\r\n" {
+				t.Errorf("run --format %s: exit %d, stdout %q, stderr %q", f, code, stdout.String(), stderr.String())
+			}
+		})
 	}
 }
 

@@ -60,9 +60,9 @@ format, and ships it as KubeVirt containerDisks and OCI artifacts.`,
 // adding a command touches only its own file.
 var extraCommands []func() *cobra.Command
 
-// run executes the command line and returns the exit code. Errors are one
+// execute runs the command line and returns the exit code. Errors are one
 // line on stderr.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

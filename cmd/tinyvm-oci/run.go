@@ -2,12 +2,11 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/run"
 )
 
 func newRunCmd() *cobra.Command {
@@ -36,38 +35,22 @@ serial port goes to stdout, and run returns when the guest powers off.`,
 			if len(o.Formats) != 1 {
 				return usagef("--format: run boots one format, got %d", len(o.Formats))
 			}
-			f := o.Formats[0]
-			if bus == "" {
-				bus = "ide"
-				if f.Type == "iso" {
-					bus = "cdrom"
-				}
-			}
-			qo := qemu.Options{Machine: machine, Bus: bus, Accel: accel, Driver: f.QemuDriver, Serial: cmd.OutOrStdout(), File: "image"}
+			qo := qemu.Options{Machine: machine, Bus: bus, Accel: accel, Serial: cmd.OutOrStdout(), File: "image"}
 			if err := qo.Validate(); err != nil {
 				return usageError{err}
 			}
-			dir, err := os.MkdirTemp("", "tinyvm-run-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(dir)
-			res, err := build.Files(dir, o)
-			if err != nil {
-				return err
-			}
-			for _, w := range res.Warnings {
+			warnings, err := run.Boot(cmd.Context(), o, qo)
+			for _, w := range warnings {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
 			}
-			qo.File = res.Files[0].Path
-			return qemu.Run(cmd.Context(), qo)
+			return err
 		},
 	}
 	flags.register(cmd.Flags(), "format to boot: "+joinNames())
 	cmd.Flags().Lookup("format").DefValue = "raw"
 	flags.formats = "raw"
 	cmd.Flags().StringVar(&machine, "machine", "pc", "QEMU machine: pc or q35")
-	cmd.Flags().StringVar(&bus, "bus", "", "how the disk attaches: ide, virtio, sata, scsi or cdrom (default ide, cdrom for iso)")
+	cmd.Flags().StringVar(&bus, "bus", "", "how the disk attaches: ide, virtio, sata, scsi or cdrom (default ide, cdrom for iso; an ova boots the disk inside it)")
 	cmd.Flags().StringVar(&accel, "accel", "tcg", "QEMU accelerator: tcg or kvm")
 	return cmd
 }

@@ -42,11 +42,13 @@ func Missing(t testing.TB, msg string) {
 
 // Install hints for the tools the tests use.
 const (
-	QemuSystem = "apt-get install qemu-system-x86"
-	QemuUtils  = "apt-get install qemu-utils"
-	Xorriso    = "apt-get install xorriso"
-	Registry   = "apt-get install docker-registry"
-	Skopeo     = "apt-get install skopeo"
-	Umoci      = "apt-get install umoci"
-	Oras       = "go install oras.land/oras/cmd/oras@v1.3.6"
+	QemuSystem  = "apt-get install qemu-system-x86"
+	QemuUtils   = "apt-get install qemu-utils"
+	Xorriso     = "apt-get install xorriso"
+	Genisoimage = "apt-get install genisoimage"
+	Libvhdi     = "apt-get install libvhdi-utils"
+	Registry    = "apt-get install docker-registry"
+	Skopeo      = "apt-get install skopeo"
+	Umoci       = "apt-get install umoci"
+	Oras        = "go install oras.land/oras/cmd/oras@v1.3.6"
 )

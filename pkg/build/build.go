@@ -15,6 +15,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
 
@@ -28,6 +29,15 @@ const MinBootableSize = 1008 * disk.SectorSize
 
 // SumsFile is the checksum file written beside the disks.
 const SumsFile = "SHA256SUMS"
+
+// maxLayoutSize is the largest file the OCI layout takes. The layout
+// holds each file as an artifact blob, written out in full (a sparse raw
+// loses its holes), and gzips each containerDisk layer twice (digest, then
+// blob), so a large sparse disk would make build slow and big.
+const maxLayoutSize = 256 << 20
+
+// LayoutDir is the OCI image layout's directory inside the output.
+const LayoutDir = "oci"
 
 // maxHashSize is the largest file SHA256SUMS covers: hashing a 2 TiB
 // sparse raw would read 2 TiB of zeros, so build would no longer be
@@ -47,6 +57,11 @@ type Options struct {
 	Formats []formats.Format
 	// Format holds the per-format options and the timestamp.
 	Format formats.Options
+	// OCILayout, when set, also writes an OCI image layout at dir/oci
+	// holding every file's containerDisk and the artifact (oci.WriteLayout).
+	OCILayout bool
+	// Version is the tinyvm-oci version the OCI annotations record.
+	Version string
 }
 
 // Result describes a finished build.
@@ -60,6 +75,8 @@ type Result struct {
 	// Warnings are things the user should know, such as a disk too small
 	// to boot from virtio.
 	Warnings []string
+	// Layout is the OCI image layout written, if any.
+	Layout string
 }
 
 // File is one disk file written by Files.
@@ -129,10 +146,11 @@ func Disk(o Options) (disk.Disk, *sector.Sector, []string, error) {
 	return d, s, warnings, nil
 }
 
-// Files writes every selected format into dir, then SHA256SUMS. Each file
-// goes to a temp file in dir and is renamed into place when complete, so a
-// failed build leaves no partial file.
-func Files(dir string, o Options) (*Result, error) {
+// Files writes every selected format into dir, then SHA256SUMS. Every file
+// is first written to a temp file in dir; only when all are complete are
+// they renamed into place, so a failed build leaves no partial file and
+// replaces none of a previous build's.
+func Files(dir string, o Options) (res *Result, err error) {
 	d, s, warnings, err := Disk(o)
 	if err != nil {
 		return nil, err
@@ -140,50 +158,91 @@ func Files(dir string, o Options) (*Result, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create output directory: %w", unwrapPath(err))
 	}
-	res := &Result{Sector: s, Size: d.Size(), Warnings: warnings}
+	var staged []pending
+	defer func() {
+		if err != nil {
+			discard(staged)
+		}
+	}()
+	res = &Result{Sector: s, Size: d.Size(), Warnings: warnings}
+	var sums strings.Builder
 	for _, f := range o.formatList() {
-		file, err := writeFormat(dir, f, d, o.Format)
+		p, err := stage(filepath.Join(dir, f.FileName()), func(w *os.File) error {
+			if err := f.Write(w, d, o.Format); err != nil {
+				return fmt.Errorf("write %s: %w", f.Type, err)
+			}
+			return nil
+		})
+		if errors.Is(err, formats.ErrSize) && o.Formats == nil {
+			// Asked for every format: write those that can hold this size.
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s left out: %v", f.Type, err))
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		staged = append(staged, p)
+		file, err := describe(f, p)
 		if err != nil {
 			return nil, err
 		}
 		res.Files = append(res.Files, file)
-	}
-	var sums strings.Builder
-	for _, f := range res.Files {
-		if f.SHA256 == "" {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s left out of %s: hashing a %d-byte file would read it all", filepath.Base(f.Path), SumsFile, f.Size))
+		if file.SHA256 == "" {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s left out of %s: hashing a %d-byte file would read it all", f.FileName(), SumsFile, file.Size))
 			continue
 		}
-		fmt.Fprintf(&sums, "%s  %s\n", f.SHA256, filepath.Base(f.Path))
+		fmt.Fprintf(&sums, "%s  %s\n", file.SHA256, f.FileName())
 	}
-	err = WriteFileAtomic(filepath.Join(dir, SumsFile), func(w *os.File) error {
+	p, err := stage(filepath.Join(dir, SumsFile), func(w *os.File) error {
 		_, err := io.WriteString(w, sums.String())
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	staged = append(staged, p)
+	if err := commit(staged); err != nil {
+		return nil, err
+	}
+	if o.OCILayout {
+		if err := writeLayout(dir, o, res); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 
-func writeFormat(dir string, f formats.Format, d disk.Disk, o formats.Options) (File, error) {
-	path := filepath.Join(dir, f.FileName())
-	err := WriteFileAtomic(path, func(w *os.File) error {
-		if err := f.Write(w, d, o); err != nil {
-			return fmt.Errorf("write %s: %w", f.Type, err)
+// writeLayout writes dir/oci from the files just written.
+func writeLayout(dir string, o Options, res *Result) error {
+	var files []oci.File
+	for _, f := range res.Files {
+		if f.Size > maxLayoutSize {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("OCI layout not written: %s is %d bytes, over %d; push it with tinyvm-oci push", filepath.Base(f.Path), f.Size, int64(maxLayoutSize)))
+			return nil
 		}
-		return nil
-	})
+		files = append(files, oci.File{Path: f.Path, Format: f.Format})
+	}
+	opts := []oci.Option{oci.WithCreated(o.Format.Stamp())}
+	if o.Version != "" {
+		opts = append(opts, oci.WithVersion(o.Version))
+	}
+	path := filepath.Join(dir, LayoutDir)
+	if err := oci.WriteLayout(path, files, opts...); err != nil {
+		return err
+	}
+	res.Layout = path
+	return nil
+}
+
+// describe sizes and hashes a staged file.
+func describe(f formats.Format, p pending) (File, error) {
+	st, err := os.Stat(p.tmp)
 	if err != nil {
 		return File{}, err
 	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return File{}, err
-	}
-	file := File{Format: f, Path: path, Size: st.Size()}
+	file := File{Format: f, Path: p.path, Size: st.Size()}
 	if st.Size() <= maxHashSize {
-		if file.SHA256, err = hashFile(path); err != nil {
+		if file.SHA256, err = hashFile(p.tmp); err != nil {
 			return File{}, err
 		}
 	}
@@ -206,14 +265,26 @@ func hashFile(path string) (string, error) {
 // WriteFileAtomic creates path by writing a temp file in the same
 // directory and renaming it into place. On any error the temp file is
 // removed and path is left as it was.
-func WriteFileAtomic(path string, write func(*os.File) error) (err error) {
+func WriteFileAtomic(path string, write func(*os.File) error) error {
+	p, err := stage(path, write)
+	if err != nil {
+		return err
+	}
+	return commit([]pending{p})
+}
+
+// pending is a complete temp file waiting to be renamed to path.
+type pending struct{ tmp, path string }
+
+// stage writes a temp file beside path. On error nothing is left behind.
+func stage(path string, write func(*os.File) error) (p pending, err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
 	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, unwrapPath(err))
+		return p, fmt.Errorf("write %s: %w", path, unwrapPath(err))
 	}
 	defer func() {
 		if err != nil {
@@ -222,18 +293,33 @@ func WriteFileAtomic(path string, write func(*os.File) error) (err error) {
 		}
 	}()
 	if err = write(tmp); err != nil {
-		return err
+		return p, err
 	}
 	if err = tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return p, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return p, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, unwrapPath(err))
+	return pending{tmp: tmp.Name(), path: path}, nil
+}
+
+// commit renames every staged file into place; on error it removes the
+// temp files not yet renamed.
+func commit(ps []pending) error {
+	for i, p := range ps {
+		if err := os.Rename(p.tmp, p.path); err != nil {
+			discard(ps[i:])
+			return fmt.Errorf("write %s: %w", p.path, unwrapPath(err))
+		}
 	}
 	return nil
+}
+
+func discard(ps []pending) {
+	for _, p := range ps {
+		os.Remove(p.tmp)
+	}
 }
 
 // unwrapPath drops the *PathError wrapper whose temp-file name would only

@@ -4,6 +4,7 @@
 package formats
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -12,7 +13,14 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/iso"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/ova"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/qcow2"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vdi"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vhd"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vhdx"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vmdk"
 )
 
 // BaseName is the file name every disk file shares; the format adds its
@@ -101,7 +109,113 @@ var Types = []Format{
 		},
 		Inspect: raw.Inspect,
 	},
+	{
+		Type:        qcow2.Type,
+		Ext:         "qcow2",
+		QemuDriver:  "qcow2",
+		MediaType:   "application/vnd.tinyvm-oci.disk.qcow2",
+		Description: "QEMU copy-on-write v3, 64 KiB clusters, sparse; deflate with --qcow2-compress",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return qcow2.Write(w, d, qcow2.Options{ClusterSize: o.ClusterSize, Compress: o.Qcow2Compress})
+		},
+		Detect:  qcow2.Detect,
+		Inspect: qcow2.Inspect,
+	},
+	{
+		Type:        vmdk.Type,
+		Ext:         "vmdk",
+		QemuDriver:  "vmdk",
+		MediaType:   "application/vnd.tinyvm-oci.disk.vmdk",
+		Description: "VMware VMDK, monolithicSparse (default) or streamOptimized",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return sizeError(vmdk.Write(w, d, vmdk.Options{Subformat: o.VMDKSubformat, ExtentName: BaseName + ".vmdk"}), vmdk.ErrSize)
+		},
+		Detect:  vmdk.Detect,
+		Inspect: vmdk.Inspect,
+	},
+	{
+		Type:        vdi.Type,
+		Ext:         "vdi",
+		QemuDriver:  "vdi",
+		MediaType:   "application/vnd.tinyvm-oci.disk.vdi",
+		Description: "VirtualBox VDI, dynamic, 1 MiB blocks",
+		Write: func(w io.Writer, d disk.Disk, _ Options) error {
+			return sizeError(vdi.Write(w, d), vdi.ErrTooLarge)
+		},
+		Detect:  vdi.Detect,
+		Inspect: vdi.Inspect,
+	},
+	{
+		Type:        vhd.Type,
+		Ext:         "vhd",
+		QemuDriver:  "vpc",
+		MediaType:   "application/vnd.tinyvm-oci.disk.vhd",
+		Description: "Hyper-V/Azure VHD, dynamic (2 MiB blocks) or fixed",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return sizeError(vhd.Write(w, d, vhd.Options{Type: o.VHDType, Time: o.Stamp()}), vhd.ErrTooLarge)
+		},
+		Detect:  vhd.Detect,
+		Inspect: vhd.Inspect,
+	},
+	{
+		Type:        vhdx.Type,
+		Ext:         "vhdx",
+		QemuDriver:  "vhdx",
+		MediaType:   "application/vnd.tinyvm-oci.disk.vhdx",
+		Description: "Hyper-V VHDX, dynamic, 1 MiB blocks",
+		Write: func(w io.Writer, d disk.Disk, _ Options) error {
+			return vhdx.Write(w, d, vhdx.Options{})
+		},
+		Detect:  vhdx.Detect,
+		Inspect: vhdx.Inspect,
+	},
+	{
+		Type:        iso.Type,
+		Ext:         "iso",
+		QemuDriver:  "raw",
+		MediaType:   "application/vnd.tinyvm-oci.disk.iso",
+		Media:       MediaCDROM,
+		Description: "ISO 9660 CD-ROM with El Torito boot (no emulation or 1.44 MB floppy), hybrid MBR",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return iso.Write(w, d, iso.Options{Boot: o.ISOBoot, Time: o.Stamp()})
+		},
+		Detect:  iso.Detect,
+		Inspect: iso.Inspect,
+	},
+	{
+		Type:        ova.Type,
+		Ext:         "ova",
+		QemuDriver:  "vmdk", // of the disk inside; the .ova itself is a tar
+		MediaType:   "application/vnd.tinyvm-oci.disk.ova",
+		Media:       MediaArchive,
+		Description: "OVA: OVF 1.0 descriptor, streamOptimized VMDK and SHA-256 manifest in a tar",
+		Write: func(w io.Writer, d disk.Disk, o Options) error {
+			return sizeError(ova.Write(w, d, ova.Options{Time: o.Stamp(), Name: BaseName}), vmdk.ErrSize)
+		},
+		Detect:  ova.Detect,
+		Inspect: ova.Inspect,
+	},
 }
+
+// ErrSize is matched (errors.Is) by a Write error when the format cannot
+// hold a disk of that virtual size, such as vmdk and ova below a multiple
+// of the 64 KiB grain. A default build leaves such formats out with a
+// warning instead of failing.
+var ErrSize = errors.New("formats: size not supported by this format")
+
+// sizeError marks err as an ErrSize when it wraps the format package's
+// own size sentinel; the message stays the package's.
+func sizeError(err, sentinel error) error {
+	if errors.Is(err, sentinel) {
+		return sizeErr{err}
+	}
+	return err
+}
+
+type sizeErr struct{ error }
+
+func (e sizeErr) Unwrap() error        { return e.error }
+func (e sizeErr) Is(target error) bool { return target == ErrSize }
 
 // Names returns the type of every format in table order.
 func Names() []string {

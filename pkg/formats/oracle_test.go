@@ -148,7 +148,11 @@ func TestQemuImg(t *testing.T) {
 					t.Errorf("qemu-img check: %v", err)
 				}
 
-				if _, err := qemuImg(t, "compare", "-s", "-f", "raw", "-F", drv, im.raw, im.path); err != nil {
+				// Not -s: a sparse raw reports every block allocated, so
+				// strict mode fails even for qemu-img's own qcow2, vmdk and
+				// vdi of the same raw (measured with qemu-img 7.2). Format
+				// packages check allocation against qemu-img's own output.
+				if _, err := qemuImg(t, "compare", "-f", "raw", "-F", drv, im.raw, im.path); err != nil {
 					t.Errorf("qemu-img compare: %v", err)
 				}
 

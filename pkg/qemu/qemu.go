@@ -45,6 +45,9 @@ type Options struct {
 	Serial io.Writer
 	// NoReboot makes a guest reboot end QEMU, so reboots can be observed.
 	NoReboot bool
+	// Offset and Length, when Length is set, boot the Length bytes of
+	// File that start at Offset: the disk inside an OVA's tar.
+	Offset, Length int64
 	// Accel is "tcg" (default) or "kvm". TCG boots the 512-byte VM in
 	// well under a second and behaves the same on every host; KVM can be
 	// far slower under nested virtualisation, where every port access of
@@ -94,6 +97,21 @@ func (o Options) Args() ([]string, error) {
 		args = append(args, "-no-reboot")
 	}
 	drive := fmt.Sprintf("file=%s,format=%s,if=none,id=d0", escape(o.File), driver)
+	if o.Length > 0 {
+		// The raw driver's offset and size read a slice of the file; the
+		// format driver sits on top of it.
+		spec, err := json.Marshal(map[string]any{
+			"driver": driver,
+			"file": map[string]any{
+				"driver": "raw", "offset": o.Offset, "size": o.Length,
+				"file": map[string]any{"driver": "file", "filename": o.File},
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		drive = fmt.Sprintf("file=json:%s,if=none,id=d0", escape(string(spec)))
+	}
 	switch bus {
 	case "ide":
 		// pc's ide.0 is the PIIX IDE channel; q35 has no legacy IDE and

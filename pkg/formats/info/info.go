@@ -32,6 +32,10 @@ type Info struct {
 	ElTorito *ElTorito `json:"elTorito,omitempty"`
 	// Files lists the members of an archive (ova).
 	Files []string `json:"files,omitempty"`
+	// DiskOffset and DiskSize locate the disk inside an archive (ova), so
+	// QEMU can read it in place.
+	DiskOffset int64 `json:"diskOffset,omitempty"`
+	DiskSize   int64 `json:"diskSize,omitempty"`
 }
 
 // ElTorito is an ISO's initial boot catalog entry.

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/remote"
+)
+
+func init() { extraCommands = append(extraCommands, newPushCmd, newPullCmd) }
+
+// retryBackoff is push's and pull's retry schedule; tests shorten it.
+var retryBackoff = remote.DefaultBackoff
+
+// defaultPushFormat is pushed when neither the tag nor --format names one:
+// KubeVirt boots qcow2 and raw containerDisks, and qcow2 is the smaller.
+const defaultPushFormat = "qcow2"
+
+func newPushCmd() *cobra.Command {
+	var (
+		flags         buildFlags
+		all, artifact bool
+		insecure      bool
+		output        string
+	)
+	cmd := &cobra.Command{
+		Use:   "push REF",
+		Short: "Build the VM and push it as a KubeVirt containerDisk or an OCI artifact",
+		Long: `push builds the VM and pushes it to a registry.
+
+With a tag that names a format (raw, qcow2, vmdk, ...) it pushes that format
+as a KubeVirt containerDisk: one file at /disk/512-byte-vm.<ext>, owned by
+uid 107 (qemu). Otherwise --format chooses (default qcow2). The tag "disks",
+or --artifact, pushes one OCI artifact holding every format, for oras pull.
+--all pushes every format under its own tag plus the artifact under "disks".
+
+Registries on loopback (127.0.0.1, localhost, [::1]) are reached over plain
+HTTP; any other needs --insecure for that. Credentials come from the docker
+config and credential helpers, and GITHUB_TOKEN for ghcr.io.
+
+stdout gets REF@sha256:... for each tag pushed.`,
+		Example: `  tinyvm-oci push ghcr.io/acme/512vm:qcow2      # a containerDisk
+  tinyvm-oci push ghcr.io/acme/512vm:disks      # every format as an artifact
+  tinyvm-oci push --all ghcr.io/acme/512vm      # every tag at once
+  tinyvm-oci push --all --then poweroff 127.0.0.1:5000/512vm`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return usagef("--output must be text or json, not %q", output)
+			}
+			if all && artifact {
+				return usagef("--all already pushes the artifact; use one of --all and --artifact")
+			}
+			ropts := []remote.Option{remote.WithInsecure(insecure), remote.WithUserAgent("tinyvm-oci/" + version), remote.WithBackoff(retryBackoff)}
+			ref, err := remote.ParseReference(args[0], ropts...)
+			if err != nil {
+				return usageError{err}
+			}
+			if _, ok := ref.(name.Digest); ok {
+				return usagef("push needs a tag, not a digest: %s", args[0])
+			}
+			o, err := flags.options()
+			if err != nil {
+				return err
+			}
+			tag := ""
+			if t, ok := ref.(name.Tag); ok && strings.HasSuffix(args[0], ":"+t.TagStr()) {
+				tag = t.TagStr()
+			}
+			if tag == oci.ArtifactTag && !all {
+				artifact = true
+			}
+			if !all && !artifact {
+				f, err := pushFormat(tag, o.Formats)
+				if err != nil {
+					return err
+				}
+				o.Formats = []formats.Format{f}
+			}
+
+			tmp, err := os.MkdirTemp("", "tinyvm-oci-push-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp)
+			res, err := build.Files(tmp, o)
+			if err != nil {
+				return err
+			}
+			printSummary(cmd, res, false)
+			files := make([]oci.File, len(res.Files))
+			for i, f := range res.Files {
+				files[i] = oci.File{Path: f.Path, Format: f.Format}
+			}
+			iopts := []oci.Option{oci.WithCreated(o.Format.Stamp()), oci.WithVersion(version)}
+
+			var refs []name.Reference
+			var imgs []v1.Image
+			switch {
+			case all:
+				tagged, err := oci.Images(files, iopts...)
+				if err != nil {
+					return err
+				}
+				for _, t := range tagged {
+					refs = append(refs, ref.Context().Tag(t.Tag))
+					imgs = append(imgs, t.Image)
+				}
+			case artifact:
+				img, err := oci.Artifact(files, iopts...)
+				if err != nil {
+					return err
+				}
+				refs, imgs = []name.Reference{ref}, []v1.Image{img}
+			default:
+				img, err := oci.ContainerDisk(files[0], iopts...)
+				if err != nil {
+					return err
+				}
+				refs, imgs = []name.Reference{ref}, []v1.Image{img}
+			}
+
+			if isTerminal(cmd.ErrOrStderr()) {
+				ch := make(chan v1.Update, 64)
+				done := make(chan struct{})
+				go func() { showProgress(cmd.ErrOrStderr(), ch); close(done) }()
+				defer func() { <-done }()
+				ropts = append(ropts, remote.WithProgress(ch))
+			}
+			pushed, err := remote.Push(cmd.Context(), refs, imgs, ropts...)
+			if err != nil {
+				return err
+			}
+			return printPushed(cmd.OutOrStdout(), output, pushed)
+		},
+	}
+	fs := cmd.Flags()
+	fs.BoolVar(&all, "all", false, `push every format under its own tag, plus the artifact under "disks"`)
+	fs.BoolVar(&artifact, "artifact", false, "push the OCI artifact holding every format (or those --format lists)")
+	fs.BoolVar(&insecure, "insecure", false, "allow plain HTTP and unverified TLS to a registry that is not on loopback")
+	fs.StringVar(&output, "output", "text", "stdout format: text (REF@sha256:... per line) or json")
+	flags.register(fs, "format to push when the tag does not name one (default qcow2); with --all or --artifact, the formats to include (default all)")
+	return cmd
+}
+
+// pushFormat picks the one format a containerDisk push holds.
+func pushFormat(tag string, flagged []formats.Format) (formats.Format, error) {
+	if slices.Contains(formats.Names(), tag) {
+		f, _ := formats.Lookup(tag)
+		if len(flagged) > 0 && (len(flagged) != 1 || flagged[0].Type != tag) {
+			return f, usagef("tag %q names a format, --format says otherwise", tag)
+		}
+		return f, nil
+	}
+	switch len(flagged) {
+	case 0:
+		f, err := formats.Lookup(defaultPushFormat)
+		if err != nil {
+			return f, fmt.Errorf("default format: %w", err)
+		}
+		return f, nil
+	case 1:
+		return flagged[0], nil
+	}
+	return formats.Format{}, usagef("a containerDisk holds one format; --format lists %d (use --all or --artifact for several)", len(flagged))
+}
+
+type pushedJSON struct {
+	Reference string `json:"reference"`
+	Digest    string `json:"digest"`
+	Pinned    string `json:"pinned"`
+}
+
+func printPushed(w io.Writer, output string, pushed []remote.Pushed) error {
+	if output == "json" {
+		out := make([]pushedJSON, len(pushed))
+		for i, p := range pushed {
+			out[i] = pushedJSON{Reference: p.Ref.String(), Digest: p.Digest.String(), Pinned: p.String()}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	for _, p := range pushed {
+		if _, err := fmt.Fprintln(w, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a character device, such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// showProgress draws one updating line until ch closes.
+func showProgress(w io.Writer, ch <-chan v1.Update) {
+	var last v1.Update
+	for u := range ch {
+		last = u
+		fmt.Fprintf(w, "\rpushing: %d of %d bytes", u.Complete, u.Total)
+	}
+	if last.Total > 0 {
+		fmt.Fprintln(w)
+	}
+}

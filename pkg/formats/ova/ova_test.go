@@ -1,0 +1,349 @@
+package ova_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/ova"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vmdk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
+)
+
+const (
+	MiB = int64(1) << 20
+	GiB = int64(1) << 30
+	TiB = int64(1) << 40
+)
+
+var stamp = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func bootDisk(t testing.TB, size int64) disk.Disk {
+	t.Helper()
+	s, err := sector.Build(sector.Options{Then: sector.PowerOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := disk.New(s.Bytes(), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func build(t testing.TB, size int64) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := ova.Write(&b, bootDisk(t, size), ova.Options{Time: stamp}); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	return b.Bytes()
+}
+
+func run(t testing.TB, name string, args ...string) []byte {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// ovfDoc is what the test checks in the descriptor.
+type ovfDoc struct {
+	XMLName    xml.Name
+	References []struct {
+		Href string `xml:"http://schemas.dmtf.org/ovf/envelope/1 href,attr"`
+		ID   string `xml:"http://schemas.dmtf.org/ovf/envelope/1 id,attr"`
+		Size int64  `xml:"http://schemas.dmtf.org/ovf/envelope/1 size,attr"`
+	} `xml:"http://schemas.dmtf.org/ovf/envelope/1 References>File"`
+	Disks []struct {
+		Capacity int64  `xml:"http://schemas.dmtf.org/ovf/envelope/1 capacity,attr"`
+		DiskID   string `xml:"http://schemas.dmtf.org/ovf/envelope/1 diskId,attr"`
+		FileRef  string `xml:"http://schemas.dmtf.org/ovf/envelope/1 fileRef,attr"`
+		Format   string `xml:"http://schemas.dmtf.org/ovf/envelope/1 format,attr"`
+	} `xml:"http://schemas.dmtf.org/ovf/envelope/1 DiskSection>Disk"`
+	Systems []struct {
+		ID    string `xml:"http://schemas.dmtf.org/ovf/envelope/1 id,attr"`
+		Type  string `xml:"http://schemas.dmtf.org/ovf/envelope/1 VirtualHardwareSection>System>VirtualSystemType"`
+		Items []struct {
+			ResourceType    int    `xml:"ResourceType"`
+			VirtualQuantity int64  `xml:"VirtualQuantity"`
+			AllocationUnits string `xml:"AllocationUnits"`
+			HostResource    string `xml:"HostResource"`
+			Parent          string `xml:"Parent"`
+			InstanceID      string `xml:"InstanceID"`
+		} `xml:"http://schemas.dmtf.org/ovf/envelope/1 VirtualHardwareSection>Item"`
+	} `xml:"http://schemas.dmtf.org/ovf/envelope/1 VirtualSystem"`
+}
+
+// TestOVA extracts the archive with GNU tar and checks the order, the
+// headers, the manifest, the OVF, and the disk with qemu-img.
+func TestOVA(t *testing.T) {
+	tarBin := tooltest.Require(t, "tar", "apt-get install tar")
+	img := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
+	names := ova.MemberNames("")
+	for _, size := range []int64{MiB, GiB} {
+		t.Run(fmt.Sprintf("%dMiB", size>>20), func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "a.ova")
+			if err := os.WriteFile(file, build(t, size), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// Order and headers, as GNU tar reads them.
+			list := run(t, tarBin, "--list", "--verbose", "--numeric-owner", "--full-time", "-f", file)
+			lines := strings.Split(strings.TrimSpace(string(list)), "\n")
+			want := []string{names.OVF, names.Disk, names.Manifest}
+			if len(lines) != len(want) {
+				t.Fatalf("tar lists %q", list)
+			}
+			for i, l := range lines {
+				f := strings.Fields(l)
+				if len(f) != 6 || f[0] != "-rw-r--r--" || f[1] != "0/0" || f[3]+" "+f[4] != "2024-01-01 00:00:00" || f[5] != want[i] {
+					t.Errorf("member %d: %q, want -rw-r--r-- 0/0 2024-01-01 00:00:00 %s", i, l, want[i])
+				}
+			}
+			run(t, tarBin, "-x", "-C", dir, "-f", file)
+
+			// The disk is one contiguous member that importers can read in
+			// place: qemu-img reads it at the offset GNU tar reports.
+			blocks := run(t, tarBin, "--list", "--block-number", "-f", file)
+			var block int64
+			for _, l := range strings.Split(string(blocks), "\n") {
+				if strings.HasSuffix(l, " "+names.Disk) {
+					fmt.Sscanf(l, "block %d:", &block)
+				}
+			}
+			if block == 0 {
+				t.Fatalf("tar --block-number does not list %s: %s", names.Disk, blocks)
+			}
+			diskInfo, _ := os.Stat(filepath.Join(dir, names.Disk))
+			inPlace := fmt.Sprintf(`json:{"driver":"vmdk","file":{"driver":"raw","offset":%d,"size":%d,"file":{"driver":"file","filename":%q}}}`,
+				(block+1)*512, diskInfo.Size(), file)
+			if out := run(t, img, "check", inPlace); !strings.Contains(string(out), "No errors") {
+				t.Errorf("qemu-img check in place: %s", out)
+			}
+
+			// Manifest digests.
+			mf, err := os.ReadFile(filepath.Join(dir, names.Manifest))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wantMF strings.Builder
+			for _, n := range []string{names.OVF, names.Disk} {
+				b, err := os.ReadFile(filepath.Join(dir, n))
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(&wantMF, "SHA256(%s)= %x\n", n, sha256.Sum256(b))
+			}
+			if string(mf) != wantMF.String() {
+				t.Errorf("manifest:\n%s\nwant:\n%s", mf, wantMF.String())
+			}
+
+			// The OVF.
+			ovfBytes, _ := os.ReadFile(filepath.Join(dir, names.OVF))
+			var doc ovfDoc
+			if err := xml.Unmarshal(ovfBytes, &doc); err != nil {
+				t.Fatalf("OVF is not XML: %v", err)
+			}
+			if doc.XMLName.Space != "http://schemas.dmtf.org/ovf/envelope/1" || doc.XMLName.Local != "Envelope" {
+				t.Errorf("root element %v, want the OVF 1.0 Envelope", doc.XMLName)
+			}
+			fi, _ := os.Stat(filepath.Join(dir, names.Disk))
+			if len(doc.References) != 1 || doc.References[0].Href != names.Disk || doc.References[0].Size != fi.Size() {
+				t.Errorf("References %+v, want %s of %d bytes", doc.References, names.Disk, fi.Size())
+			}
+			if len(doc.Disks) != 1 || doc.Disks[0].Capacity != size || doc.Disks[0].FileRef != doc.References[0].ID ||
+				!strings.HasSuffix(doc.Disks[0].Format, "#streamOptimized") {
+				t.Errorf("Disks %+v, want capacity %d", doc.Disks, size)
+			}
+			if len(doc.Systems) != 1 {
+				t.Fatalf("%d virtual systems", len(doc.Systems))
+			}
+			kinds := map[int]int{}
+			var memMiB int64
+			for _, it := range doc.Systems[0].Items {
+				kinds[it.ResourceType]++
+				if it.ResourceType == 4 && it.AllocationUnits == "byte * 2^20" {
+					memMiB = it.VirtualQuantity
+				}
+				if it.ResourceType == 17 && it.HostResource != "ovf:/disk/"+doc.Disks[0].DiskID {
+					t.Errorf("disk item host resource %q", it.HostResource)
+				}
+			}
+			if kinds[3] != 1 || kinds[4] != 1 || kinds[5]+kinds[6] != 1 || kinds[17] != 1 || memMiB < 16 {
+				t.Errorf("hardware: resource types %v, memory %d MiB", kinds, memMiB)
+			}
+
+			// The disk.
+			vm := filepath.Join(dir, names.Disk)
+			var qi struct {
+				Format      string `json:"format"`
+				VirtualSize int64  `json:"virtual-size"`
+			}
+			if err := json.Unmarshal(run(t, img, "info", "--output=json", vm), &qi); err != nil {
+				t.Fatal(err)
+			}
+			if qi.Format != "vmdk" || qi.VirtualSize != size {
+				t.Errorf("qemu-img info: %+v", qi)
+			}
+			run(t, img, "check", "-f", "vmdk", vm)
+			ref := filepath.Join(dir, "ref.raw")
+			f, _ := os.Create(ref)
+			if _, err := raw.Write(f, bootDisk(t, size)); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			if out := run(t, img, "compare", "-f", "raw", "-F", "vmdk", ref, vm); !strings.Contains(string(out), "identical") {
+				t.Errorf("qemu-img compare: %s", out)
+			}
+		})
+	}
+}
+
+// TestBootExtracted boots the VMDK taken from the archive.
+func TestBootExtracted(t *testing.T) {
+	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
+	tr := tar.NewReader(bytes.NewReader(build(t, MiB)))
+	path := filepath.Join(t.TempDir(), "disk.vmdk")
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("no disk in the archive: %v", err)
+		}
+		if h.Name == ova.MemberNames("").Disk {
+			b, _ := io.ReadAll(tr)
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var serial bytes.Buffer
+	if err := qemu.Run(ctx, qemu.Options{File: path, Driver: "vmdk", Serial: &serial}); err != nil {
+		t.Fatalf("qemu: %v\nserial %q", err, serial.String())
+	}
+	if !strings.Contains(serial.String(), sector.DefaultSerial) {
+		t.Fatalf("serial %q", serial.String())
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	a, b := build(t, MiB), build(t, MiB)
+	if !bytes.Equal(a, b) {
+		t.Error("two writes differ")
+	}
+	var c bytes.Buffer
+	if err := ova.Write(&c, bootDisk(t, MiB), ova.Options{Time: stamp.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(a, c.Bytes()) {
+		t.Error("a different time gives the same bytes")
+	}
+	if err := ova.Write(io.Discard, bootDisk(t, MiB), ova.Options{Time: time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC)}); !errors.Is(err, ova.ErrTime) {
+		t.Errorf("time before 1970: %v", err)
+	}
+	if err := ova.Write(io.Discard, bootDisk(t, MiB+512), ova.Options{Time: stamp}); !errors.Is(err, vmdk.ErrSize) {
+		t.Errorf("size not a multiple of the grain: %v", err)
+	}
+}
+
+func TestInspect(t *testing.T) {
+	names := ova.MemberNames("")
+	for _, size := range []int64{MiB, GiB, TiB} {
+		file := build(t, size)
+		if !ova.Detect(file[:512], bytes.NewReader(file), int64(len(file))) {
+			t.Errorf("Detect(%d) = false", size)
+		}
+		got, err := ova.Inspect(bytes.NewReader(file), int64(len(file)))
+		if err != nil {
+			t.Fatalf("Inspect: %v", err)
+		}
+		want := info.Info{Format: ova.Type, Subformat: vmdk.StreamOptimized, VirtualSize: size, FileSize: int64(len(file)),
+			BlockSize: vmdk.GrainSize, Allocated: vmdk.GrainSize, Compressed: true,
+			Files: []string{names.OVF, names.Disk, names.Manifest}}
+		if fmt.Sprint(*got) != fmt.Sprint(want) {
+			t.Errorf("Inspect(%d):\n got %+v\nwant %+v", size, *got, want)
+		}
+	}
+	var v bytes.Buffer
+	if err := vmdk.Write(&v, bootDisk(t, MiB), vmdk.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if ova.Detect(v.Bytes()[:512], nil, int64(v.Len())) {
+		t.Error("Detect takes a VMDK for an OVA")
+	}
+}
+
+func TestInspectCorrupt(t *testing.T) {
+	file := build(t, MiB)
+	for _, n := range []int{0, 100, 512, 1024, 3000, len(file) / 2, len(file) - 1024 - 600} {
+		if _, err := ova.Inspect(bytes.NewReader(file[:n]), int64(n)); !errors.Is(err, info.ErrCorrupt) {
+			t.Errorf("truncated to %d: %v", n, err)
+		}
+	}
+	bad := bytes.Replace(file, []byte(`xmlns="http://schemas.dmtf.org/ovf/envelope/1"`), []byte(`xmlns="http://schemas.dmtf.org/ovf/envelope/2"`), 1)
+	if _, err := ova.Inspect(bytes.NewReader(bad), int64(len(bad))); !errors.Is(err, info.ErrCorrupt) {
+		t.Errorf("OVF 2.0 namespace: %v", err)
+	}
+}
+
+func FuzzInspect(f *testing.F) {
+	f.Add(build(f, MiB))
+	f.Add(build(f, GiB))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := ova.Inspect(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			if !errors.Is(err, info.ErrCorrupt) {
+				t.Fatalf("error does not wrap ErrCorrupt: %v", err)
+			}
+			return
+		}
+		if got.VirtualSize <= 0 || len(got.Files) == 0 {
+			t.Fatalf("bad facts: %+v", got)
+		}
+	})
+}
+
+func BenchmarkWrite(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		size int64
+	}{{"1MiB", MiB}, {"1TiB", TiB}} {
+		b.Run(bc.name, func(b *testing.B) {
+			d := bootDisk(b, bc.size)
+			var n countWriter
+			for b.Loop() {
+				n = 0
+				if err := ova.Write(&n, d, ova.Options{Time: stamp}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n), "file-bytes")
+		})
+	}
+}
+
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }

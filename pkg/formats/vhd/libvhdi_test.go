@@ -1,0 +1,91 @@
+package vhd
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
+)
+
+// libyal's libvhdi follows the specification and Windows rather than
+// QEMU, so it is a second, independent reader: vhdiinfo must report the
+// type and exactly the requested size, and vhdimount must serve the
+// disk's bytes.
+
+var (
+	mediaSize = regexp.MustCompile(`Media size\s*:.*\((\d+) bytes\)`)
+	diskType  = regexp.MustCompile(`Disk type\s*:\s*(\w+)`)
+)
+
+func TestVhdiinfo(t *testing.T) {
+	tool := tooltest.Require(t, "vhdiinfo", tooltest.Libvhdi)
+	for _, c := range cases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			out := string(run(t, tool, write(t, t.TempDir(), c)))
+			m, ty := mediaSize.FindStringSubmatch(out), diskType.FindStringSubmatch(out)
+			if m == nil || ty == nil {
+				t.Fatalf("vhdiinfo output lacks media size or disk type:\n%s", out)
+			}
+			want := map[string]string{"": "Dynamic", Dynamic: "Dynamic", Fixed: "Fixed"}[c.typ]
+			if n, _ := strconv.ParseInt(m[1], 10, 64); n != c.d.Size() || ty[1] != want {
+				t.Errorf("vhdiinfo: %s disk of %s bytes, want %s of %d", ty[1], m[1], want, c.d.Size())
+			}
+		})
+	}
+}
+
+func TestVhdimount(t *testing.T) {
+	tool := tooltest.Require(t, "vhdimount", tooltest.Libvhdi)
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		tooltest.Missing(t, "vhdimount needs FUSE: "+err.Error())
+	}
+	for _, c := range cases(t) {
+		if c.d.Size() > 16*mib {
+			continue // reading it all back through FUSE is slow
+		}
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := write(t, dir, c)
+			mnt := filepath.Join(dir, "mnt")
+			if err := os.Mkdir(mnt, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			cmd := exec.Command(tool, "-v", path, mnt) // -v: stay in the foreground
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				_ = exec.Command("umount", mnt).Run()
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}()
+			img := filepath.Join(mnt, "vhdi1")
+			var got []byte
+			var err error
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if got, err = os.ReadFile(img); err == nil {
+					break
+				}
+			}
+			if err != nil {
+				t.Fatalf("vhdimount did not serve the disk: %v\n%s", err, stderr.String())
+			}
+			want := make([]byte, c.d.Size())
+			if _, err := c.d.ReadAt(want, 0); err != nil && err != io.EOF {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("libvhdi reads %d bytes that differ from the %d-byte disk", len(got), len(want))
+			}
+		})
+	}
+}

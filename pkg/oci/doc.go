@@ -1,0 +1,35 @@
+// Package oci turns disk files into OCI images: one KubeVirt containerDisk
+// per format and one OCI 1.1 artifact that holds every format, and writes
+// them to an OCI image layout. It also extracts disk files from such
+// images, refusing anything that could write outside the output directory.
+//
+// Data flows one way: the format writers (package formats) write files to a
+// directory, and this package reads those files. Layers stream from the
+// files, so a large raw disk is never held in memory.
+//
+// containerDisk (what KubeVirt's pkg/container-disk and CDI's registry
+// importer read):
+//
+//	manifest  application/vnd.oci.image.manifest.v1+json
+//	config    application/vnd.oci.image.config.v1+json (linux/amd64)
+//	layer     application/vnd.oci.image.layer.v1.tar+gzip:
+//	          disk/                     dir  0555 107:107
+//	          disk/512-byte-vm.<ext>    file 0444 107:107 qemu:qemu
+//
+// Artifact (what oras pull reads), following the OCI image spec v1.1.0
+// "Guidelines for Artifact Usage"
+// (https://github.com/opencontainers/image-spec/blob/v1.1.0/manifest.md):
+//
+//	artifactType  application/vnd.tinyvm-oci.disks.v1
+//	config        the empty descriptor (application/vnd.oci.empty.v1+json, {})
+//	layers        one per file, media type from the format table, titled
+//
+// Every time in the output comes from WithCreated (SOURCE_DATE_EPOCH), so
+// the same files and options give the same digests. The gzip stream comes
+// from the standard library's compress/gzip, whose bytes may change between
+// Go versions; docs/oci.md says which Go version the pinned digests in
+// testdata/oci-digests.txt were made with.
+//
+// Package oci/remote pushes and pulls these images; this package never
+// touches the network.
+package oci

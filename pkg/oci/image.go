@@ -1,0 +1,208 @@
+package oci
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Tagged is an image and the tag it goes by in a layout or a repository.
+type Tagged struct {
+	Tag   string
+	Image v1.Image
+}
+
+// ContainerDisk returns the KubeVirt containerDisk image of f: one gzip
+// layer holding disk/<file name>, a linux/amd64 config, and the standard
+// annotations plus AnnotationFormat on the manifest (as labels, too, in
+// the config).
+func ContainerDisk(f File, opts ...Option) (v1.Image, error) {
+	o := makeOptions(opts)
+	if f.Format.Type == "" {
+		return nil, fmt.Errorf("oci: %s: no format", f.Path)
+	}
+	l, err := newDiskLayer(f.Path, f.Format.FileName(), o.created)
+	if err != nil {
+		return nil, err
+	}
+	desc := o.description
+	if desc == "" {
+		desc = fmt.Sprintf("The 512-byte VM as a KubeVirt containerDisk: %s (%s) at /disk/%s", f.Format.Type, f.Format.Description, f.Format.FileName())
+	}
+	ann := o.annotations("512-byte-vm "+f.Format.Type, desc)
+	ann[AnnotationFormat] = f.Format.Type
+
+	cfg := v1.ConfigFile{
+		Architecture: "amd64",
+		OS:           "linux",
+		Created:      v1.Time{Time: o.created},
+		RootFS:       v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{l.diffID}},
+		Config:       v1.Config{Labels: ann},
+		History: []v1.History{{
+			Created:   v1.Time{Time: o.created},
+			CreatedBy: "tinyvm-oci build --format " + f.Format.Type,
+		}},
+	}
+	rawCfg, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m := v1.Manifest{
+		SchemaVersion: 2,
+		MediaType:     types.OCIManifestSchema1,
+		Config: v1.Descriptor{
+			MediaType: types.OCIConfigJSON,
+			Size:      int64(len(rawCfg)),
+			Digest:    digestOf(rawCfg),
+		},
+		Layers: []v1.Descriptor{{
+			MediaType: types.OCILayer,
+			Size:      l.size,
+			Digest:    l.digest,
+		}},
+		Annotations: ann,
+	}
+	return newImage(m, rawCfg, l)
+}
+
+// Artifact returns the OCI 1.1 artifact holding every file: artifactType
+// ArtifactType, the empty config, and one layer per file whose blob is
+// the file's bytes, with the format's media type and the file name as its
+// title.
+func Artifact(files []File, opts ...Option) (v1.Image, error) {
+	o := makeOptions(opts)
+	if len(files) == 0 {
+		return nil, fmt.Errorf("oci: artifact: no files")
+	}
+	m := v1.Manifest{
+		SchemaVersion: 2,
+		MediaType:     types.OCIManifestSchema1,
+		ArtifactType:  ArtifactType,
+		Config: v1.Descriptor{
+			MediaType: EmptyMediaType,
+			Size:      int64(len(emptyJSON)),
+			Digest:    digestOf(emptyJSON),
+		},
+	}
+	seen := map[string]bool{}
+	var layers []v1.Layer
+	for _, f := range files {
+		name := f.Format.FileName()
+		if f.Format.Type == "" || f.Format.MediaType == "" {
+			return nil, fmt.Errorf("oci: %s: no format or media type", f.Path)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("oci: artifact: two files named %s", name)
+		}
+		seen[name] = true
+		l, err := newBlobLayer(f.Path, types.MediaType(f.Format.MediaType))
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, l)
+		m.Layers = append(m.Layers, v1.Descriptor{
+			MediaType: l.mt,
+			Size:      l.size,
+			Digest:    l.digest,
+			Annotations: map[string]string{
+				AnnotationTitle:  name,
+				AnnotationFormat: f.Format.Type,
+			},
+		})
+	}
+	desc := o.description
+	if desc == "" {
+		desc = "The 512-byte VM in every disk format, one file per layer"
+	}
+	m.Annotations = o.annotations("512-byte-vm disks", desc)
+	return newImage(m, emptyJSON, layers...)
+}
+
+// Images returns every file's containerDisk, tagged with its format's Type,
+// then the artifact tagged ArtifactTag.
+func Images(files []File, opts ...Option) ([]Tagged, error) {
+	var out []Tagged
+	for _, f := range files {
+		img, err := ContainerDisk(f, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Tagged{Tag: f.Format.Type, Image: img})
+	}
+	art, err := Artifact(files, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, Tagged{Tag: ArtifactTag, Image: art}), nil
+}
+
+func (o options) annotations(title, desc string) map[string]string {
+	ann := map[string]string{
+		AnnotationTitle:       title,
+		AnnotationDescription: desc,
+		AnnotationCreated:     o.created.Format(time.RFC3339),
+	}
+	for k, v := range map[string]string{
+		AnnotationSource:   o.source,
+		AnnotationVersion:  o.version,
+		AnnotationLicenses: o.licenses,
+	} {
+		if v != "" {
+			ann[k] = v
+		}
+	}
+	return ann
+}
+
+var emptyJSON = []byte("{}")
+
+func digestOf(b []byte) v1.Hash {
+	h, _, _ := v1.SHA256(bytesReader(b))
+	return h
+}
+
+// image is a v1.Image whose manifest bytes are exactly what this package
+// wrote, so that the artifact's empty config and artifactType survive.
+// (mutate.ConfigMediaType on empty.Image would still upload a full image
+// config, and ggcr has no mutate.ArtifactType.)
+type image struct {
+	manifest []byte
+	config   []byte
+	cfgLayer v1.Layer
+	layers   map[v1.Hash]partial.CompressedLayer
+}
+
+func newImage(m v1.Manifest, config []byte, layers ...v1.Layer) (v1.Image, error) {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	img := &image{manifest: raw, config: config, layers: map[v1.Hash]partial.CompressedLayer{}}
+	img.cfgLayer = &staticBlob{b: config, mt: m.Config.MediaType, digest: m.Config.Digest}
+	for _, l := range layers {
+		d, err := l.Digest()
+		if err != nil {
+			return nil, err
+		}
+		img.layers[d] = l
+	}
+	return partial.CompressedToImage(img)
+}
+
+func (i *image) RawConfigFile() ([]byte, error)      { return i.config, nil }
+func (i *image) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
+func (i *image) RawManifest() ([]byte, error)        { return i.manifest, nil }
+func (i *image) ConfigLayer() (v1.Layer, error)      { return i.cfgLayer, nil }
+func (i *image) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	if l, ok := i.layers[h]; ok {
+		return l, nil
+	}
+	if d, _ := i.cfgLayer.Digest(); d == h {
+		return i.cfgLayer, nil
+	}
+	return nil, fmt.Errorf("oci: no blob %s in image", h)
+}

@@ -1,0 +1,120 @@
+package oci
+
+import (
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+)
+
+// Media types and annotation keys. The org.opencontainers.image.* keys are
+// the image spec's pre-defined annotations (annotations.md); the io.tinyvm-oci
+// keys are this project's, documented in docs/oci.md.
+const (
+	// ArtifactType is the artifactType of the all-formats artifact.
+	ArtifactType = "application/vnd.tinyvm-oci.disks.v1"
+	// EmptyMediaType is the OCI 1.1 empty descriptor's media type.
+	EmptyMediaType types.MediaType = "application/vnd.oci.empty.v1+json"
+	// EmptyDigest is the digest of the empty descriptor's blob, "{}".
+	EmptyDigest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+
+	AnnotationTitle       = "org.opencontainers.image.title"
+	AnnotationDescription = "org.opencontainers.image.description"
+	AnnotationSource      = "org.opencontainers.image.source"
+	AnnotationVersion     = "org.opencontainers.image.version"
+	AnnotationLicenses    = "org.opencontainers.image.licenses"
+	AnnotationCreated     = "org.opencontainers.image.created"
+	AnnotationRefName     = "org.opencontainers.image.ref.name"
+	// AnnotationFormat names the disk format a containerDisk or an artifact
+	// layer holds: a Type from the formats table (raw, qcow2, ...).
+	AnnotationFormat = "io.tinyvm-oci.disk.format"
+)
+
+// ArtifactTag is the tag of the all-formats artifact; each containerDisk is
+// tagged with its format's Type.
+const ArtifactTag = "disks"
+
+// DiskDir is the directory KubeVirt and CDI look in, and the uid and gid
+// of the qemu user that must be able to read the disk.
+const (
+	DiskDir  = "disk"
+	QemuUID  = 107
+	QemuUser = "qemu"
+)
+
+// DefaultMaxSize is the default limit on each file Extract writes.
+const DefaultMaxSize = 1 << 30
+
+// Defaults for the annotations.
+const (
+	DefaultSource   = "https://github.com/tinyvm-oci/tinyvm-oci"
+	DefaultLicenses = "MIT"
+	DefaultVersion  = "devel"
+)
+
+// File is a disk file already written to a directory by a format writer.
+type File struct {
+	// Path is where the file is.
+	Path string
+	// Format is the table row that wrote it: its Type, file name and
+	// artifact media type.
+	Format formats.Format
+}
+
+// Option changes what ContainerDisk, Artifact, Images, WriteLayout and
+// Extract do.
+type Option func(*options)
+
+type options struct {
+	created     time.Time
+	description string
+	source      string
+	version     string
+	licenses    string
+	maxSize     int64
+}
+
+func makeOptions(opts []Option) options {
+	o := options{
+		created:  formats.DefaultTime,
+		source:   DefaultSource,
+		version:  DefaultVersion,
+		licenses: DefaultLicenses,
+		maxSize:  DefaultMaxSize,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithCreated sets every time in the images: the created annotation, label
+// and config field, and the tar entries' mtime. The default is
+// formats.DefaultTime; pass formats.Options.Stamp() to follow
+// SOURCE_DATE_EPOCH.
+func WithCreated(t time.Time) Option {
+	return func(o *options) {
+		if !t.IsZero() {
+			o.created = t.UTC()
+		}
+	}
+}
+
+// WithDescription replaces the default description annotation.
+func WithDescription(s string) Option { return func(o *options) { o.description = s } }
+
+// WithSource sets the source annotation (default DefaultSource).
+func WithSource(s string) Option { return func(o *options) { o.source = s } }
+
+// WithVersion sets the version annotation (default DefaultVersion), the
+// version of tinyvm-oci that built the disk.
+func WithVersion(s string) Option { return func(o *options) { o.version = s } }
+
+// WithLicenses sets the licenses annotation, an SPDX expression (default
+// DefaultLicenses).
+func WithLicenses(s string) Option { return func(o *options) { o.licenses = s } }
+
+// WithMaxSize limits the size of each file Extract writes (default
+// DefaultMaxSize, 1 GiB).
+func WithMaxSize(n int64) Option { return func(o *options) { o.maxSize = n } }

@@ -1,0 +1,35 @@
+package remote
+
+import (
+	"context"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	ggcr "github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
+)
+
+// Platform is the platform chosen when a reference names an index.
+var Platform = v1.Platform{OS: "linux", Architecture: "amd64"}
+
+// Pull fetches ref and writes its disk files into dir with oci.Extract:
+// the file under disk/ of a containerDisk, or every titled layer of an
+// artifact. It returns the paths written and the manifest digest.
+func Pull(ctx context.Context, ref name.Reference, dir string, opts ...Option) ([]string, v1.Hash, error) {
+	o := makeOptions(opts)
+	ro := append(o.remoteOptions(ctx), ggcr.WithPlatform(Platform))
+	img, err := ggcr.Image(ref, ro...)
+	if err != nil {
+		return nil, v1.Hash{}, wrap(ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return nil, v1.Hash{}, wrap(ref, err)
+	}
+	paths, err := oci.Extract(img, dir, oci.WithMaxSize(o.maxSize))
+	if err != nil {
+		return nil, d, wrap(ref, err)
+	}
+	return paths, d, nil
+}

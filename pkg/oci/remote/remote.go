@@ -1,0 +1,214 @@
+// Package remote pushes the images of package oci to registries and pulls
+// disk files back, with go-containerregistry's pkg/v1/remote underneath.
+//
+// It adds what the tinyvm-oci CLI promises on top of ggcr's defaults:
+//   - auth from the docker config and credential helpers plus GITHUB_TOKEN
+//     for ghcr.io, in one multi-keychain;
+//   - plain HTTP only to loopback registries (127.0.0.1, localhost, [::1])
+//     unless WithInsecure: ggcr alone would also fall back to HTTP for
+//     private (RFC 1918) addresses;
+//   - retries with exponential backoff on 5xx, 429, resets and timeouts;
+//   - errors of one line naming the registry, the repository and what went
+//     wrong (see Error).
+package remote
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/authn/github"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	ggcr "github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
+)
+
+// Option changes how Push and Pull talk to registries.
+type Option func(*options)
+
+type options struct {
+	insecure  bool
+	keychain  authn.Keychain
+	backoff   ggcr.Backoff
+	transport http.RoundTripper
+	progress  chan<- v1.Update
+	userAgent string
+	jobs      int
+	maxSize   int64
+}
+
+// DefaultBackoff is the retry schedule: 5 tries, waiting 1, 2, 4 and 8
+// seconds (±10%) between them.
+var DefaultBackoff = ggcr.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: 5}
+
+// retryStatus are the HTTP statuses retried: timeouts, rate limits and
+// server errors.
+var retryStatus = []int{
+	http.StatusRequestTimeout,
+	http.StatusTooManyRequests,
+	http.StatusInternalServerError,
+	http.StatusBadGateway,
+	http.StatusServiceUnavailable,
+	http.StatusGatewayTimeout,
+}
+
+func makeOptions(opts []Option) options {
+	o := options{
+		keychain:  authn.NewMultiKeychain(authn.DefaultKeychain, github.Keychain),
+		backoff:   DefaultBackoff,
+		userAgent: "tinyvm-oci",
+		jobs:      4,
+		maxSize:   oci.DefaultMaxSize,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithInsecure allows plain HTTP and unverified TLS to any registry, not
+// only loopback ones.
+func WithInsecure(b bool) Option { return func(o *options) { o.insecure = b } }
+
+// WithKeychain replaces the default keychain (docker config, credential
+// helpers, GITHUB_TOKEN for ghcr.io).
+func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.keychain = k } }
+
+// WithBackoff replaces DefaultBackoff.
+func WithBackoff(b ggcr.Backoff) Option { return func(o *options) { o.backoff = b } }
+
+// WithTransport replaces the base HTTP transport. The loopback rule still
+// applies on top of it.
+func WithTransport(t http.RoundTripper) Option { return func(o *options) { o.transport = t } }
+
+// WithProgress sends upload progress to ch, which ggcr closes when the push
+// ends. Give it a buffer.
+func WithProgress(ch chan<- v1.Update) Option { return func(o *options) { o.progress = ch } }
+
+// WithUserAgent sets the User-Agent's product (default "tinyvm-oci").
+func WithUserAgent(s string) Option { return func(o *options) { o.userAgent = s } }
+
+// WithJobs sets how many blobs upload at once (default 4).
+func WithJobs(n int) Option { return func(o *options) { o.jobs = n } }
+
+// WithMaxSize limits each file Pull writes (default oci.DefaultMaxSize).
+func WithMaxSize(n int64) Option { return func(o *options) { o.maxSize = n } }
+
+// ParseReference parses a reference such as 127.0.0.1:5000/512vm:qcow2.
+// Loopback registries, and every registry WithInsecure, may be reached
+// over plain HTTP.
+func ParseReference(s string, opts ...Option) (name.Reference, error) {
+	o := makeOptions(opts)
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		return nil, fmt.Errorf("bad reference %q: %w", s, err)
+	}
+	if o.insecure || IsLoopback(ref.Context().RegistryStr()) {
+		return name.ParseReference(s, name.Insecure)
+	}
+	return ref, nil
+}
+
+// IsLoopback reports whether host (with or without a port) is
+// localhost or a loopback address.
+func IsLoopback(host string) bool {
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
+	}
+	h = strings.Trim(h, "[]")
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// remoteOptions builds ggcr's options.
+func (o options) remoteOptions(ctx context.Context) []ggcr.Option {
+	base := o.transport
+	if base == nil {
+		t := ggcr.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = 2 * time.Minute
+		if o.insecure {
+			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked with --insecure
+		}
+		base = t
+	}
+	ro := []ggcr.Option{
+		ggcr.WithContext(ctx),
+		ggcr.WithAuthFromKeychain(o.keychain),
+		ggcr.WithTransport(&httpGuard{inner: base, insecure: o.insecure}),
+		ggcr.WithRetryBackoff(o.backoff),
+		ggcr.WithRetryStatusCodes(retryStatus...),
+		ggcr.WithRetryPredicate(retryable),
+		ggcr.WithUserAgent(o.userAgent),
+		ggcr.WithJobs(o.jobs),
+	}
+	if o.progress != nil {
+		ro = append(ro, ggcr.WithProgress(o.progress))
+	}
+	return ro
+}
+
+// httpGuard refuses plain HTTP to registries that are not on loopback,
+// unless insecure.
+type httpGuard struct {
+	inner    http.RoundTripper
+	insecure bool
+}
+
+func (g *httpGuard) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme == "http" && !g.insecure && !IsLoopback(r.URL.Host) {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, &HTTPRefusedError{Host: r.URL.Host}
+	}
+	return g.inner.RoundTrip(r)
+}
+
+// HTTPRefusedError is a plain HTTP request to a registry that is not on
+// loopback, without --insecure.
+type HTTPRefusedError struct{ Host string }
+
+func (e *HTTPRefusedError) Error() string {
+	return fmt.Sprintf("plain HTTP to %s refused: only loopback registries use HTTP without --insecure", e.Host)
+}
+
+// retryable reports whether a failed request or upload is worth another
+// try. It extends ggcr's default predicate with the retried statuses:
+// ggcr retries them only at the transport level, and an upload's HEAD or
+// POST that got a bodiless 429 would otherwise fail at once.
+func retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var hr *HTTPRefusedError
+	if errors.As(err, &hr) {
+		return false
+	}
+	var te *transport.Error
+	if errors.As(err, &te) && slices.Contains(retryStatus, te.StatusCode) {
+		return true
+	}
+	var tmp interface{ Temporary() bool }
+	if errors.As(err, &tmp) && tmp.Temporary() {
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, net.ErrClosed)
+}
