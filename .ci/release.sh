@@ -9,6 +9,15 @@ cd "$(dirname "$0")/.."
 goreleaser() { go run github.com/goreleaser/goreleaser/v2@v2.15.1 "$@"; }
 fail() { echo "release.sh: $*" >&2; exit 1; }
 
+# GoReleaser takes the commit, its date and the remote URL from git, and in
+# snapshot mode falls back to fake values ("none", no date) when any is
+# missing. A clone without a remote gets the project's URL through git's
+# environment configuration, which changes no file.
+if [[ -z $(git remote) ]]; then
+  export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=remote.origin.url \
+    GIT_CONFIG_VALUE_0=https://github.com/tinyvm-oci/tinyvm-oci.git
+fi
+
 goreleaser check
 goreleaser release --snapshot --clean --skip=publish
 
