@@ -164,9 +164,11 @@ func TestManifestOncePairing(t *testing.T) {
 	}
 }
 
-// TestDocsKubeVirt runs every tinyvm-oci manifest command in
-// docs/kubevirt.md and, where a yaml block follows it, requires the
-// output to match it exactly, so the docs cannot drift from the code.
+// TestDocsKubeVirt runs the tinyvm-oci commands in docs/kubevirt.md: push
+// lines against an in-process registry standing in for ghcr.io and
+// 127.0.0.1:5000, and every manifest line. Where a yaml block follows a
+// manifest command, the output must match it exactly, so the docs cannot
+// drift from the code. (kubectl and virtctl lines need a cluster.)
 func TestDocsKubeVirt(t *testing.T) {
 	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "kubevirt.md"))
 	if err != nil {
@@ -175,32 +177,41 @@ func TestDocsKubeVirt(t *testing.T) {
 	host, _ := manifestRegistry(t)
 	block := regexp.MustCompile("(?s)```(\\w+)\\n(.*?)```")
 	blocks := block.FindAllSubmatch(doc, -1)
-	ran := 0
+	ran := map[string]int{}
 	for i, b := range blocks {
 		if string(b[1]) != "sh" {
 			continue
 		}
 		for _, line := range strings.Split(string(b[2]), "\n") {
-			if !strings.HasPrefix(line, "tinyvm-oci manifest") {
-				continue
-			}
-			code, stdout, stderr := cli(t, exampleArgs(line, host)...)
-			ran++
-			if code != 0 {
-				t.Errorf("%s: exit %d: %s", line, code, stderr)
-				continue
-			}
-			if _, err := kubevirt.Decode([]byte(stdout)); err != nil {
-				t.Errorf("%s: %v", line, err)
-			}
-			if i+1 < len(blocks) && string(blocks[i+1][1]) == "yaml" && !strings.Contains(line, "--resolve") {
-				if want := blocks[i+1][2]; !bytes.Equal([]byte(stdout), want) {
-					t.Errorf("docs/kubevirt.md: the yaml after %q is stale; the command prints:\n%s", line, stdout)
+			switch {
+			case strings.HasPrefix(line, "tinyvm-oci push "):
+				line = strings.ReplaceAll(line, "ghcr.io/acme", host)
+				code, stdout, stderr := cli(t, exampleArgs(line, host)...)
+				ran["push"]++
+				if code != 0 || !strings.Contains(stdout, "@sha256:") {
+					t.Errorf("%s: exit %d, stdout %q: %s", line, code, stdout, stderr)
 				}
+			case strings.HasPrefix(line, "tinyvm-oci manifest "):
+				code, stdout, stderr := cli(t, exampleArgs(line, host)...)
+				ran["manifest"]++
+				if code != 0 {
+					t.Errorf("%s: exit %d: %s", line, code, stderr)
+					continue
+				}
+				if _, err := kubevirt.Decode([]byte(stdout)); err != nil {
+					t.Errorf("%s: %v", line, err)
+				}
+				if i+1 < len(blocks) && string(blocks[i+1][1]) == "yaml" {
+					if want := blocks[i+1][2]; !bytes.Equal([]byte(stdout), want) {
+						t.Errorf("docs/kubevirt.md: the yaml after %q is stale; the command prints:\n%s", line, stdout)
+					}
+				}
+			case strings.HasPrefix(line, "tinyvm-oci"):
+				t.Errorf("docs/kubevirt.md: %q is not exercised by this test", line)
 			}
 		}
 	}
-	if ran < 3 {
-		t.Errorf("only %d manifest commands found in docs/kubevirt.md", ran)
+	if ran["manifest"] < 5 || ran["push"] < 2 {
+		t.Errorf("ran %v commands from docs/kubevirt.md; the docs show more", ran)
 	}
 }
