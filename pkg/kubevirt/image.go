@@ -29,15 +29,6 @@ func PinnedImage(ref string) (string, error) {
 	return stripTag(ref[:strings.LastIndex(ref, "@")]) + "@" + d.DigestStr(), nil
 }
 
-// mustPin is PinnedImage for references Validate has accepted.
-func mustPin(ref string) string {
-	p, err := PinnedImage(ref)
-	if err != nil {
-		panic(err) // unreachable: Object validates first
-	}
-	return p
-}
-
 // stripTag removes a :tag from repository[:tag], leaving a registry port
 // (the colon before the last slash) alone.
 func stripTag(repo string) string {

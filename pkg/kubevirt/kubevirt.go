@@ -269,6 +269,13 @@ func Object(o Options) (any, error) {
 		return nil, err
 	}
 	meta := metav1.ObjectMeta{Name: o.name(), Namespace: o.Namespace}
+	var image string
+	if o.kind() != DataSource {
+		var err error
+		if image, err = PinnedImage(o.Image); err != nil {
+			return nil, err
+		}
+	}
 	switch o.kind() {
 	case VM:
 		rs := o.runStrategy()
@@ -278,7 +285,7 @@ func Object(o Options) (any, error) {
 			Spec: kubevirtv1.VirtualMachineSpec{
 				RunStrategy: &rs,
 				Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
-					Spec: vmiSpec(o),
+					Spec: vmiSpec(image),
 				},
 			},
 		}, nil
@@ -286,10 +293,10 @@ func Object(o Options) (any, error) {
 		return &kubevirtv1.VirtualMachineInstance{
 			TypeMeta:   metav1.TypeMeta{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: "VirtualMachineInstance"},
 			ObjectMeta: meta,
-			Spec:       vmiSpec(o),
+			Spec:       vmiSpec(image),
 		}, nil
 	case DataVolume:
-		url := "docker://" + mustPin(o.Image)
+		url := "docker://" + image
 		pm := o.pullMethod()
 		return &cdiv1.DataVolume{
 			TypeMeta:   metav1.TypeMeta{APIVersion: cdiv1.SchemeGroupVersion.String(), Kind: "DataVolume"},
@@ -321,7 +328,7 @@ func Object(o Options) (any, error) {
 }
 
 // vmiSpec is the VMI spec that vm and vmi share.
-func vmiSpec(o Options) kubevirtv1.VirtualMachineInstanceSpec {
+func vmiSpec(image string) kubevirtv1.VirtualMachineInstanceSpec {
 	useSerial := true
 	grace := TerminationGracePeriodSeconds
 	mem := GuestMemory.DeepCopy()
@@ -348,7 +355,7 @@ func vmiSpec(o Options) kubevirtv1.VirtualMachineInstanceSpec {
 		Volumes: []kubevirtv1.Volume{{
 			Name: DiskName,
 			VolumeSource: kubevirtv1.VolumeSource{
-				ContainerDisk: &kubevirtv1.ContainerDiskSource{Image: mustPin(o.Image)},
+				ContainerDisk: &kubevirtv1.ContainerDiskSource{Image: image},
 			},
 		}},
 	}
