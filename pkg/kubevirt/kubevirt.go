@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -70,6 +71,9 @@ const TerminationGracePeriodSeconds int64 = 5
 // mib is CDI's storage alignment (util.DefaultAlignBlockSize) and its
 // smallest accepted request.
 const mib = 1 << 20
+
+// maxSize is the largest size whose MiB round-up fits in an int64.
+const maxSize = math.MaxInt64 / mib * mib
 
 // Errors. Each says what was wrong; messages wrap them with the value.
 var (
@@ -230,6 +234,9 @@ func (o Options) Validate() error {
 		}
 		if o.Size < 0 {
 			return fmt.Errorf("%w %d: must be positive", ErrSize, o.Size)
+		}
+		if o.Size > maxSize {
+			return fmt.Errorf("%w %d: rounded up to whole MiB it exceeds 8 EiB", ErrSize, o.Size)
 		}
 	}
 	if o.PVC != "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -258,6 +259,7 @@ func TestStorageRequest(t *testing.T) {
 		{3<<20 - 512, "3Mi"},
 		{10 << 30, "10Gi"},
 		{1 << 40, "1Ti"},
+		{maxSize, "8796093022207Mi"},
 	}
 	for _, c := range cases {
 		q := StorageRequest(c.size)
@@ -315,6 +317,7 @@ func TestBadInput(t *testing.T) {
 		{"image on datasource", Options{Kind: DataSource, Image: testImage}, ErrOption, "points at a PVC"},
 		{"size on vm", Options{Kind: VM, Image: testImage, Size: 1 << 20}, ErrOption, "size is for kind datavolume"},
 		{"negative size", Options{Kind: DataVolume, Image: testImage, Size: -1}, ErrSize, "positive"},
+		{"huge size", Options{Kind: DataVolume, Image: testImage, Size: math.MaxInt64}, ErrSize, "exceeds 8 EiB"},
 		{"bad pvc", Options{Kind: DataSource, PVC: "Bad_PVC"}, ErrName, `PVC "Bad_PVC"`},
 		{"pvc on vm", Options{Kind: VM, Image: testImage, PVC: "x"}, ErrOption, "PVC is for kind datasource"},
 	}
