@@ -5,7 +5,6 @@ package inspect
 import (
 	"fmt"
 	"os"
-	"syscall"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
@@ -37,8 +36,8 @@ func File(path string) (*info.Info, error) {
 	inf.FileSize = st.Size()
 	if format.Type == raw.Type {
 		// A raw file's allocation is its blocks on disk: holes are zeros.
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-			inf.Allocated = min(sys.Blocks*512, st.Size())
+		if blocks, ok := allocatedBlocks(st); ok {
+			inf.Allocated = min(blocks*512, st.Size())
 		}
 	}
 	return inf, nil

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
+)
+
+func init() { extraCommands = append(extraCommands, newManifestCmd) }
+
+// newManifestCmd is `tinyvm-oci manifest`, a thin layer over pkg/kubevirt.
+func newManifestCmd() *cobra.Command {
+	var (
+		kind, name, namespace, runStrategy, pullMethod, size, pvc string
+		resolve                                                   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "manifest [REF]",
+		Short: "Print a KubeVirt VM or VMI, or a CDI DataVolume or DataSource, for an image",
+		Long: `manifest prints a KubeVirt or CDI manifest as YAML, generated from the
+projects' own API types (kubevirt.io/api v1.8.0, CDI API v1.64.0).
+
+REF is the containerDisk image, for example the one push printed. A REF with
+a digest is written as repository@digest. --resolve looks the digest of a
+tag up in the registry (loopback registries over plain HTTP; credentials
+from the docker config). A datasource takes no REF: it points at the PVC a
+DataVolume filled (--pvc, default --name).
+
+The VM boots the disk on virtio with BIOS output on the serial console
+(virtctl console NAME) in 2Mi of guest memory. Pair --run-strategy Once
+with an image built with --then poweroff: the VM runs once and its VMI ends
+Succeeded.`,
+		Example: `  tinyvm-oci manifest ghcr.io/acme/512vm:qcow2 > vm.yaml
+  tinyvm-oci manifest --resolve 127.0.0.1:5000/512vm:qcow2
+  tinyvm-oci manifest --kind vmi --namespace ci 127.0.0.1:5000/512vm:qcow2
+  tinyvm-oci manifest --run-strategy Once --name fixture ghcr.io/acme/512vm:qcow2
+  tinyvm-oci manifest --kind datavolume --pull-method node --size 1MiB ghcr.io/acme/512vm:qcow2
+  tinyvm-oci manifest --kind datasource --namespace os-images --pvc 512vm`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var o kubevirt.Options
+			var err error
+			if o.Kind, err = kubevirt.ParseKind(kind); err != nil {
+				return usagef("--kind: %w", err)
+			}
+			o.Name, o.Namespace, o.PVC = name, namespace, pvc
+			if cmd.Flags().Changed("run-strategy") {
+				if o.RunStrategy, err = kubevirt.ParseRunStrategy(runStrategy); err != nil {
+					return usagef("--run-strategy: %w", err)
+				}
+			}
+			if cmd.Flags().Changed("pull-method") {
+				if o.PullMethod, err = kubevirt.ParsePullMethod(pullMethod); err != nil {
+					return usagef("--pull-method: %w", err)
+				}
+			}
+			if cmd.Flags().Changed("size") {
+				if o.Size, err = build.ParseSize(size); err != nil {
+					return usagef("--size: %w", err)
+				}
+			}
+			switch {
+			case o.Kind == kubevirt.DataSource && len(args) > 0:
+				return usagef("a datasource takes no REF: it points at a PVC (--pvc)")
+			case o.Kind != kubevirt.DataSource && len(args) == 0:
+				return usagef("kind %s needs the image reference REF", o.Kind)
+			case len(args) > 0:
+				o.Image = args[0]
+			}
+			if resolve && o.Kind == kubevirt.DataSource {
+				return usagef("--resolve: a datasource has no image to resolve")
+			}
+			if err := o.Validate(); err != nil {
+				return usageError{err}
+			}
+			if resolve {
+				if o.Image, err = kubevirt.Resolve(cmd.Context(), o.Image); err != nil {
+					return err
+				}
+			}
+			y, err := kubevirt.Generate(o)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(y)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kind, "kind", string(kubevirt.VM), "vm, vmi, datavolume or datasource")
+	f.StringVar(&name, "name", kubevirt.DefaultName, "metadata.name (a DNS-1123 label)")
+	f.StringVar(&namespace, "namespace", "", "metadata.namespace (default: none, kubectl's current namespace)")
+	f.StringVar(&runStrategy, "run-strategy", string(kubevirt.DefaultRunStrategy), "vm: Always, Once, Halted or Manual")
+	f.StringVar(&pullMethod, "pull-method", string(kubevirt.DefaultPullMethod), "datavolume: pod (importer pod pulls) or node (kubelet pulls)")
+	f.StringVar(&size, "size", "1MiB", "datavolume: the disk's virtual size; storage is this rounded up to whole MiB")
+	f.StringVar(&pvc, "pvc", "", "datasource: the PVC to point at (default: --name)")
+	f.BoolVar(&resolve, "resolve", false, "look REF's digest up in the registry and pin it")
+	return cmd
+}

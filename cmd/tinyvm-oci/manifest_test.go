@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
+)
+
+// manifestRegistry serves 512vm:qcow2 from ggcr's in-process registry on
+// loopback and returns host:port and the manifest digest.
+func manifestRegistry(t *testing.T) (string, string) {
+	t.Helper()
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(host+"/512vm:qcow2", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host, d.String()
+}
+
+// exampleArgs turns an example command line into arguments: the program
+// name and a trailing "> file" redirection or "| command" pipe go, and the documented local
+// registry 127.0.0.1:5000 becomes host.
+func exampleArgs(line, host string) []string {
+	line = strings.TrimSpace(line)
+	if i := strings.IndexAny(line, ">|"); i >= 0 {
+		line = line[:i]
+	}
+	line = strings.ReplaceAll(line, "127.0.0.1:5000", host)
+	return strings.Fields(line)[1:]
+}
+
+// TestManifestExamples runs every line of the command's Example text.
+func TestManifestExamples(t *testing.T) {
+	host, digest := manifestRegistry(t)
+	lines := strings.Split(newManifestCmd().Example, "\n")
+	if len(lines) < 5 {
+		t.Fatalf("only %d examples", len(lines))
+	}
+	for _, line := range lines {
+		args := exampleArgs(line, host)
+		code, stdout, stderr := cli(t, args...)
+		if code != 0 {
+			t.Errorf("%s: exit %d: %s", line, code, stderr)
+			continue
+		}
+		if _, err := kubevirt.Decode([]byte(stdout)); err != nil {
+			t.Errorf("%s: %v\n%s", line, err, stdout)
+		}
+		if strings.Contains(line, "--resolve") && !strings.Contains(stdout, host+"/512vm@"+digest) {
+			t.Errorf("%s: output does not pin %s:\n%s", line, digest, stdout)
+		}
+	}
+}
+
+// TestManifestGolden checks that the command prints exactly what the
+// library's goldens hold.
+func TestManifestGolden(t *testing.T) {
+	for file, args := range map[string][]string{
+		"vm.yaml":                    {"registry.example.com/512vm:qcow2"},
+		"vmi.yaml":                   {"--kind", "VMI", "registry.example.com/512vm:qcow2"},
+		"datavolume.yaml":            {"--kind", "datavolume", "registry.example.com/512vm:qcow2"},
+		"datasource.yaml":            {"--kind", "datasource"},
+		"vm-once-pinned.yaml":        {"--run-strategy", "once", "--name", "fixture", "--namespace", "ci", "registry.example.com/512vm:qcow2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+		"datavolume-node-10gib.yaml": {"--kind", "datavolume", "--name", "golden-512vm", "--namespace", "os-images", "--pull-method", "node", "--size", "10GiB", "ghcr.io/acme/512vm@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+		"datasource-pvc.yaml":        {"--kind", "datasource", "--namespace", "os-images", "--pvc", "golden-512vm"},
+	} {
+		want, err := os.ReadFile(filepath.Join("..", "..", "testdata", "kubevirt", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := cli(t, append([]string{"manifest"}, args...)...)
+		if code != 0 || stdout != string(want) {
+			t.Errorf("manifest %s: exit %d, stderr %q; output differs from %s:\n%s", strings.Join(args, " "), code, stderr, file, stdout)
+		}
+	}
+}
+
+func TestManifestResolve(t *testing.T) {
+	host, digest := manifestRegistry(t)
+	code, stdout, stderr := cli(t, "manifest", "--resolve", "--kind", "datavolume", host+"/512vm:qcow2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if want := "url: docker://" + host + "/512vm@" + digest + "\n"; !strings.Contains(stdout, want) {
+		t.Errorf("output lacks %q:\n%s", want, stdout)
+	}
+	code, stdout, stderr = cli(t, "manifest", "--resolve", host+"/512vm:missing")
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "resolve "+host+"/512vm:missing in registry "+host) {
+		t.Errorf("missing tag: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+func TestManifestErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"manifest"}, 2, "kind vm needs the image reference REF"},
+		{[]string{"manifest", "--kind", "pod", "r/x"}, 2, `--kind: kubevirt: unknown kind "pod": use vm, vmi, datavolume, datasource`},
+		{[]string{"manifest", "--run-strategy", "Sometimes", "r/x"}, 2, `--run-strategy: kubevirt: bad run strategy "Sometimes": use Always, Once, Halted, Manual`},
+		{[]string{"manifest", "--kind", "vmi", "--run-strategy", "Once", "r/x"}, 2, "a run strategy is for kind vm, not vmi"},
+		{[]string{"manifest", "--pull-method", "node", "r/x"}, 2, "a pull method is for kind datavolume, not vm"},
+		{[]string{"manifest", "--kind", "datavolume", "--pull-method", "kubelet", "r/x"}, 2, `--pull-method: kubevirt: bad pull method "kubelet": use pod, node`},
+		{[]string{"manifest", "--kind", "datavolume", "--size", "1.5G", "r/x"}, 2, "--size: bad size"},
+		{[]string{"manifest", "--name", "My_VM", "r/x"}, 2, `kubevirt: bad name "My_VM"`},
+		{[]string{"manifest", "--namespace", "Prod", "r/x"}, 2, `kubevirt: bad name namespace "Prod"`},
+		{[]string{"manifest", "Not/A Reference"}, 2, "kubevirt: bad image reference"},
+		{[]string{"manifest", "--kind", "datasource", "r/x"}, 2, "a datasource takes no REF"},
+		{[]string{"manifest", "--kind", "datasource", "--resolve"}, 2, "--resolve: a datasource has no image"},
+		{[]string{"manifest", "a/b", "c/d"}, 2, "accepts at most 1 arg"},
+	}
+	for _, c := range cases {
+		code, stdout, stderr := cli(t, c.args...)
+		if code != c.code || stdout != "" || !strings.Contains(stderr, c.want) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit %d and %q", strings.Join(c.args, " "), code, stdout, stderr, c.code, c.want)
+		}
+	}
+}
+
+// TestManifestOncePairing checks what docs/kubevirt.md promises for a CI
+// fixture: --run-strategy Once gives a VM that KubeVirt will not restart.
+func TestManifestOncePairing(t *testing.T) {
+	code, stdout, stderr := cli(t, "manifest", "--run-strategy", "Once", "r/x:qcow2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	obj, err := kubevirt.Decode([]byte(stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := obj.(*kubevirtv1.VirtualMachine)
+	if vm.Spec.RunStrategy == nil || *vm.Spec.RunStrategy != kubevirtv1.RunStrategyOnce {
+		t.Errorf("runStrategy %v, want Once", vm.Spec.RunStrategy)
+	}
+}
+
+// TestDocsKubeVirt runs the tinyvm-oci commands in docs/kubevirt.md: push
+// lines against an in-process registry standing in for ghcr.io and
+// 127.0.0.1:5000, and every manifest line. Where a yaml block follows a
+// manifest command, the output must match it exactly, so the docs cannot
+// drift from the code. (kubectl and virtctl lines need a cluster.)
+func TestDocsKubeVirt(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "kubevirt.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := manifestRegistry(t)
+	block := regexp.MustCompile("(?s)```(\\w+)\\n(.*?)```")
+	blocks := block.FindAllSubmatch(doc, -1)
+	ran := map[string]int{}
+	for i, b := range blocks {
+		if string(b[1]) != "sh" {
+			continue
+		}
+		for _, line := range strings.Split(string(b[2]), "\n") {
+			switch {
+			case strings.HasPrefix(line, "tinyvm-oci push "):
+				line = strings.ReplaceAll(line, "ghcr.io/acme", host)
+				code, stdout, stderr := cli(t, exampleArgs(line, host)...)
+				ran["push"]++
+				if code != 0 || !strings.Contains(stdout, "@sha256:") {
+					t.Errorf("%s: exit %d, stdout %q: %s", line, code, stdout, stderr)
+				}
+			case strings.HasPrefix(line, "tinyvm-oci manifest "):
+				code, stdout, stderr := cli(t, exampleArgs(line, host)...)
+				ran["manifest"]++
+				if code != 0 {
+					t.Errorf("%s: exit %d: %s", line, code, stderr)
+					continue
+				}
+				if _, err := kubevirt.Decode([]byte(stdout)); err != nil {
+					t.Errorf("%s: %v", line, err)
+				}
+				if i+1 < len(blocks) && string(blocks[i+1][1]) == "yaml" {
+					if want := blocks[i+1][2]; !bytes.Equal([]byte(stdout), want) {
+						t.Errorf("docs/kubevirt.md: the yaml after %q is stale; the command prints:\n%s", line, stdout)
+					}
+				}
+			case strings.HasPrefix(line, "tinyvm-oci"):
+				t.Errorf("docs/kubevirt.md: %q is not exercised by this test", line)
+			}
+		}
+	}
+	if ran["manifest"] < 5 || ran["push"] < 2 {
+		t.Errorf("ran %v commands from docs/kubevirt.md; the docs show more", ran)
+	}
+}

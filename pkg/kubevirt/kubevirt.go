@@ -1,0 +1,427 @@
+package kubevirt
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+	"sigs.k8s.io/yaml"
+)
+
+// Kind names one of the generated manifests.
+type Kind string
+
+// The kinds Generate writes.
+const (
+	VM         Kind = "vm"
+	VMI        Kind = "vmi"
+	DataVolume Kind = "datavolume"
+	DataSource Kind = "datasource"
+)
+
+// Kinds lists every kind, in the order WriteDir writes them.
+var Kinds = []Kind{VM, VMI, DataVolume, DataSource}
+
+// RunStrategies are the VirtualMachine run strategies Options accepts.
+var RunStrategies = []kubevirtv1.VirtualMachineRunStrategy{
+	kubevirtv1.RunStrategyAlways,
+	kubevirtv1.RunStrategyOnce,
+	kubevirtv1.RunStrategyHalted,
+	kubevirtv1.RunStrategyManual,
+}
+
+// PullMethods are CDI's registry pull methods: "pod" runs an importer pod
+// that pulls the image itself; "node" lets the kubelet pull it into the
+// node's image cache.
+var PullMethods = []cdiv1.RegistryPullMethod{cdiv1.RegistryPullPod, cdiv1.RegistryPullNode}
+
+// Defaults.
+const (
+	// DefaultName names the objects.
+	DefaultName = "512vm"
+	// DefaultRunStrategy starts the VM and restarts it whenever it stops.
+	DefaultRunStrategy = kubevirtv1.RunStrategyAlways
+	// DefaultPullMethod is CDI's own default.
+	DefaultPullMethod = cdiv1.RegistryPullPod
+	// DefaultSize is the virtual size of the default disk, 1 MiB.
+	DefaultSize = 1 << 20
+	// DiskName names the disk, its volume and so the containerDisk.
+	DiskName = "containerdisk"
+)
+
+// GuestMemory is the guest RAM: the smallest size KubeVirt accepts that
+// SeaBIOS boots from a virtio disk (see the package documentation).
+var GuestMemory = resource.MustParse("2Mi")
+
+// TerminationGracePeriodSeconds is how long KubeVirt waits after pressing
+// the ACPI power button before it destroys the domain. The boot sector
+// powers off on that button at once, so a few seconds is plenty; KubeVirt's
+// default is 30.
+const TerminationGracePeriodSeconds int64 = 5
+
+// mib is CDI's storage alignment (util.DefaultAlignBlockSize) and its
+// smallest accepted request.
+const mib = 1 << 20
+
+// maxSize is the largest size whose MiB round-up fits in an int64.
+const maxSize = math.MaxInt64 / mib * mib
+
+// Errors. Each says what was wrong; messages wrap them with the value.
+var (
+	ErrKind        = errors.New("kubevirt: unknown kind")
+	ErrName        = errors.New("kubevirt: bad name")
+	ErrRunStrategy = errors.New("kubevirt: bad run strategy")
+	ErrPullMethod  = errors.New("kubevirt: bad pull method")
+	ErrImage       = errors.New("kubevirt: bad image reference")
+	ErrSize        = errors.New("kubevirt: bad size")
+	ErrOption      = errors.New("kubevirt: option does not apply")
+)
+
+// Options choose one manifest.
+type Options struct {
+	// Kind is the manifest to write (empty means VM).
+	Kind Kind
+	// Name is metadata.name (empty means DefaultName). It must be a
+	// DNS-1123 label: the VMI name becomes the guest's hostname and the
+	// DataVolume's names its PVC and importer pod.
+	Name string
+	// Namespace is metadata.namespace; empty leaves it out, so kubectl
+	// applies the manifest to the current namespace.
+	Namespace string
+	// Image is the containerDisk reference (vm, vmi, datavolume). A
+	// reference with a digest is written as repository@digest, without its
+	// tag: the digest pins it.
+	Image string
+	// RunStrategy is the VirtualMachine's runStrategy (vm only; empty
+	// means DefaultRunStrategy).
+	RunStrategy kubevirtv1.VirtualMachineRunStrategy
+	// PullMethod is the DataVolume's registry pull method (datavolume
+	// only; empty means DefaultPullMethod).
+	PullMethod cdiv1.RegistryPullMethod
+	// Size is the disk's virtual size in bytes (datavolume only; 0 means
+	// DefaultSize).
+	Size int64
+	// PVC is the claim the DataSource points at (datasource only; empty
+	// means Name, the PVC a DataVolume of that name fills).
+	PVC string
+}
+
+func (o Options) kind() Kind {
+	if o.Kind == "" {
+		return VM
+	}
+	return o.Kind
+}
+
+func (o Options) name() string {
+	if o.Name == "" {
+		return DefaultName
+	}
+	return o.Name
+}
+
+func (o Options) runStrategy() kubevirtv1.VirtualMachineRunStrategy {
+	if o.RunStrategy == "" {
+		return DefaultRunStrategy
+	}
+	return o.RunStrategy
+}
+
+func (o Options) pullMethod() cdiv1.RegistryPullMethod {
+	if o.PullMethod == "" {
+		return DefaultPullMethod
+	}
+	return o.PullMethod
+}
+
+func (o Options) size() int64 {
+	if o.Size == 0 {
+		return DefaultSize
+	}
+	return o.Size
+}
+
+func (o Options) pvc() string {
+	if o.PVC == "" {
+		return o.name()
+	}
+	return o.PVC
+}
+
+// ParseKind reads a kind name, case-insensitively.
+func ParseKind(s string) (Kind, error) {
+	k := Kind(strings.ToLower(strings.TrimSpace(s)))
+	if !slices.Contains(Kinds, k) {
+		return "", fmt.Errorf("%w %q: use %s", ErrKind, s, kindList())
+	}
+	return k, nil
+}
+
+// ParseRunStrategy reads a run strategy, case-insensitively
+// ("once" is Once).
+func ParseRunStrategy(s string) (kubevirtv1.VirtualMachineRunStrategy, error) {
+	for _, r := range RunStrategies {
+		if strings.EqualFold(string(r), strings.TrimSpace(s)) {
+			return r, nil
+		}
+	}
+	return "", fmt.Errorf("%w %q: use %s", ErrRunStrategy, s, join(RunStrategies))
+}
+
+// ParsePullMethod reads a pull method, case-insensitively.
+func ParsePullMethod(s string) (cdiv1.RegistryPullMethod, error) {
+	for _, p := range PullMethods {
+		if strings.EqualFold(string(p), strings.TrimSpace(s)) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%w %q: use %s", ErrPullMethod, s, join(PullMethods))
+}
+
+func kindList() string { return join(Kinds) }
+
+func join[T ~string](xs []T) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = string(x)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Validate reports the first bad option. Options that do not apply to the
+// kind are errors rather than silently ignored.
+func (o Options) Validate() error {
+	k := o.kind()
+	if !slices.Contains(Kinds, k) {
+		return fmt.Errorf("%w %q: use %s", ErrKind, o.Kind, kindList())
+	}
+	if errs := validation.IsDNS1123Label(o.name()); len(errs) > 0 {
+		return fmt.Errorf("%w %q: %s", ErrName, o.name(), strings.Join(errs, "; "))
+	}
+	if o.Namespace != "" {
+		if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {
+			return fmt.Errorf("%w namespace %q: %s", ErrName, o.Namespace, strings.Join(errs, "; "))
+		}
+	}
+	if o.RunStrategy != "" {
+		if k != VM {
+			return fmt.Errorf("%w: a run strategy is for kind vm, not %s", ErrOption, k)
+		}
+		if !slices.Contains(RunStrategies, o.RunStrategy) {
+			return fmt.Errorf("%w %q: use %s", ErrRunStrategy, o.RunStrategy, join(RunStrategies))
+		}
+	}
+	if o.PullMethod != "" {
+		if k != DataVolume {
+			return fmt.Errorf("%w: a pull method is for kind datavolume, not %s", ErrOption, k)
+		}
+		if !slices.Contains(PullMethods, o.PullMethod) {
+			return fmt.Errorf("%w %q: use %s", ErrPullMethod, o.PullMethod, join(PullMethods))
+		}
+	}
+	if o.Size != 0 {
+		if k != DataVolume {
+			return fmt.Errorf("%w: a size is for kind datavolume, not %s", ErrOption, k)
+		}
+		if o.Size < 0 {
+			return fmt.Errorf("%w %d: must be positive", ErrSize, o.Size)
+		}
+		if o.Size > maxSize {
+			return fmt.Errorf("%w %d: rounded up to whole MiB it exceeds 8 EiB", ErrSize, o.Size)
+		}
+	}
+	if o.PVC != "" {
+		if k != DataSource {
+			return fmt.Errorf("%w: a PVC is for kind datasource, not %s", ErrOption, k)
+		}
+		if errs := validation.IsDNS1123Subdomain(o.PVC); len(errs) > 0 {
+			return fmt.Errorf("%w PVC %q: %s", ErrName, o.PVC, strings.Join(errs, "; "))
+		}
+	}
+	if k == DataSource {
+		if o.Image != "" {
+			return fmt.Errorf("%w: a datasource takes no image: it points at a PVC", ErrOption)
+		}
+		return nil
+	}
+	if o.Image == "" {
+		return fmt.Errorf("%w: none given: kind %s needs the image reference", ErrImage, k)
+	}
+	_, err := PinnedImage(o.Image)
+	return err
+}
+
+// StorageRequest is the DataVolume storage request for a disk of the given
+// virtual size: rounded up to a whole MiB, at least 1 MiB, as CDI needs.
+// CDI adds the filesystem overhead itself.
+func StorageRequest(virtualSize int64) resource.Quantity {
+	n := (virtualSize + mib - 1) / mib * mib
+	n = max(n, mib)
+	return *resource.NewQuantity(n, resource.BinarySI)
+}
+
+// Object builds the API object for the options: a *kubevirtv1.VirtualMachine,
+// *kubevirtv1.VirtualMachineInstance, *cdiv1.DataVolume or *cdiv1.DataSource.
+func Object(o Options) (any, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	meta := metav1.ObjectMeta{Name: o.name(), Namespace: o.Namespace}
+	var image string
+	if o.kind() != DataSource {
+		var err error
+		if image, err = PinnedImage(o.Image); err != nil {
+			return nil, err
+		}
+	}
+	switch o.kind() {
+	case VM:
+		rs := o.runStrategy()
+		return &kubevirtv1.VirtualMachine{
+			TypeMeta:   metav1.TypeMeta{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: "VirtualMachine"},
+			ObjectMeta: meta,
+			Spec: kubevirtv1.VirtualMachineSpec{
+				RunStrategy: &rs,
+				Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
+					Spec: vmiSpec(image),
+				},
+			},
+		}, nil
+	case VMI:
+		return &kubevirtv1.VirtualMachineInstance{
+			TypeMeta:   metav1.TypeMeta{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: "VirtualMachineInstance"},
+			ObjectMeta: meta,
+			Spec:       vmiSpec(image),
+		}, nil
+	case DataVolume:
+		url := "docker://" + image
+		pm := o.pullMethod()
+		return &cdiv1.DataVolume{
+			TypeMeta:   metav1.TypeMeta{APIVersion: cdiv1.SchemeGroupVersion.String(), Kind: "DataVolume"},
+			ObjectMeta: meta,
+			Spec: cdiv1.DataVolumeSpec{
+				Source: &cdiv1.DataVolumeSource{
+					Registry: &cdiv1.DataVolumeSourceRegistry{URL: &url, PullMethod: &pm},
+				},
+				Storage: &cdiv1.StorageSpec{
+					Resources: corev1.VolumeResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceStorage: StorageRequest(o.size())},
+					},
+				},
+			},
+		}, nil
+	default: // DataSource; Validate rejected anything else.
+		return &cdiv1.DataSource{
+			TypeMeta:   metav1.TypeMeta{APIVersion: cdiv1.SchemeGroupVersion.String(), Kind: "DataSource"},
+			ObjectMeta: meta,
+			Spec: cdiv1.DataSourceSpec{
+				Source: cdiv1.DataSourceSource{
+					// An empty namespace means the DataSource's own
+					// (CDI's GetNamespace).
+					PVC: &cdiv1.DataVolumeSourcePVC{Name: o.pvc(), Namespace: o.Namespace},
+				},
+			},
+		}, nil
+	}
+}
+
+// vmiSpec is the VMI spec that vm and vmi share.
+func vmiSpec(image string) kubevirtv1.VirtualMachineInstanceSpec {
+	useSerial := true
+	grace := TerminationGracePeriodSeconds
+	mem := GuestMemory.DeepCopy()
+	return kubevirtv1.VirtualMachineInstanceSpec{
+		Domain: kubevirtv1.DomainSpec{
+			Memory: &kubevirtv1.Memory{Guest: &mem},
+			Firmware: &kubevirtv1.Firmware{
+				Bootloader: &kubevirtv1.Bootloader{
+					// BIOS is KubeVirt's default; useSerial sends its
+					// output, and so the boot sector's, to virtctl console.
+					BIOS: &kubevirtv1.BIOS{UseSerial: &useSerial},
+				},
+			},
+			Devices: kubevirtv1.Devices{
+				Disks: []kubevirtv1.Disk{{
+					Name: DiskName,
+					DiskDevice: kubevirtv1.DiskDevice{
+						Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio},
+					},
+				}},
+			},
+		},
+		TerminationGracePeriodSeconds: &grace,
+		Volumes: []kubevirtv1.Volume{{
+			Name: DiskName,
+			VolumeSource: kubevirtv1.VolumeSource{
+				ContainerDisk: &kubevirtv1.ContainerDiskSource{Image: image},
+			},
+		}},
+	}
+}
+
+// Generate returns the manifest for the options as YAML: the API object
+// marshalled by sigs.k8s.io/yaml, with the empty status and null
+// creationTimestamp fields the types always carry removed. Keys are
+// sorted, so equal options give equal bytes.
+func Generate(o Options) ([]byte, error) {
+	obj, err := Object(o)
+	if err != nil {
+		return nil, err
+	}
+	return Marshal(obj)
+}
+
+// Marshal writes an API object as clean YAML (see Generate).
+func Marshal(obj any) ([]byte, error) {
+	j, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("kubevirt: marshal: %w", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(j, &m); err != nil {
+		return nil, fmt.Errorf("kubevirt: marshal: %w", err)
+	}
+	delete(m, "status")
+	prune(m)
+	y, err := yaml.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("kubevirt: marshal: %w", err)
+	}
+	return y, nil
+}
+
+// emptyNoise are the keys whose empty objects the Go types emit for
+// unset non-pointer structs: a template's metadata: {} and a domain's
+// resources: {}. An empty object elsewhere (disk: {}) can carry meaning,
+// so only these go.
+var emptyNoise = map[string]bool{"metadata": true, "resources": true}
+
+// prune removes, bottom-up, the server-set fields that the Go types emit
+// even when unset (creationTimestamp: null) and the emptyNoise objects.
+func prune(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			prune(e)
+			if e == nil && k == "creationTimestamp" {
+				delete(v, k)
+			}
+			if m, ok := e.(map[string]any); ok && len(m) == 0 && emptyNoise[k] {
+				delete(v, k)
+			}
+		}
+	case []any:
+		for _, e := range v {
+			prune(e)
+		}
+	}
+}
