@@ -8,6 +8,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
 )
 
 func newBuildCmd() *cobra.Command {
@@ -15,10 +16,11 @@ func newBuildCmd() *cobra.Command {
 		flags   buildFlags
 		dir     string
 		verbose bool
+		repo    string
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
-		Short: "Write the VM in every disk format, with SHA256SUMS",
+		Short: "Write the VM in every disk format, with SHA256SUMS, an OCI layout and KubeVirt manifests",
 		Example: `  tinyvm-oci build                                  # every format into dist/
   tinyvm-oci build -o out --format qcow2,vmdk       # just these
   tinyvm-oci build --then poweroff --serial READY   # a fixture that runs to completion
@@ -29,7 +31,7 @@ func newBuildCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o.OCILayout, o.Version = true, version
+			o.OCILayout, o.Version, o.ImageRepo = true, version, repo
 			res, err := build.Files(dir, o)
 			if err != nil {
 				return err
@@ -41,10 +43,14 @@ func newBuildCmd() *cobra.Command {
 			if res.Layout != "" {
 				fmt.Fprintln(cmd.OutOrStdout(), res.Layout)
 			}
+			for _, m := range res.Manifests {
+				fmt.Fprintln(cmd.OutOrStdout(), m)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&dir, "output", "o", "dist", "output directory")
+	cmd.Flags().StringVar(&repo, "image-repo", kubevirt.DefaultRepo, "repository the KubeVirt manifests in DIR/kubevirt reference")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print each file's size and digest")
 	flags.register(cmd.Flags(), fmt.Sprintf("formats to write, comma-separated (default all: %s)", joinNames()))
 	return cmd

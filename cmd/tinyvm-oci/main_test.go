@@ -12,6 +12,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
 )
 
@@ -239,5 +240,35 @@ func TestBinary(t *testing.T) {
 	}
 	if !strings.HasPrefix(stderr.String(), "tinyvm-oci: --size: bad size \"7\"") {
 		t.Errorf("stderr %q", stderr.String())
+	}
+}
+
+// TestBuildManifests: build writes KubeVirt and CDI manifests for the
+// given repository that decode strictly into the API types; a VM that
+// powers itself off gets runStrategy Once.
+func TestBuildManifests(t *testing.T) {
+	dir := t.TempDir()
+	code, stdout, stderr := cli(t, "build", "-o", dir, "--then", "poweroff", "--image-repo", "127.0.0.1:5000/fixtures/512vm")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, k := range kubevirt.Kinds {
+		path := filepath.Join(dir, "kubevirt", string(k)+".yaml")
+		if !strings.Contains(stdout, path) {
+			t.Errorf("stdout does not list %s", path)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kubevirt.Decode(b); err != nil {
+			t.Errorf("%s: %v", path, err)
+		}
+	}
+	vm, _ := os.ReadFile(filepath.Join(dir, "kubevirt", "vm.yaml"))
+	for _, want := range []string{"runStrategy: Once", "image: 127.0.0.1:5000/fixtures/512vm:qcow2"} {
+		if !strings.Contains(string(vm), want) {
+			t.Errorf("vm.yaml lacks %q:\n%s", want, vm)
+		}
 	}
 }

@@ -9,12 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
@@ -63,6 +65,10 @@ type Options struct {
 	OCILayout bool
 	// Version is the tinyvm-oci version the OCI annotations record.
 	Version string
+	// ImageRepo, when set, also writes KubeVirt and CDI manifests at
+	// dir/kubevirt that reference the containerDisk in this repository
+	// (for example registry.example.com/512vm), as push would publish it.
+	ImageRepo string
 }
 
 // Result describes a finished build.
@@ -78,6 +84,8 @@ type Result struct {
 	Warnings []string
 	// Layout is the OCI image layout written, if any.
 	Layout string
+	// Manifests are the KubeVirt and CDI manifests written, if any.
+	Manifests []string
 }
 
 // File is one disk file written by Files.
@@ -210,7 +218,41 @@ func Files(dir string, o Options) (res *Result, err error) {
 			return nil, err
 		}
 	}
+	if o.ImageRepo != "" {
+		if err := writeManifests(dir, o, res); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
+}
+
+// writeManifests writes dir/kubevirt for the containerDisk KubeVirt can
+// boot: qcow2 if it was built, else raw (virt-launcher takes only these).
+func writeManifests(dir string, o Options, res *Result) error {
+	tag := ""
+	for _, want := range []string{"qcow2", "raw"} {
+		for _, f := range res.Files {
+			if tag == "" && f.Format.Type == want {
+				tag = want
+			}
+		}
+	}
+	if tag == "" {
+		res.Warnings = append(res.Warnings, "KubeVirt manifests not written: KubeVirt boots only qcow2 or raw containerDisks; add --format qcow2")
+		return nil
+	}
+	ko := kubevirt.DirOptions{Repo: o.ImageRepo, Tag: tag, Size: res.Size}
+	if o.SectorFile == nil && o.Sector.Then == sector.PowerOff {
+		// A VM that powers itself off runs to completion: the VMI ends
+		// Succeeded instead of being restarted.
+		ko.RunStrategy = kubevirtv1.RunStrategyOnce
+	}
+	paths, err := kubevirt.WriteDir(dir, ko)
+	if err != nil {
+		return err
+	}
+	res.Manifests = paths
+	return nil
 }
 
 // writeLayout writes dir/oci from the files just written.
