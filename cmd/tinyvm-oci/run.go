@@ -23,8 +23,8 @@ func newRunCmd() *cobra.Command {
 the local qemu-system-x86_64 (Debian package qemu-system-x86). The guest's
 serial port goes to stdout, and run returns when the guest powers off.`,
 		Example: `  tinyvm-oci run --then poweroff                       # prints Hello World! and exits
-  tinyvm-oci run --machine q35 --bus virtio --format qcow2
-  tinyvm-oci run --format iso                           # boots as a CD-ROM
+  tinyvm-oci run --then poweroff --machine q35 --bus virtio --format qcow2
+  tinyvm-oci run --then poweroff --format iso           # boots as a CD-ROM
   tinyvm-oci run --timeout 5s                           # waits, then powers off`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -51,4 +51,5 @@ const (
 	Skopeo      = "apt-get install skopeo"
 	Umoci       = "apt-get install umoci"
 	Oras        = "go install oras.land/oras/cmd/oras@v1.3.6"
+	Crane       = "go install github.com/google/go-containerregistry/cmd/crane@v0.22.1"
 )
