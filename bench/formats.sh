@@ -5,7 +5,8 @@
 #   bash bench/formats.sh [RUNS] [SIZE]      # defaults: 15 runs, 1MiB
 #
 # Prints a Markdown table: median wall time over RUNS runs of each command
-# (process start included on both sides), and the file sizes.
+# (process start included on both sides; tinyvm-oci also hashes the file
+# for SHA256SUMS, but writes no OCI layout or manifests), and file sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-15}
@@ -37,7 +38,7 @@ median_ms() {
 row() { # name, our flags, our file, peer command (string), peer file
   local name=$1 flags=$2 ours=$3 peer=$4 peerfile=$5
   local ot pt os ps
-  ot=$(median_ms "$bin" build -o "$work/out" --size "$size" --then poweroff $flags)
+  ot=$(median_ms "$bin" build -o "$work/out" --oci-layout=false --kubevirt=false --size "$size" --then poweroff $flags)
   pt=$(median_ms bash -c "rm -f $peerfile; $peer")
   os=$(stat -c %s "$work/out/$ours")
   ps=$(stat -c %s "$peerfile")

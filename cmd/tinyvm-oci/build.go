@@ -17,6 +17,8 @@ func newBuildCmd() *cobra.Command {
 		dir     string
 		verbose bool
 		repo    string
+		layout  bool
+		kube    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
@@ -31,7 +33,10 @@ func newBuildCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o.OCILayout, o.Version, o.ImageRepo = true, version, repo
+			o.OCILayout, o.Version = layout, version
+			if kube {
+				o.ImageRepo = repo
+			}
 			res, err := build.Files(dir, o)
 			if err != nil {
 				return err
@@ -50,6 +55,8 @@ func newBuildCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&dir, "output", "o", "dist", "output directory")
+	cmd.Flags().BoolVar(&layout, "oci-layout", true, "also write DIR/oci, an OCI image layout of every containerDisk and the artifact")
+	cmd.Flags().BoolVar(&kube, "kubevirt", true, "also write DIR/kubevirt, KubeVirt and CDI manifests")
 	cmd.Flags().StringVar(&repo, "image-repo", kubevirt.DefaultRepo, "repository the KubeVirt manifests in DIR/kubevirt reference")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print each file's size and digest")
 	flags.register(cmd.Flags(), fmt.Sprintf("formats to write, comma-separated (default all: %s)", joinNames()))
