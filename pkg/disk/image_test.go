@@ -1,0 +1,88 @@
+package disk
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"slices"
+	"testing"
+)
+
+func TestNew(t *testing.T) {
+	for _, size := range []int64{0, -512, 1000} {
+		if _, err := New(nil, size); !errors.Is(err, ErrSize) {
+			t.Errorf("New(size %d) = %v, want ErrSize", size, err)
+		}
+	}
+	if _, err := New(make([]byte, 1024), 512); err == nil {
+		t.Error("data larger than the disk accepted")
+	}
+}
+
+func TestReadAt(t *testing.T) {
+	d, err := New([]byte{1, 2, 3}, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := bytes.Repeat([]byte{0xEE}, 6)
+	if n, err := d.ReadAt(p, 1); n != 6 || err != nil || !bytes.Equal(p, []byte{2, 3, 0, 0, 0, 0}) {
+		t.Errorf("ReadAt(1) = %d, %v, % x", n, err, p)
+	}
+	if n, err := d.ReadAt(p, 1020); n != 4 || err != io.EOF || !bytes.Equal(p[:4], []byte{0, 0, 0, 0}) {
+		t.Errorf("ReadAt across the end = %d, %v", n, err)
+	}
+	if _, err := d.ReadAt(p, 1024); err != io.EOF {
+		t.Errorf("ReadAt at the end = %v, want EOF", err)
+	}
+	if _, err := d.ReadAt(p, -1); err == nil {
+		t.Error("negative offset accepted")
+	}
+}
+
+// plain hides Image's Extents, so Blocks must scan the whole disk.
+type plain struct{ Disk }
+
+func TestBlocks(t *testing.T) {
+	data := make([]byte, 5000)
+	data[0], data[4095], data[4999] = 1, 1, 1
+	d, err := New(data, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{0, 3, 4} // 1 KiB blocks holding bytes 0, 4095 and 4999
+	for _, src := range []Disk{d, plain{d}} {
+		got, err := Blocks(src, 1024)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("Blocks = %v, %v; want %v", got, err, want)
+		}
+	}
+	// A 1 TiB disk costs what its data costs: only the extent is read.
+	big, _ := New(data, 1<<40)
+	if got, _ := Blocks(big, 64<<10); !slices.Equal(got, []int64{0}) {
+		t.Errorf("Blocks(1 TiB) = %v", got)
+	}
+	if _, err := Blocks(d, 0); err == nil {
+		t.Error("block size 0 accepted")
+	}
+}
+
+func TestReadBlock(t *testing.T) {
+	d, _ := New([]byte{9}, 1536)
+	b, err := ReadBlock(d, 1, 1024) // half inside the disk, half past it
+	if err != nil || len(b) != 1024 || !IsZero(b) {
+		t.Errorf("ReadBlock past the end = %d bytes, %v", len(b), err)
+	}
+	b, _ = ReadBlock(d, 0, 1024)
+	if b[0] != 9 || !IsZero(b[1:]) {
+		t.Error("ReadBlock(0) lost the data")
+	}
+}
+
+func BenchmarkBlocks1TiB(b *testing.B) {
+	d, _ := New(make([]byte, 512), 1<<40)
+	for b.Loop() {
+		if _, err := Blocks(d, 64<<10); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
