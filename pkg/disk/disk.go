@@ -149,3 +149,56 @@ func IsZero(p []byte) bool {
 	}
 	return true
 }
+
+// Section returns the size bytes of d that start at off as a disk of its
+// own. Bytes past the end of d read as zero, so a writer can store the last,
+// partial block of a disk as a whole block. The section implements Extenter
+// with d's extents clipped to the window, so zero blocks stay cheap.
+func Section(d Disk, off, size int64) Disk {
+	return &section{d: d, off: off, size: size}
+}
+
+// section is the window Section returns.
+type section struct {
+	d         Disk
+	off, size int64
+}
+
+// Size returns the window's size.
+func (s *section) Size() int64 { return s.size }
+
+// ReadAt reads the window; bytes beyond the underlying disk are zero.
+func (s *section) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
+	if off >= s.size {
+		return 0, io.EOF
+	}
+	n := len(p)
+	var eof error
+	if rem := s.size - off; int64(n) > rem {
+		n, eof = int(rem), io.EOF
+	}
+	clear(p[:n])
+	// Only the part inside the underlying disk is read.
+	if in := s.d.Size() - (s.off + off); in > 0 {
+		k := min(int64(n), in)
+		if _, err := s.d.ReadAt(p[:k], s.off+off); err != nil && err != io.EOF {
+			return 0, err
+		}
+	}
+	return n, eof
+}
+
+// Extents clips the disk's extents to the window.
+func (s *section) Extents() []Extent {
+	var out []Extent
+	for _, e := range Extents(s.d) {
+		lo, hi := max(e.Off, s.off), min(e.Off+e.Len, s.off+s.size)
+		if lo < hi {
+			out = append(out, Extent{Off: lo - s.off, Len: hi - lo})
+		}
+	}
+	return out
+}

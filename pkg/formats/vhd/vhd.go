@@ -243,7 +243,7 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 		if _, err := w.Write(bitmap); err != nil {
 			return fmt.Errorf("vhd: write block %d: %w", b, err)
 		}
-		blk := &section{d: d, off: b * BlockSize, size: BlockSize}
+		blk := disk.Section(d, b*BlockSize, BlockSize)
 		if _, err := raw.Write(w, blk); err != nil {
 			return fmt.Errorf("vhd: write block %d: %w", b, err)
 		}
@@ -317,46 +317,3 @@ func uniqueID(d disk.Disk, used []int64, typ string) ([16]byte, error) {
 }
 
 func roundUp(n, m int64) int64 { return (n + m - 1) / m * m }
-
-// section is a block-sized window of a disk, zero past the disk's end.
-type section struct {
-	d         disk.Disk
-	off, size int64
-}
-
-func (s *section) Size() int64 { return s.size }
-
-func (s *section) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, errors.New("negative offset")
-	}
-	if off >= s.size {
-		return 0, io.EOF
-	}
-	n := len(p)
-	var eof error
-	if rem := s.size - off; int64(n) > rem {
-		n, eof = int(rem), io.EOF
-	}
-	clear(p[:n])
-	// Only the part inside the underlying disk is read.
-	if in := s.d.Size() - (s.off + off); in > 0 {
-		k := min(int64(n), in)
-		if _, err := s.d.ReadAt(p[:k], s.off+off); err != nil && err != io.EOF {
-			return 0, err
-		}
-	}
-	return n, eof
-}
-
-// Extents clips the disk's extents to the window.
-func (s *section) Extents() []disk.Extent {
-	var out []disk.Extent
-	for _, e := range disk.Extents(s.d) {
-		lo, hi := max(e.Off, s.off), min(e.Off+e.Len, s.off+s.size)
-		if lo < hi {
-			out = append(out, disk.Extent{Off: lo - s.off, Len: hi - lo})
-		}
-	}
-	return out
-}
