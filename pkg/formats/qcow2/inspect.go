@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
 )
 
 // Incompatible feature bits (spec "Header", bytes 72-79) that Inspect
@@ -102,7 +103,7 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 
 	out := &info.Info{Format: Type, VirtualSize: vsize, FileSize: size, BlockSize: cs}
 	perL2 := cs / entry
-	guestClusters := ceilDiv(vsize, cs)
+	guestClusters := align.CeilDiv(vsize, cs)
 	seen := map[int64]bool{}
 	l1 := make([]byte, min(l1Size*entrySize, 64<<10))
 	l2 := make([]byte, cs)

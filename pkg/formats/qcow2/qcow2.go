@@ -10,6 +10,7 @@ import (
 	"math/bits"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
 )
 
 // Type is the format's name, as qemu-img calls it.
@@ -158,7 +159,7 @@ func plan(d disk.Disk, o Options) (*layout, error) {
 		return nil, fmt.Errorf("%w: %d bytes need an L1 table of %d bytes (QEMU allows %d); use larger clusters",
 			ErrTooLarge, l.size, l.l1Size*entrySize, maxL1Bytes)
 	}
-	l.l1Clusters = ceilDiv(l.l1Size*entrySize, l.cs)
+	l.l1Clusters = align.CeilDiv(l.l1Size*entrySize, l.cs)
 
 	if l.blocks, err = disk.Blocks(d, l.cs); err != nil {
 		return nil, fmt.Errorf("qcow2: %w", err)
@@ -191,8 +192,8 @@ func plan(d disk.Disk, o Options) (*layout, error) {
 		}
 	}
 	// Whole sectors, so that every byte a descriptor covers is in the file.
-	cSpan := ceilDiv(cLen, sectorSize) * sectorSize
-	cClusters := ceilDiv(cSpan, l.cs)
+	cSpan := align.CeilDiv(cLen, sectorSize) * sectorSize
+	cClusters := align.CeilDiv(cSpan, l.cs)
 
 	// The refcount structures count themselves: grow them until they cover
 	// every host cluster.
@@ -202,8 +203,8 @@ func plan(d disk.Disk, o Options) (*layout, error) {
 	l.rtClusters, l.rbClusters = 1, 1
 	for {
 		total := fixed + l.rtClusters + l.rbClusters
-		rb := ceilDiv(total, perBlock)
-		rt := ceilDiv(rb, perTable)
+		rb := align.CeilDiv(total, perBlock)
+		rt := align.CeilDiv(rb, perTable)
 		if rb == l.rbClusters && rt == l.rtClusters {
 			break
 		}
@@ -265,8 +266,6 @@ func (l *layout) refcount(h int64) uint16 {
 	}
 	return 0
 }
-
-func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 // compressor deflates one cluster at a time.
 type compressor struct {

@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 )
 
@@ -117,7 +118,7 @@ func Write(w io.Writer, d disk.Disk) error {
 	if err != nil {
 		return err
 	}
-	mapSize := roundUp(nblocks*4, sectorSize)
+	mapSize := align.Up(nblocks*4, sectorSize)
 	h := Header{
 		Signature:       Signature,
 		Version:         Version,
@@ -218,5 +219,3 @@ func uuidFrom(sum []byte, label string) [16]byte {
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
 	return u
 }
-
-func roundUp(n, m int64) int64 { return (n + m - 1) / m * m }

@@ -13,6 +13,7 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
 )
 
 const (
@@ -95,7 +96,7 @@ func TestQemuImg(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dataOff := int64(blocksOffset) + roundUp(4*((c.d.Size()+BlockSize-1)/BlockSize), 512)
+			dataOff := int64(blocksOffset) + align.Up(4*((c.d.Size()+BlockSize-1)/BlockSize), 512)
 			var dataBytes int64
 			next := 0
 			for _, e := range imgMap(t, qemuImg, "vdi", path) {

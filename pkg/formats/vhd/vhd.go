@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 )
 
@@ -215,7 +216,7 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 	footer := marshal(&f, footerSize, footerChecksumOffset)
 
 	entries := (size + BlockSize - 1) / BlockSize
-	batSize := roundUp(entries*4, sectorSize)
+	batSize := align.Up(entries*4, sectorSize)
 	h := DynamicHeader{
 		DataOffset:      noOffset,
 		TableOffset:     batOffset,
@@ -315,5 +316,3 @@ func uniqueID(d disk.Disk, used []int64, typ string) ([16]byte, error) {
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
 	return u, nil
 }
-
-func roundUp(n, m int64) int64 { return (n + m - 1) / m * m }

@@ -15,6 +15,7 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
 )
 
 const (
@@ -135,7 +136,7 @@ func TestQemuImg(t *testing.T) {
 				t.Fatal(err)
 			}
 			entries := (c.d.Size() + BlockSize - 1) / BlockSize
-			dataStart := batOffset + roundUp(4*entries, 512)
+			dataStart := batOffset + align.Up(4*entries, 512)
 			next := 0
 			var dataBytes int64
 			for _, e := range m {

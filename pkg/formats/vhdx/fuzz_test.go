@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
 )
 
 // A VHDX file is at least 4 MiB, mostly zeros, which the fuzzer cannot
@@ -144,7 +145,7 @@ func FuzzInspect(f *testing.F) {
 			}
 			return
 		}
-		if got.VirtualSize <= 0 || got.BlockSize < mib || got.Allocated < 0 || got.Allocated > roundUp(got.VirtualSize, got.BlockSize) {
+		if got.VirtualSize <= 0 || got.BlockSize < mib || got.Allocated < 0 || got.Allocated > align.Up(got.VirtualSize, got.BlockSize) {
 			t.Fatalf("implausible facts %+v for a %d-byte file", got, file.size)
 		}
 	})

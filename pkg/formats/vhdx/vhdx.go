@@ -10,6 +10,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
 )
 
 // Type is the format's name, as qemu-img calls it.
@@ -278,9 +279,7 @@ func newGeometry(size, blockSize, logicalSector int64) geometry {
 func (g geometry) batIndex(b int64) int64 { return b + b/g.chunkRatio }
 
 // batLength is the BAT region's length, rounded up to 1 MiB.
-func (g geometry) batLength() int64 { return roundUp(g.entries*8, mib) }
-
-func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
+func (g geometry) batLength() int64 { return align.Up(g.entries*8, mib) }
 
 // Write streams d to w as a dynamic VHDX. Only blocks that hold a non-zero
 // byte are stored; the BAT is generated as it is written, so memory use

@@ -3,6 +3,8 @@ package vmdk
 import (
 	"fmt"
 	"strings"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
 )
 
 // toolsVersion is what open-vmdk records when no VMware Tools version is
@@ -33,14 +35,14 @@ func descriptor(sub string, capacity uint64, extent string, id contentID) string
 	if sub == StreamOptimized {
 		// open-vmdk's geometry: 255 heads, 63 sectors, for an LSI Logic
 		// SCSI adapter.
-		fmt.Fprintf(&b, "ddb.geometry.cylinders = \"%d\"\n", min(ceilDiv(capacity, 255*63), 65535))
+		fmt.Fprintf(&b, "ddb.geometry.cylinders = \"%d\"\n", min(align.CeilDiv(capacity, 255*63), 65535))
 		b.WriteString("ddb.geometry.heads = \"255\"\nddb.geometry.sectors = \"63\"\n")
 		b.WriteString("ddb.adapterType = \"lsilogic\"\n")
 		b.WriteString("ddb.toolsInstallType = \"4\"\n") // 4: unmanaged (open-vm-tools)
 	} else {
 		// QEMU's geometry for an IDE disk: 16 heads, 63 sectors, with
 		// the cylinder count capped at the ATA limit of 16383.
-		fmt.Fprintf(&b, "ddb.geometry.cylinders = \"%d\"\n", min(ceilDiv(capacity, 16*63), 16383))
+		fmt.Fprintf(&b, "ddb.geometry.cylinders = \"%d\"\n", min(align.CeilDiv(capacity, 16*63), 16383))
 		b.WriteString("ddb.geometry.heads = \"16\"\nddb.geometry.sectors = \"63\"\n")
 		b.WriteString("ddb.adapterType = \"ide\"\n")
 	}
@@ -62,8 +64,6 @@ func (c contentID) cid() uint32 {
 	}
 	return v
 }
-
-func ceilDiv(a, b uint64) uint64 { return (a + b - 1) / b }
 
 // parseCreateType returns the createType value of a descriptor, or "".
 func parseCreateType(desc string) string {

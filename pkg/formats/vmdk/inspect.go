@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
 )
 
 // Detect reports whether head starts with a sparse extent's magic "KDMV".
@@ -45,8 +46,8 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	}
 
 	sectors := uint64(size) / SectorSize
-	numGrains := ceilDiv(h.Capacity, h.GrainSize)
-	numGTs := ceilDiv(numGrains, uint64(h.NumGTEsPerGT))
+	numGrains := align.CeilDiv(h.Capacity, h.GrainSize)
+	numGTs := align.CeilDiv(numGrains, uint64(h.NumGTEsPerGT))
 	if h.GDOffset == 0 || h.GDOffset >= sectors || numGTs*4 > (sectors-h.GDOffset)*SectorSize {
 		return nil, fmt.Errorf("vmdk: grain directory at sector %d with %d entries is past the end: %w", h.GDOffset, numGTs, info.ErrCorrupt)
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
 )
 
 // Type is the format's name, as qemu-img calls it.
@@ -143,12 +144,12 @@ func digest(d disk.Disk, grains []int64, sub, extent string) (contentID, error) 
 // which become holes when w is a file.
 func writeSparse(s *sink, d disk.Disk, capacity uint64, grains []int64, desc string) {
 	numGrains := capacity / GrainSectors
-	numGTs := ceilDiv(numGrains, numGTEsPerGT)
+	numGTs := align.CeilDiv(numGrains, numGTEsPerGT)
 	gdSectors := sectorsFor(numGTs * 4)
 	rgd := uint64(descriptorOffset + descriptorSize)
 	gd := rgd + gdSectors + numGTs*gtSectors
 	end := gd + gdSectors + numGTs*gtSectors
-	overhead := ceilDiv(end, GrainSectors) * GrainSectors // grains start grain-aligned, as in QEMU's files
+	overhead := align.CeilDiv(end, GrainSectors) * GrainSectors // grains start grain-aligned, as in QEMU's files
 	if overhead+uint64(len(grains))*GrainSectors > maxCapacity {
 		s.fail(fmt.Errorf("%w: the file would pass 2 TiB", ErrTooLarge))
 		return
@@ -222,7 +223,7 @@ func writeTables(s *sink, numGTs uint64, grains []int64, at func(k int) uint64) 
 // entry is 0. The header and descriptor fields are open-vmdk's.
 func writeStream(s *sink, d disk.Disk, capacity uint64, grains []int64, desc string) {
 	numGrains := capacity / GrainSectors
-	numGTs := ceilDiv(numGrains, numGTEsPerGT)
+	numGTs := align.CeilDiv(numGrains, numGTEsPerGT)
 	gdSectors := sectorsFor(numGTs * 4)
 
 	h := newHeader(capacity)
