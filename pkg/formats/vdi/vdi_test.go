@@ -10,10 +10,13 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
 )
 
 const (
@@ -31,11 +34,11 @@ func cases(t testing.TB) []struct {
 		name string
 		d    disk.Disk
 	}{
-		{"default", bootDisk(t, mib)},
-		{"1GiB", bootDisk(t, gib)},
-		{"512B", bootDisk(t, 512)},
+		{"default", formattest.BootDisk(t, mib)},
+		{"1GiB", formattest.BootDisk(t, gib)},
+		{"512B", formattest.BootDisk(t, 512)},
 		// Data in blocks 0, 2 and the partial last block 4.
-		{"scattered", &scattered{size: 4*mib + 4096, spots: map[int64]byte{0: 1, 2*mib + 7: 2, 4*mib + 4095: 3}}},
+		{"scattered", formattest.Scattered(4*mib+4096, map[int64]byte{0: 1, 2*mib + 7: 2, 4*mib + 4095: 3})},
 	}
 }
 
@@ -47,10 +50,10 @@ func TestQemuImg(t *testing.T) {
 	for _, c := range cases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			path := writeFile(t, dir, "disk.vdi", func(w io.Writer) error { return Write(w, c.d) })
-			ref := writeRaw(t, dir, c.d)
+			path := formattest.WriteFile(t, filepath.Join(dir, "disk.vdi"), func(w io.Writer) error { return Write(w, c.d) })
+			ref := formattest.WriteRaw(t, filepath.Join(dir, "ref.raw"), c.d, raw.Write)
 
-			qi := imgInfo(t, qemuImg, "vdi", path)
+			qi := formattest.ImgInfo(t, qemuImg, "vdi", path)
 			if qi.Format != "vdi" || qi.VirtualSize != c.d.Size() {
 				t.Errorf("qemu-img info: format %q size %d, want vdi %d", qi.Format, qi.VirtualSize, c.d.Size())
 			}
@@ -63,7 +66,7 @@ func TestQemuImg(t *testing.T) {
 				Leaks       int `json:"leaks"`
 				CheckErrors int `json:"check-errors"`
 			}
-			if err := json.Unmarshal(run(t, qemuImg, "check", "--output=json", "-f", "vdi", path), &check); err != nil {
+			if err := json.Unmarshal(formattest.Run(t, qemuImg, "check", "--output=json", "-f", "vdi", path), &check); err != nil {
 				t.Fatal(err)
 			}
 			if check.Corruptions+check.Leaks+check.CheckErrors != 0 {
@@ -75,11 +78,11 @@ func TestQemuImg(t *testing.T) {
 			// differ in block status), so the content is compared with
 			// the raw, and strict mode with qemu-img's VDI of that raw:
 			// the same blocks must be allocated.
-			run(t, qemuImg, "compare", "-f", "vdi", "-F", "raw", path, ref)
+			formattest.Run(t, qemuImg, "compare", "-f", "vdi", "-F", "raw", path, ref)
 			theirs := filepath.Join(dir, "theirs.vdi")
-			run(t, qemuImg, "convert", "-f", "raw", "-O", "vdi", ref, theirs)
-			run(t, qemuImg, "compare", "-s", "-f", "vdi", "-F", "vdi", path, theirs)
-			sameAsDisk(t, qemuImg, "vdi", path, c.d)
+			formattest.Run(t, qemuImg, "convert", "-f", "raw", "-O", "vdi", ref, theirs)
+			formattest.Run(t, qemuImg, "compare", "-s", "-f", "vdi", "-F", "vdi", path, theirs)
+			formattest.ConvertedSameAsDisk(t, qemuImg, "vdi", path, c.d)
 
 			// qemu-img map must show data exactly in the non-zero
 			// blocks, at the file offsets the block map gives.
@@ -92,14 +95,14 @@ func TestQemuImg(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			in, err := Inspect(f, fileSize(t, path))
+			in, err := Inspect(f, formattest.FileSize(t, path))
 			if err != nil {
 				t.Fatal(err)
 			}
 			dataOff := int64(blocksOffset) + align.Up(4*((c.d.Size()+BlockSize-1)/BlockSize), 512)
 			var dataBytes int64
 			next := 0
-			for _, e := range imgMap(t, qemuImg, "vdi", path) {
+			for _, e := range formattest.ImgMap(t, qemuImg, "vdi", path) {
 				if !e.Data {
 					continue
 				}
@@ -125,7 +128,7 @@ func TestQemuImg(t *testing.T) {
 				dataBytes > in.Allocated || dataBytes <= in.Allocated-BlockSize && len(used) > 0 {
 				t.Errorf("Inspect %+v vs qemu-img map data %d bytes", in, dataBytes)
 			}
-			if in.Format != Type || in.Subformat != "dynamic" || in.BlockSize != BlockSize || in.FileSize != fileSize(t, path) {
+			if in.Format != Type || in.Subformat != "dynamic" || in.BlockSize != BlockSize || in.FileSize != formattest.FileSize(t, path) {
 				t.Errorf("Inspect = %+v", in)
 			}
 		})
@@ -139,12 +142,12 @@ func TestNoLargerThanQemuImg(t *testing.T) {
 	for _, c := range cases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			ours := fileSize(t, writeFile(t, dir, "ours.vdi", func(w io.Writer) error { return Write(w, c.d) }))
+			ours := formattest.FileSize(t, formattest.WriteFile(t, filepath.Join(dir, "ours.vdi"), func(w io.Writer) error { return Write(w, c.d) }))
 			theirs := filepath.Join(dir, "theirs.vdi")
-			run(t, qemuImg, "convert", "-f", "raw", "-O", "vdi", writeRaw(t, dir, c.d), theirs)
-			t.Logf("%s: ours %d B, qemu-img %d B", c.name, ours, fileSize(t, theirs))
-			if ours > fileSize(t, theirs) {
-				t.Errorf("ours is %d bytes, qemu-img's %d", ours, fileSize(t, theirs))
+			formattest.Run(t, qemuImg, "convert", "-f", "raw", "-O", "vdi", formattest.WriteRaw(t, filepath.Join(dir, "ref.raw"), c.d, raw.Write), theirs)
+			t.Logf("%s: ours %d B, qemu-img %d B", c.name, ours, formattest.FileSize(t, theirs))
+			if ours > formattest.FileSize(t, theirs) {
+				t.Errorf("ours is %d bytes, qemu-img's %d", ours, formattest.FileSize(t, theirs))
 			}
 		})
 	}
@@ -152,9 +155,11 @@ func TestNoLargerThanQemuImg(t *testing.T) {
 
 // TestBoot boots the default disk on both machines.
 func TestBoot(t *testing.T) {
-	path := writeFile(t, t.TempDir(), "disk.vdi", func(w io.Writer) error { return Write(w, bootDisk(t, mib)) })
+	path := formattest.WriteFile(t, filepath.Join(t.TempDir(), "disk.vdi"), func(w io.Writer) error { return Write(w, formattest.BootDisk(t, mib)) })
 	for _, mb := range [][2]string{{"pc", "ide"}, {"q35", "virtio"}} {
-		t.Run(mb[0]+"+"+mb[1], func(t *testing.T) { boot(t, path, "vdi", mb[0], mb[1]) })
+		t.Run(mb[0]+"+"+mb[1], func(t *testing.T) {
+			formattest.Boot(t, qemu.Options{File: path, Driver: "vdi", Machine: mb[0], Bus: mb[1]})
+		})
 	}
 }
 
@@ -168,7 +173,7 @@ func TestDeterministic(t *testing.T) {
 		}
 		return b.Bytes()
 	}
-	a, b := write(bootDisk(t, mib)), write(bootDisk(t, mib))
+	a, b := write(formattest.BootDisk(t, mib)), write(formattest.BootDisk(t, mib))
 	if !bytes.Equal(a, b) {
 		t.Fatal("two writes of the same disk differ")
 	}
@@ -212,7 +217,7 @@ func TestTooLarge(t *testing.T) {
 // refuse and expects info.ErrCorrupt.
 func TestInspectCorrupt(t *testing.T) {
 	var good bytes.Buffer
-	if err := Write(&good, bootDisk(t, 3*mib)); err != nil {
+	if err := Write(&good, formattest.BootDisk(t, 3*mib)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Inspect(bytes.NewReader(good.Bytes()), int64(good.Len())); err != nil {
@@ -246,14 +251,14 @@ func TestInspectCorrupt(t *testing.T) {
 
 func TestDetect(t *testing.T) {
 	var b bytes.Buffer
-	if err := Write(&b, bootDisk(t, mib)); err != nil {
+	if err := Write(&b, formattest.BootDisk(t, mib)); err != nil {
 		t.Fatal(err)
 	}
 	if !Detect(b.Bytes()[:512], nil, int64(b.Len())) {
 		t.Error("Detect misses our image")
 	}
 	boot := make([]byte, 512)
-	if _, err := bootDisk(t, mib).ReadAt(boot, 0); err != nil {
+	if _, err := formattest.BootDisk(t, mib).ReadAt(boot, 0); err != nil {
 		t.Fatal(err)
 	}
 	if Detect(boot, nil, mib) || Detect(b.Bytes()[:versionOffset+3], nil, 0) {
@@ -270,7 +275,7 @@ func TestDetect(t *testing.T) {
 	qemuImg := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
 	dir := t.TempDir()
 	theirs := filepath.Join(dir, "theirs.vdi")
-	run(t, qemuImg, "convert", "-f", "raw", "-O", "vdi", writeRaw(t, dir, bootDisk(t, 3*mib)), theirs)
+	formattest.Run(t, qemuImg, "convert", "-f", "raw", "-O", "vdi", formattest.WriteRaw(t, filepath.Join(dir, "ref.raw"), formattest.BootDisk(t, 3*mib), raw.Write), theirs)
 	data, err := os.ReadFile(theirs)
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +299,7 @@ func BenchmarkWrite(b *testing.B) {
 		n    int64
 	}{{"1MiB", mib}, {"1TiB", tib}} {
 		b.Run(size.name, func(b *testing.B) {
-			d := bootDisk(b, size.n)
+			d := formattest.BootDisk(b, size.n)
 			var cw countWriter
 			for b.Loop() {
 				cw = 0

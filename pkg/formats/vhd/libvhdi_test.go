@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 )
 
@@ -28,7 +27,7 @@ func TestVhdiinfo(t *testing.T) {
 	tool := tooltest.Require(t, "vhdiinfo", tooltest.Libvhdi)
 	for _, c := range cases(t) {
 		t.Run(c.name, func(t *testing.T) {
-			out := string(run(t, tool, write(t, t.TempDir(), c)))
+			out := string(formattest.Run(t, tool, write(t, t.TempDir(), c)))
 			m, ty := mediaSize.FindStringSubmatch(out), diskType.FindStringSubmatch(out)
 			if m == nil || ty == nil {
 				t.Fatalf("vhdiinfo output lacks media size or disk type:\n%s", out)
@@ -42,33 +41,13 @@ func TestVhdiinfo(t *testing.T) {
 }
 
 func TestVhdimount(t *testing.T) {
-	tool := tooltest.Require(t, "vhdimount", tooltest.Libvhdi)
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		tooltest.Missing(t, "vhdimount needs FUSE: "+err.Error())
-	}
+	tool := formattest.Vhdimount(t)
 	for _, c := range cases(t) {
 		if c.d.Size() > 16*mib {
 			continue // reading it all back through FUSE is slow
 		}
 		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			path := write(t, dir, c)
-			mnt := filepath.Join(dir, "mnt")
-			if err := os.Mkdir(mnt, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			var stderr bytes.Buffer
-			cmd := exec.Command(tool, "-v", path, mnt) // -v: stay in the foreground
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				_ = exec.Command("umount", mnt).Run()
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-			}()
-			img := filepath.Join(mnt, "vhdi1")
+			img, stderr := formattest.Mount(t, tool, write(t, t.TempDir(), c))
 			var got []byte
 			var err error
 			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

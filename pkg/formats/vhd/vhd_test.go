@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
 )
 
 const (
@@ -33,21 +36,21 @@ type testCase struct {
 // cases are the disks and types every oracle test runs on.
 func cases(t testing.TB) []testCase {
 	// Data in blocks 0 and 2 and in the partial last block 4.
-	scat := &scattered{size: 8*mib + 4096, spots: map[int64]byte{0: 1, 4*mib + 7: 2, 8*mib + 4095: 3}}
+	scat := formattest.Scattered(8*mib+4096, map[int64]byte{0: 1, 4*mib + 7: 2, 8*mib + 4095: 3})
 	return []testCase{
-		{"default", bootDisk(t, mib), ""},
-		{"1GiB", bootDisk(t, gib), Dynamic},
-		{"512B", bootDisk(t, 512), Dynamic},
+		{"default", formattest.BootDisk(t, mib), ""},
+		{"1GiB", formattest.BootDisk(t, gib), Dynamic},
+		{"512B", formattest.BootDisk(t, 512), Dynamic},
 		{"scattered", scat, Dynamic},
-		{"fixed", bootDisk(t, mib), Fixed},
-		{"fixed-1GiB", bootDisk(t, gib), Fixed},
+		{"fixed", formattest.BootDisk(t, mib), Fixed},
+		{"fixed-1GiB", formattest.BootDisk(t, gib), Fixed},
 		// Not a whole MiB: written exactly, see doc.go.
-		{"fixed-odd", bootDisk(t, mib+512), Fixed},
+		{"fixed-odd", formattest.BootDisk(t, mib+512), Fixed},
 	}
 }
 
 func write(t testing.TB, dir string, c testCase) string {
-	return writeFile(t, dir, "disk.vhd", func(w io.Writer) error {
+	return formattest.WriteFile(t, filepath.Join(dir, "disk.vhd"), func(w io.Writer) error {
 		return Write(w, c.d, Options{Type: c.typ, Time: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)})
 	})
 }
@@ -63,7 +66,7 @@ func qemuImgVHD(t testing.TB, qemuImg, ref, typ string, force bool) string {
 	if force {
 		opts += ",force_size=on"
 	}
-	run(t, qemuImg, "convert", "-f", "raw", "-O", "vpc", "-o", opts, ref, out)
+	formattest.Run(t, qemuImg, "convert", "-f", "raw", "-O", "vpc", "-o", opts, ref, out)
 	return out
 }
 
@@ -76,16 +79,16 @@ func TestQemuImg(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := write(t, dir, c)
-			ref := writeRaw(t, dir, c.d)
+			ref := formattest.WriteRaw(t, filepath.Join(dir, "ref.raw"), c.d, raw.Write)
 
-			qi := imgInfo(t, qemuImg, "vpc", path)
+			qi := formattest.ImgInfo(t, qemuImg, "vpc", path)
 			if qi.Format != "vpc" || qi.VirtualSize != c.d.Size() {
 				t.Errorf("qemu-img info: format %q size %d, want vpc %d", qi.Format, qi.VirtualSize, c.d.Size())
 			}
 			if c.typ != Fixed {
 				// QEMU probes a dynamic VHD without -f.
-				var probed qemuInfo
-				if err := json.Unmarshal(run(t, qemuImg, "info", "--output=json", path), &probed); err != nil {
+				var probed formattest.QemuInfo
+				if err := json.Unmarshal(formattest.Run(t, qemuImg, "info", "--output=json", path), &probed); err != nil {
 					t.Fatal(err)
 				}
 				if probed.Format != "vpc" || probed.ClusterSize != BlockSize {
@@ -99,24 +102,24 @@ func TestQemuImg(t *testing.T) {
 			// so content is compared with the raw and strict mode with
 			// qemu-img's VHD of the same raw: the same blocks must be
 			// allocated.
-			run(t, qemuImg, "compare", "-f", "vpc", "-F", "raw", path, ref)
-			run(t, qemuImg, "compare", "-s", "-f", "vpc", "-F", "vpc", path, qemuImgVHD(t, qemuImg, ref, c.typ, true))
-			sameAsDisk(t, qemuImg, "vpc", path, c.d)
+			formattest.Run(t, qemuImg, "compare", "-f", "vpc", "-F", "raw", path, ref)
+			formattest.Run(t, qemuImg, "compare", "-s", "-f", "vpc", "-F", "vpc", path, qemuImgVHD(t, qemuImg, ref, c.typ, true))
+			formattest.ConvertedSameAsDisk(t, qemuImg, "vpc", path, c.d)
 
 			f, err := os.Open(path)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			in, err := Inspect(f, fileSize(t, path))
+			in, err := Inspect(f, formattest.FileSize(t, path))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if in.Format != Type || in.VirtualSize != qi.VirtualSize || in.FileSize != fileSize(t, path) {
+			if in.Format != Type || in.VirtualSize != qi.VirtualSize || in.FileSize != formattest.FileSize(t, path) {
 				t.Errorf("Inspect = %+v, qemu-img size %d", in, qi.VirtualSize)
 			}
 
-			m := imgMap(t, qemuImg, "vpc", path)
+			m := formattest.ImgMap(t, qemuImg, "vpc", path)
 			if c.typ == Fixed {
 				// A fixed VHD maps the disk one to one onto the file.
 				var total int64
@@ -175,15 +178,15 @@ func TestNoLargerThanQemuImg(t *testing.T) {
 	for _, c := range cases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			ours := fileSize(t, write(t, dir, c))
-			ref := writeRaw(t, dir, c.d)
-			forced := fileSize(t, qemuImgVHD(t, qemuImg, ref, c.typ, true))
+			ours := formattest.FileSize(t, write(t, dir, c))
+			ref := formattest.WriteRaw(t, filepath.Join(dir, "ref.raw"), c.d, raw.Write)
+			forced := formattest.FileSize(t, qemuImgVHD(t, qemuImg, ref, c.typ, true))
 			t.Logf("%s: ours %d B, qemu-img force_size %d B", c.name, ours, forced)
 			if ours > forced {
 				t.Errorf("ours is %d bytes, qemu-img's %d", ours, forced)
 			}
 			if c.typ != Fixed {
-				plain := fileSize(t, qemuImgVHD(t, qemuImg, ref, c.typ, false))
+				plain := formattest.FileSize(t, qemuImgVHD(t, qemuImg, ref, c.typ, false))
 				t.Logf("%s: qemu-img default %d B", c.name, plain)
 				if ours > plain {
 					t.Errorf("ours is %d bytes, qemu-img's default %d", ours, plain)
@@ -196,9 +199,11 @@ func TestNoLargerThanQemuImg(t *testing.T) {
 // TestBoot boots the default dynamic and the fixed disk on both machines.
 func TestBoot(t *testing.T) {
 	for _, typ := range Types {
-		path := write(t, t.TempDir(), testCase{d: bootDisk(t, mib), typ: typ})
+		path := write(t, t.TempDir(), testCase{d: formattest.BootDisk(t, mib), typ: typ})
 		for _, mb := range [][2]string{{"pc", "ide"}, {"q35", "virtio"}} {
-			t.Run(typ+"/"+mb[0]+"+"+mb[1], func(t *testing.T) { boot(t, path, "vpc", mb[0], mb[1]) })
+			t.Run(typ+"/"+mb[0]+"+"+mb[1], func(t *testing.T) {
+				formattest.Boot(t, qemu.Options{File: path, Driver: "vpc", Machine: mb[0], Bus: mb[1]})
+			})
 		}
 	}
 }
@@ -211,7 +216,7 @@ func TestSizeRule(t *testing.T) {
 	qemuImg := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
 	size := mib + 3*512 // 2051 sectors: no CHS geometry is exact
 	var b bytes.Buffer
-	if err := Write(&b, bootDisk(t, size), Options{Type: Fixed}); err != nil {
+	if err := Write(&b, formattest.BootDisk(t, size), Options{Type: Fixed}); err != nil {
 		t.Fatal(err)
 	}
 	// The spec's CHS algorithm for 2051 sectors: 17 sectors per track,
@@ -241,7 +246,7 @@ func TestSizeRule(t *testing.T) {
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got := imgInfo(t, qemuImg, "vpc", path).VirtualSize
+			got := formattest.ImgInfo(t, qemuImg, "vpc", path).VirtualSize
 			if want := int64(specC * specH * specS * 512); !v.exact && got != want {
 				t.Errorf("QEMU reads %d bytes, want the CHS size %d", got, want)
 			}
@@ -259,7 +264,7 @@ func TestFooter(t *testing.T) {
 	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, typ := range Types {
 		var b bytes.Buffer
-		if err := Write(&b, bootDisk(t, mib), Options{Type: typ, Time: at}); err != nil {
+		if err := Write(&b, formattest.BootDisk(t, mib), Options{Type: typ, Time: at}); err != nil {
 			t.Fatal(err)
 		}
 		data := b.Bytes()
@@ -303,7 +308,7 @@ func TestDeterministic(t *testing.T) {
 		return b.Bytes()
 	}
 	for _, typ := range Types {
-		a, b := out(bootDisk(t, mib), Options{Type: typ}), out(bootDisk(t, mib), Options{Type: typ})
+		a, b := out(formattest.BootDisk(t, mib), Options{Type: typ}), out(formattest.BootDisk(t, mib), Options{Type: typ})
 		if !bytes.Equal(a, b) {
 			t.Fatalf("%s: two writes of the same disk differ", typ)
 		}
@@ -324,7 +329,7 @@ func TestDeterministic(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	d := bootDisk(t, mib)
+	d := formattest.BootDisk(t, mib)
 	err := Write(io.Discard, d, Options{Type: "sparse"})
 	if !errors.Is(err, ErrUnknownType) || !strings.Contains(err.Error(), "dynamic") || !strings.Contains(err.Error(), "fixed") {
 		t.Errorf("unknown type: %v", err)
@@ -345,8 +350,8 @@ func TestErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	qemuImg := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
-	path := writeFile(t, t.TempDir(), "max.vhd", func(w io.Writer) error { return Write(w, max, Options{}) })
-	if qi := imgInfo(t, qemuImg, "vpc", path); qi.VirtualSize != MaxSize {
+	path := formattest.WriteFile(t, filepath.Join(t.TempDir(), "max.vhd"), func(w io.Writer) error { return Write(w, max, Options{}) })
+	if qi := formattest.ImgInfo(t, qemuImg, "vpc", path); qi.VirtualSize != MaxSize {
 		t.Errorf("2040 GiB disk reads as %d bytes", qi.VirtualSize)
 	}
 }
@@ -356,7 +361,7 @@ func TestInspectCorrupt(t *testing.T) {
 	be := binary.BigEndian
 	img := func(typ string) []byte {
 		var b bytes.Buffer
-		if err := Write(&b, bootDisk(t, 5*mib), Options{Type: typ}); err != nil {
+		if err := Write(&b, formattest.BootDisk(t, 5*mib), Options{Type: typ}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := Inspect(bytes.NewReader(b.Bytes()), int64(b.Len())); err != nil {
@@ -392,7 +397,7 @@ func TestInspectCorrupt(t *testing.T) {
 func TestDetect(t *testing.T) {
 	for _, typ := range Types {
 		var b bytes.Buffer
-		if err := Write(&b, bootDisk(t, mib), Options{Type: typ}); err != nil {
+		if err := Write(&b, formattest.BootDisk(t, mib), Options{Type: typ}); err != nil {
 			t.Fatal(err)
 		}
 		r := bytes.NewReader(b.Bytes())
@@ -401,7 +406,7 @@ func TestDetect(t *testing.T) {
 		}
 	}
 	boot := make([]byte, mib)
-	if _, err := bootDisk(t, mib).ReadAt(boot, 0); err != nil {
+	if _, err := formattest.BootDisk(t, mib).ReadAt(boot, 0); err != nil {
 		t.Fatal(err)
 	}
 	if Detect(boot[:512], bytes.NewReader(boot), mib) {
@@ -410,7 +415,7 @@ func TestDetect(t *testing.T) {
 	// qemu-img's own VHDs are detected and inspected too.
 	qemuImg := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
 	dir := t.TempDir()
-	ref := writeRaw(t, dir, bootDisk(t, 6*mib))
+	ref := formattest.WriteRaw(t, filepath.Join(dir, "ref.raw"), formattest.BootDisk(t, 6*mib), raw.Write)
 	for _, typ := range Types {
 		data, err := os.ReadFile(qemuImgVHD(t, qemuImg, ref, typ, true))
 		if err != nil {
@@ -439,7 +444,7 @@ func BenchmarkWrite(b *testing.B) {
 			n    int64
 		}{{"1MiB", mib}, {"1TiB", tib}} {
 			b.Run(typ+"/"+size.name, func(b *testing.B) {
-				d := bootDisk(b, size.n)
+				d := formattest.BootDisk(b, size.n)
 				var w io.Writer
 				var cw countWriter
 				var file *os.File

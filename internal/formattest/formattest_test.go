@@ -1,0 +1,55 @@
+package formattest
+
+import (
+	"bytes"
+	"io"
+	"reflect"
+	"testing"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+)
+
+// TestHeadTail checks that the fuzz encoding keeps a file's size, head and
+// tail and zeros the middle, as the vdi and vhd fuzz tests assume.
+func TestHeadTail(t *testing.T) {
+	file := bytes.Repeat([]byte{1, 2, 3, 4}, 1000)
+	h := &HeadTail{HeadN: 10, TailN: 7}
+	for p := file; len(p) > 0; p = p[min(len(p), 333):] {
+		h.Write(p[:min(len(p), 333)])
+	}
+	f, ok := DecodeHeadTail(h.Encode(), 1<<20)
+	if !ok || f.Size() != int64(len(file)) {
+		t.Fatalf("decode: %v, size %d", ok, f.Size())
+	}
+	got := make([]byte, len(file))
+	if n, err := f.ReadAt(got, 0); n != len(file) || (err != nil && err != io.EOF) {
+		t.Fatalf("ReadAt = %d, %v", n, err)
+	}
+	want := make([]byte, len(file))
+	copy(want, file[:10])
+	copy(want[len(file)-7:], file[len(file)-7:])
+	if !bytes.Equal(got, want) {
+		t.Fatal("decoded file is not head, zeros, tail")
+	}
+	if _, ok := DecodeHeadTail(h.Encode(), 100); ok {
+		t.Fatal("a file over the limit decoded")
+	}
+	if ext := f.Extents(); !reflect.DeepEqual(ext, []disk.Extent{{Off: 0, Len: 10}, {Off: 3993, Len: 7}}) {
+		t.Fatalf("Extents = %v", ext)
+	}
+}
+
+// TestScattered checks the spots land where they are placed.
+func TestScattered(t *testing.T) {
+	d := Scattered(1024, map[int64]byte{0: 1, 1023: 2})
+	p := make([]byte, 1024)
+	if _, err := d.ReadAt(p, 0); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	if p[0] != 1 || p[1023] != 2 || !disk.IsZero(p[1:1023]) {
+		t.Fatal("spots misplaced")
+	}
+	if _, ok := d.(disk.Extenter); ok {
+		t.Fatal("Scattered must not know its extents")
+	}
+}

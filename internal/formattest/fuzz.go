@@ -1,0 +1,117 @@
+package formattest
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+)
+
+// The fuzz tests of the formats whose Inspect reads only the start and the
+// end of a file (vdi, vhd) encode an input as the file's size, its first
+// bytes and its last bytes, with zeros in between: uvarint size, uvarint
+// head length, head, tail. A file of megabytes then fuzzes as a few KiB.
+
+// HeadTail is an io.Writer that keeps the size of what is written, its
+// first HeadN and its last TailN bytes: the fuzz encoding of a file.
+type HeadTail struct {
+	HeadN, TailN int
+	size         int64
+	head, tail   []byte
+}
+
+// Write keeps what the encoding needs of p and counts the rest.
+func (h *HeadTail) Write(p []byte) (int, error) {
+	n := len(p)
+	h.size += int64(n)
+	if k := min(h.HeadN-len(h.head), len(p)); k > 0 {
+		h.head = append(h.head, p[:k]...)
+		p = p[k:]
+	}
+	h.tail = append(h.tail, p[max(0, len(p)-h.TailN):]...)
+	h.tail = h.tail[max(0, len(h.tail)-h.TailN):]
+	return n, nil
+}
+
+// Encode returns the fuzz encoding of what was written.
+func (h *HeadTail) Encode() []byte {
+	out := binary.AppendUvarint(nil, uint64(h.size))
+	out = binary.AppendUvarint(out, uint64(len(h.head)))
+	out = append(out, h.head...)
+	return append(out, h.tail...)
+}
+
+// DecodeHeadTail decodes a HeadTail encoding into a file of at most
+// maxSize bytes. It reports false for an input that is not an encoding,
+// which a fuzz test skips.
+func DecodeHeadTail(b []byte, maxSize int64) (*Sparse, bool) {
+	size, n := binary.Uvarint(b)
+	if n <= 0 || size > uint64(maxSize) {
+		return nil, false
+	}
+	b = b[n:]
+	hl, n := binary.Uvarint(b)
+	if n <= 0 || hl > uint64(len(b)-n) {
+		return nil, false
+	}
+	b = b[n:]
+	head, tail := b[:hl], b[hl:]
+	if len(head)+len(tail) > int(size) {
+		return nil, false
+	}
+	return &Sparse{Len: int64(size), Patches: []Patch{{0, head}, {int64(size) - int64(len(tail)), tail}}}, true
+}
+
+// Patch is a run of bytes at an offset of a Sparse file.
+type Patch struct {
+	Off  int64
+	Data []byte
+}
+
+// Sparse is a file or disk of Len bytes holding Patches, zeros elsewhere:
+// a decoded fuzz input, or a test disk with data far apart. Patches may
+// overlap; a later one wins. It implements disk.Disk and disk.Extenter.
+type Sparse struct {
+	Len     int64
+	Patches []Patch
+}
+
+// Size returns Len.
+func (s *Sparse) Size() int64 { return s.Len }
+
+// Extents returns the patches' ranges, which is where the data may be.
+// Patches must then be in ascending order and not overlap, as
+// disk.Extents promises its callers.
+func (s *Sparse) Extents() []disk.Extent {
+	var out []disk.Extent
+	for _, c := range s.Patches {
+		if len(c.Data) > 0 {
+			out = append(out, disk.Extent{Off: c.Off, Len: int64(len(c.Data))})
+		}
+	}
+	return out
+}
+
+// ReadAt reads the file: the patches over zeros.
+func (s *Sparse) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
+	if off >= s.Len {
+		return 0, io.EOF
+	}
+	n := len(p)
+	var err error
+	if rem := s.Len - off; int64(n) > rem {
+		n, err = int(rem), io.EOF
+	}
+	clear(p[:n])
+	for _, c := range s.Patches {
+		lo, hi := max(off, c.Off), min(off+int64(n), c.Off+int64(len(c.Data)))
+		if lo < hi {
+			copy(p[lo-off:hi-off], c.Data[lo-c.Off:hi-c.Off])
+		}
+	}
+	return n, err
+}
