@@ -255,7 +255,7 @@ func FileSize(t testing.TB, path string) int64 {
 func Boot(t testing.TB, o qemu.Options) {
 	t.Helper()
 	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var serial bytes.Buffer
 	o.Serial = &serial

@@ -7,6 +7,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
 )
@@ -21,14 +22,9 @@ import (
 // a file of exabytes (Inspect only reads inside the size it is given).
 const maxFuzzFile = 1 << 42
 
-// sparseFile is a decoded fuzz input: literal segments, zeros elsewhere.
-type sparseFile struct {
-	size int64
-	segs []patch
-}
-
-func decodeSparse(b []byte) (*sparseFile, bool) {
-	f := &sparseFile{}
+// decodeSparse decodes an input; false means it is not an encoding.
+func decodeSparse(b []byte) (*formattest.Sparse, bool) {
+	f := &formattest.Sparse{}
 	for len(b) > 0 {
 		gap, n := binary.Uvarint(b)
 		if n <= 0 || gap > maxFuzzFile {
@@ -40,37 +36,15 @@ func decodeSparse(b []byte) (*sparseFile, bool) {
 			return nil, false
 		}
 		b = b[n:]
-		f.size += int64(gap)
-		if f.size > maxFuzzFile {
+		f.Len += int64(gap)
+		if f.Len > maxFuzzFile {
 			return nil, false
 		}
-		f.segs = append(f.segs, patch{off: f.size, data: b[:lit]})
-		f.size += int64(lit)
+		f.Patches = append(f.Patches, formattest.Patch{Off: f.Len, Data: b[:lit]})
+		f.Len += int64(lit)
 		b = b[lit:]
 	}
 	return f, true
-}
-
-func (f *sparseFile) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, errors.New("negative offset")
-	}
-	if off >= f.size {
-		return 0, io.EOF
-	}
-	n := len(p)
-	var err error
-	if rem := f.size - off; int64(n) > rem {
-		n, err = int(rem), io.EOF
-	}
-	clear(p[:n])
-	for _, s := range f.segs {
-		lo, hi := max(off, s.off), min(off+int64(n), s.off+int64(len(s.data)))
-		if lo < hi {
-			copy(p[lo-off:hi-off], s.data[lo-s.off:hi-s.off])
-		}
-	}
-	return n, err
 }
 
 // encodeSparse turns a file into the fuzz encoding, keeping zero runs of
@@ -108,14 +82,14 @@ func encodeSparse(b []byte) []byte {
 
 func TestSparseEncoding(t *testing.T) {
 	for _, b := range [][]byte{
-		write(t, bootDisk(t, mib), Options{}),
-		write(t, bootDisk(t, 1<<40), Options{}),
+		write(t, formattest.BootDisk(t, mib), Options{}),
+		write(t, formattest.BootDisk(t, 1<<40), Options{}),
 		{0, 0, 1, 0, 2},
 		{1},
 		make([]byte, 100),
 	} {
 		f, ok := decodeSparse(encodeSparse(b))
-		if !ok || f.size != int64(len(b)) {
+		if !ok || f.Len != int64(len(b)) {
 			t.Fatalf("round trip of %d bytes failed", len(b))
 		}
 		got := make([]byte, len(b))
@@ -129,16 +103,16 @@ func TestSparseEncoding(t *testing.T) {
 }
 
 func FuzzInspect(f *testing.F) {
-	f.Add(encodeSparse(write(f, bootDisk(f, mib), Options{})))
-	f.Add(encodeSparse(write(f, bootDisk(f, 1<<30), Options{})))
-	f.Add(encodeSparse(write(f, bootDisk(f, 1<<40), Options{})))
-	f.Add(encodeSparse(write(f, bootDisk(f, 512), Options{BlockSize: 2 * mib})))
+	f.Add(encodeSparse(write(f, formattest.BootDisk(f, mib), Options{})))
+	f.Add(encodeSparse(write(f, formattest.BootDisk(f, 1<<30), Options{})))
+	f.Add(encodeSparse(write(f, formattest.BootDisk(f, 1<<40), Options{})))
+	f.Add(encodeSparse(write(f, formattest.BootDisk(f, 512), Options{BlockSize: 2 * mib})))
 	f.Fuzz(func(t *testing.T, enc []byte) {
 		file, ok := decodeSparse(enc)
 		if !ok {
 			return
 		}
-		got, err := Inspect(file, file.size)
+		got, err := Inspect(file, file.Len)
 		if err != nil {
 			if !errors.Is(err, info.ErrCorrupt) {
 				t.Fatalf("error does not wrap info.ErrCorrupt: %v", err)
@@ -146,7 +120,7 @@ func FuzzInspect(f *testing.F) {
 			return
 		}
 		if got.VirtualSize <= 0 || got.BlockSize < mib || got.Allocated < 0 || got.Allocated > align.Up(got.VirtualSize, got.BlockSize) {
-			t.Fatalf("implausible facts %+v for a %d-byte file", got, file.size)
+			t.Fatalf("implausible facts %+v for a %d-byte file", got, file.Len)
 		}
 	})
 }

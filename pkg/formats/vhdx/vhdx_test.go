@@ -6,72 +6,16 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
-	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"unicode/utf16"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
-
-// bootDisk is the project's default VM: the boot sector on a disk of the
-// given size.
-func bootDisk(t testing.TB, size int64) disk.Disk {
-	t.Helper()
-	s, err := sector.Build(sector.Options{Then: sector.PowerOff})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := disk.New(s.Bytes(), size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-// patchDisk is a sparse test disk: a few patches of data at any offsets,
-// zeros elsewhere.
-type patchDisk struct {
-	size    int64
-	patches []patch // ascending, not overlapping
-}
-
-type patch struct {
-	off  int64
-	data []byte
-}
-
-func (d *patchDisk) Size() int64 { return d.size }
-
-func (d *patchDisk) Extents() []disk.Extent {
-	var out []disk.Extent
-	for _, p := range d.patches {
-		out = append(out, disk.Extent{Off: p.off, Len: int64(len(p.data))})
-	}
-	return out
-}
-
-func (d *patchDisk) ReadAt(b []byte, off int64) (int, error) {
-	if off >= d.size {
-		return 0, io.EOF
-	}
-	n := len(b)
-	var err error
-	if rem := d.size - off; int64(n) > rem {
-		n, err = int(rem), io.EOF
-	}
-	clear(b[:n])
-	for _, p := range d.patches {
-		lo, hi := max(off, p.off), min(off+int64(n), p.off+int64(len(p.data)))
-		if lo < hi {
-			copy(b[lo-off:hi-off], p.data[lo-p.off:hi-p.off])
-		}
-	}
-	return n, err
-}
 
 // fill returns n bytes of a pattern that differs per seed.
 func fill(n int, seed byte) []byte {
@@ -86,18 +30,18 @@ func fill(n int, seed byte) []byte {
 // 4096 at 4 GiB with 1 MiB blocks), so its BAT interleaves a sector bitmap
 // entry between stored blocks, and a partial last block.
 func chunkDisk(t testing.TB) disk.Disk {
-	boot := bootDisk(t, 512)
+	boot := formattest.BootDisk(t, 512)
 	first := make([]byte, 512)
 	if _, err := boot.ReadAt(first, 0); err != nil && err != io.EOF {
 		t.Fatal(err)
 	}
 	const size = 4<<30 + 2*mib + 4096 // 4099 blocks, the last one partial
-	return &patchDisk{size: size, patches: []patch{
-		{0, first},
-		{4095*mib + 100, fill(1000, 1)},   // last block of chunk 0
-		{4096 * mib, fill(mib, 2)},        // first block of chunk 1
-		{4097*mib + mib/2, fill(4096, 3)}, // middle of the next
-		{size - 512, fill(512, 4)},        // the partial last block
+	return &formattest.Sparse{Len: size, Patches: []formattest.Patch{
+		{Off: 0, Data: first},
+		{Off: 4095*mib + 100, Data: fill(1000, 1)},   // last block of chunk 0
+		{Off: 4096 * mib, Data: fill(mib, 2)},        // first block of chunk 1
+		{Off: 4097*mib + mib/2, Data: fill(4096, 3)}, // middle of the next
+		{Off: size - 512, Data: fill(512, 4)},        // the partial last block
 	}}
 }
 
@@ -112,18 +56,7 @@ func write(t testing.TB, d disk.Disk, o Options) []byte {
 
 func writeFile(t testing.TB, dir, name string, d disk.Disk, o Options) string {
 	t.Helper()
-	path := filepath.Join(dir, name)
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Write(f, d, o); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return formattest.WriteFile(t, filepath.Join(dir, name), func(w io.Writer) error { return Write(w, d, o) })
 }
 
 func TestCRC32CKnownAnswer(t *testing.T) {
@@ -167,7 +100,7 @@ func TestGUIDLayout(t *testing.T) {
 
 // TestLayout checks the structures at the offsets the spec fixes.
 func TestLayout(t *testing.T) {
-	b := write(t, bootDisk(t, mib), Options{})
+	b := write(t, formattest.BootDisk(t, mib), Options{})
 	if len(b) != 5*mib {
 		t.Fatalf("default file is %d bytes, want 5 MiB (4 MiB of structure, one block)", len(b))
 	}
@@ -270,19 +203,19 @@ func TestBATInterleave(t *testing.T) {
 }
 
 func TestDeterministic(t *testing.T) {
-	a := write(t, bootDisk(t, mib), Options{})
-	b := write(t, bootDisk(t, mib), Options{})
+	a := write(t, formattest.BootDisk(t, mib), Options{})
+	b := write(t, formattest.BootDisk(t, mib), Options{})
 	if !bytes.Equal(a, b) {
 		t.Fatal("identical inputs gave different files")
 	}
-	other := &patchDisk{size: mib, patches: []patch{{0, fill(512, 9)}}}
+	other := &formattest.Sparse{Len: mib, Patches: []formattest.Patch{{Off: 0, Data: fill(512, 9)}}}
 	c := write(t, other, Options{})
 	// The headers' GUIDs (file write at 16, data write at 32) follow the
 	// content.
 	if bytes.Equal(a[header1Offset+16:header1Offset+48], c[header1Offset+16:header1Offset+48]) {
 		t.Fatal("different contents gave the same file and data write GUIDs")
 	}
-	big := write(t, bootDisk(t, 2*mib), Options{})
+	big := write(t, formattest.BootDisk(t, 2*mib), Options{})
 	if bytes.Equal(a[header1Offset+16:header1Offset+32], big[header1Offset+16:header1Offset+32]) {
 		t.Fatal("different sizes gave the same file write GUID")
 	}
@@ -307,17 +240,17 @@ func TestBlockSizeFor(t *testing.T) {
 }
 
 func TestWriteErrors(t *testing.T) {
-	if err := Write(io.Discard, bootDisk(t, mib), Options{BlockSize: 3 * mib}); !errors.Is(err, ErrBlockSize) {
+	if err := Write(io.Discard, formattest.BootDisk(t, mib), Options{BlockSize: 3 * mib}); !errors.Is(err, ErrBlockSize) {
 		t.Fatalf("3 MiB blocks: %v, want ErrBlockSize", err)
 	}
-	if err := Write(io.Discard, bootDisk(t, mib), Options{BlockSize: 512 * kib}); !errors.Is(err, ErrBlockSize) {
+	if err := Write(io.Discard, formattest.BootDisk(t, mib), Options{BlockSize: 512 * kib}); !errors.Is(err, ErrBlockSize) {
 		t.Fatalf("512 KiB blocks: %v, want ErrBlockSize", err)
 	}
-	if err := Write(io.Discard, &patchDisk{size: MaxSize + 512}, Options{}); !errors.Is(err, ErrTooLarge) {
+	if err := Write(io.Discard, &formattest.Sparse{Len: MaxSize + 512}, Options{}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("over 64 TiB: %v, want ErrTooLarge", err)
 	}
 	fw := &failWriter{after: 3}
-	if err := Write(fw, bootDisk(t, mib), Options{}); !errors.Is(err, errFail) {
+	if err := Write(fw, formattest.BootDisk(t, mib), Options{}); !errors.Is(err, errFail) {
 		t.Fatalf("failing writer: %v", err)
 	}
 	if fw.calls != 4 {
@@ -343,12 +276,12 @@ func TestInspect(t *testing.T) {
 		d      disk.Disk
 		blocks int64
 	}{
-		{"default", bootDisk(t, mib), 1},
-		{"512B", bootDisk(t, 512), 1},
-		{"1GiB", bootDisk(t, 1<<30), 1},
-		{"empty", &patchDisk{size: 1 << 30}, 0},
+		{"default", formattest.BootDisk(t, mib), 1},
+		{"512B", formattest.BootDisk(t, 512), 1},
+		{"1GiB", formattest.BootDisk(t, 1<<30), 1},
+		{"empty", &formattest.Sparse{Len: 1 << 30}, 0},
 		{"chunks", chunkDisk(t), 5},
-		{"2TiB", bootDisk(t, 2<<40), 1},
+		{"2TiB", formattest.BootDisk(t, 2<<40), 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := write(t, c.d, Options{})
@@ -372,7 +305,7 @@ func TestInspect(t *testing.T) {
 }
 
 func TestInspectCorrupt(t *testing.T) {
-	good := write(t, bootDisk(t, mib), Options{})
+	good := write(t, formattest.BootDisk(t, mib), Options{})
 	mutate := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
 	flip := func(off int) []byte { return mutate(func(b []byte) []byte { b[off] ^= 0x40; return b }) }
 	cases := map[string][]byte{
@@ -420,7 +353,7 @@ func BenchmarkWrite(b *testing.B) {
 		size int64
 	}{{"1MiB", mib}, {"1TiB", 1 << 40}} {
 		b.Run(c.name, func(b *testing.B) {
-			d := bootDisk(b, c.size)
+			d := formattest.BootDisk(b, c.size)
 			var n countWriter
 			for b.Loop() {
 				n = 0
