@@ -3,7 +3,6 @@ package ova_test
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"encoding/xml"
@@ -11,20 +10,18 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/ova"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vmdk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
 
 const (
@@ -35,35 +32,13 @@ const (
 
 var stamp = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func bootDisk(t testing.TB, size int64) disk.Disk {
-	t.Helper()
-	s, err := sector.Build(sector.Options{Then: sector.PowerOff})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := disk.New(s.Bytes(), size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 func build(t testing.TB, size int64) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if err := ova.Write(&b, bootDisk(t, size), ova.Options{Time: stamp}); err != nil {
+	if err := ova.Write(&b, formattest.BootDisk(t, size), ova.Options{Time: stamp}); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
 	return b.Bytes()
-}
-
-func run(t testing.TB, name string, args ...string) []byte {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-	}
-	return out
 }
 
 // ovfDoc is what the test checks in the descriptor.
@@ -108,7 +83,7 @@ func TestOVA(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Order and headers, as GNU tar reads them.
-			list := run(t, tarBin, "--list", "--verbose", "--numeric-owner", "--full-time", "-f", file)
+			list := formattest.Run(t, tarBin, "--list", "--verbose", "--numeric-owner", "--full-time", "-f", file)
 			lines := strings.Split(strings.TrimSpace(string(list)), "\n")
 			want := []string{names.OVF, names.Disk, names.Manifest}
 			if len(lines) != len(want) {
@@ -120,11 +95,11 @@ func TestOVA(t *testing.T) {
 					t.Errorf("member %d: %q, want -rw-r--r-- 0/0 2024-01-01 00:00:00 %s", i, l, want[i])
 				}
 			}
-			run(t, tarBin, "-x", "-C", dir, "-f", file)
+			formattest.Run(t, tarBin, "-x", "-C", dir, "-f", file)
 
 			// The disk is one contiguous member that importers can read in
 			// place: qemu-img reads it at the offset GNU tar reports.
-			blocks := run(t, tarBin, "--list", "--block-number", "-f", file)
+			blocks := formattest.Run(t, tarBin, "--list", "--block-number", "-f", file)
 			var block int64
 			for _, l := range strings.Split(string(blocks), "\n") {
 				if strings.HasSuffix(l, " "+names.Disk) {
@@ -137,7 +112,7 @@ func TestOVA(t *testing.T) {
 			diskInfo, _ := os.Stat(filepath.Join(dir, names.Disk))
 			inPlace := fmt.Sprintf(`json:{"driver":"vmdk","file":{"driver":"raw","offset":%d,"size":%d,"file":{"driver":"file","filename":%q}}}`,
 				(block+1)*512, diskInfo.Size(), file)
-			if out := run(t, img, "check", inPlace); !strings.Contains(string(out), "No errors") {
+			if out := formattest.Run(t, img, "check", inPlace); !strings.Contains(string(out), "No errors") {
 				t.Errorf("qemu-img check in place: %s", out)
 			}
 
@@ -199,20 +174,20 @@ func TestOVA(t *testing.T) {
 				Format      string `json:"format"`
 				VirtualSize int64  `json:"virtual-size"`
 			}
-			if err := json.Unmarshal(run(t, img, "info", "--output=json", vm), &qi); err != nil {
+			if err := json.Unmarshal(formattest.Run(t, img, "info", "--output=json", vm), &qi); err != nil {
 				t.Fatal(err)
 			}
 			if qi.Format != "vmdk" || qi.VirtualSize != size {
 				t.Errorf("qemu-img info: %+v", qi)
 			}
-			run(t, img, "check", "-f", "vmdk", vm)
+			formattest.Run(t, img, "check", "-f", "vmdk", vm)
 			ref := filepath.Join(dir, "ref.raw")
 			f, _ := os.Create(ref)
-			if _, err := raw.Write(f, bootDisk(t, size)); err != nil {
+			if _, err := raw.Write(f, formattest.BootDisk(t, size)); err != nil {
 				t.Fatal(err)
 			}
 			f.Close()
-			if out := run(t, img, "compare", "-f", "raw", "-F", "vmdk", ref, vm); !strings.Contains(string(out), "identical") {
+			if out := formattest.Run(t, img, "compare", "-f", "raw", "-F", "vmdk", ref, vm); !strings.Contains(string(out), "identical") {
 				t.Errorf("qemu-img compare: %s", out)
 			}
 		})
@@ -237,15 +212,7 @@ func TestBootExtracted(t *testing.T) {
 			break
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var serial bytes.Buffer
-	if err := qemu.Run(ctx, qemu.Options{File: path, Driver: "vmdk", Serial: &serial}); err != nil {
-		t.Fatalf("qemu: %v\nserial %q", err, serial.String())
-	}
-	if !strings.Contains(serial.String(), sector.DefaultSerial) {
-		t.Fatalf("serial %q", serial.String())
-	}
+	formattest.Boot(t, qemu.Options{File: path, Driver: "vmdk"})
 }
 
 func TestDeterministic(t *testing.T) {
@@ -254,16 +221,16 @@ func TestDeterministic(t *testing.T) {
 		t.Error("two writes differ")
 	}
 	var c bytes.Buffer
-	if err := ova.Write(&c, bootDisk(t, MiB), ova.Options{Time: stamp.Add(time.Hour)}); err != nil {
+	if err := ova.Write(&c, formattest.BootDisk(t, MiB), ova.Options{Time: stamp.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if bytes.Equal(a, c.Bytes()) {
 		t.Error("a different time gives the same bytes")
 	}
-	if err := ova.Write(io.Discard, bootDisk(t, MiB), ova.Options{Time: time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC)}); !errors.Is(err, ova.ErrTime) {
+	if err := ova.Write(io.Discard, formattest.BootDisk(t, MiB), ova.Options{Time: time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC)}); !errors.Is(err, ova.ErrTime) {
 		t.Errorf("time before 1970: %v", err)
 	}
-	if err := ova.Write(io.Discard, bootDisk(t, MiB+512), ova.Options{Time: stamp}); !errors.Is(err, vmdk.ErrSize) {
+	if err := ova.Write(io.Discard, formattest.BootDisk(t, MiB+512), ova.Options{Time: stamp}); !errors.Is(err, vmdk.ErrSize) {
 		t.Errorf("size not a multiple of the grain: %v", err)
 	}
 }
@@ -290,7 +257,7 @@ func TestInspect(t *testing.T) {
 		}
 	}
 	var v bytes.Buffer
-	if err := vmdk.Write(&v, bootDisk(t, MiB), vmdk.Options{}); err != nil {
+	if err := vmdk.Write(&v, formattest.BootDisk(t, MiB), vmdk.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if ova.Detect(v.Bytes()[:512], nil, int64(v.Len())) {
@@ -334,7 +301,7 @@ func BenchmarkWrite(b *testing.B) {
 		size int64
 	}{{"1MiB", MiB}, {"1TiB", TiB}} {
 		b.Run(bc.name, func(b *testing.B) {
-			d := bootDisk(b, bc.size)
+			d := formattest.BootDisk(b, bc.size)
 			var n countWriter
 			for b.Loop() {
 				n = 0

@@ -2,18 +2,16 @@ package vmdk_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
@@ -21,7 +19,6 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vmdk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
 
 const (
@@ -32,84 +29,10 @@ const (
 
 var subformats = []string{vmdk.MonolithicSparse, vmdk.StreamOptimized}
 
-// bootDisk is the 512-byte VM that prints and powers off, in a disk of
-// size bytes.
-func bootDisk(t testing.TB, size int64) disk.Disk {
-	t.Helper()
-	s, err := sector.Build(sector.Options{Then: sector.PowerOff})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := disk.New(s.Bytes(), size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
+// writeFile writes d to path as a VMDK with options o.
 func writeFile(t testing.TB, path string, d disk.Disk, o vmdk.Options) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := vmdk.Write(f, d, o); err != nil {
-		t.Fatalf("Write: %v", err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func writeRaw(t testing.TB, path string, d disk.Disk) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := raw.Write(f, d); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func run(t testing.TB, name string, args ...string) []byte {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
-// sameFiles compares two files chunk by chunk.
-func sameFiles(t *testing.T, a, b string) {
-	t.Helper()
-	fa, err := os.Open(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fa.Close()
-	fb, err := os.Open(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fb.Close()
-	ba, bb := make([]byte, 1<<20), make([]byte, 1<<20)
-	for off := int64(0); ; off += int64(len(ba)) {
-		na, ea := io.ReadFull(fa, ba)
-		nb, eb := io.ReadFull(fb, bb)
-		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
-			t.Fatalf("%s and %s differ in the MiB at %d", a, b, off)
-		}
-		if ea != nil || eb != nil {
-			return
-		}
-	}
+	formattest.WriteFile(t, path, func(w io.Writer) error { return vmdk.Write(w, d, o) })
 }
 
 type qemuInfo struct {
@@ -137,7 +60,7 @@ type mapEntry struct {
 func qemuMap(t *testing.T, img, path string) []mapEntry {
 	t.Helper()
 	var m []mapEntry
-	if err := json.Unmarshal(run(t, img, "map", "--output=json", "-f", "vmdk", path), &m); err != nil {
+	if err := json.Unmarshal(formattest.Run(t, img, "map", "--output=json", "-f", "vmdk", path), &m); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -153,13 +76,13 @@ func TestQemuImg(t *testing.T) {
 		for _, sub := range subformats {
 			t.Run(fmt.Sprintf("%s/%dMiB", sub, size>>20), func(t *testing.T) {
 				dir := t.TempDir()
-				d := bootDisk(t, size)
+				d := formattest.BootDisk(t, size)
 				ours, ref := filepath.Join(dir, "ours.vmdk"), filepath.Join(dir, "ref.raw")
 				writeFile(t, ours, d, vmdk.Options{Subformat: sub, ExtentName: "ours.vmdk"})
-				writeRaw(t, ref, d)
+				formattest.WriteRaw(t, ref, d, raw.Write)
 
 				var qi qemuInfo
-				if err := json.Unmarshal(run(t, img, "info", "--output=json", ours), &qi); err != nil {
+				if err := json.Unmarshal(formattest.Run(t, img, "info", "--output=json", ours), &qi); err != nil {
 					t.Fatal(err)
 				}
 				if qi.Format != "vmdk" || qi.VirtualSize != size {
@@ -171,20 +94,20 @@ func TestQemuImg(t *testing.T) {
 				if e := qi.FormatSpecific.Data.Extents; len(e) != 1 || e[0].ClusterSize != vmdk.GrainSize || e[0].Compressed != (sub == vmdk.StreamOptimized) {
 					t.Errorf("qemu-img info: extents %+v", e)
 				}
-				run(t, img, "check", "-f", "vmdk", ours)
-				out := run(t, img, "compare", "-f", "raw", "-F", "vmdk", ref, ours)
+				formattest.Run(t, img, "check", "-f", "vmdk", ours)
+				out := formattest.Run(t, img, "compare", "-f", "raw", "-F", "vmdk", ref, ours)
 				if !strings.Contains(string(out), "identical") {
 					t.Errorf("qemu-img compare: %s", out)
 				}
 				back := filepath.Join(dir, "back.raw")
-				run(t, img, "convert", "-f", "vmdk", "-O", "raw", ours, back)
-				sameFiles(t, ref, back)
+				formattest.Run(t, img, "convert", "-f", "vmdk", "-O", "raw", ours, back)
+				formattest.SameFiles(t, ref, back)
 
 				// qemu-img's own VMDK of the same raw: same allocation
 				// (compare -s), same map, and a file at least as big.
 				theirs := filepath.Join(dir, "theirs.vmdk")
-				run(t, img, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat="+sub, ref, theirs)
-				out = run(t, img, "compare", "-s", "-f", "vmdk", "-F", "vmdk", theirs, ours)
+				formattest.Run(t, img, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat="+sub, ref, theirs)
+				out = formattest.Run(t, img, "compare", "-s", "-f", "vmdk", "-F", "vmdk", theirs, ours)
 				if !strings.Contains(string(out), "identical") {
 					t.Errorf("qemu-img compare -s with qemu-img's VMDK: %s", out)
 				}
@@ -209,14 +132,14 @@ func TestQemuWritesEverywhere(t *testing.T) {
 	img := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
 	qio := tooltest.Require(t, "qemu-io", tooltest.QemuUtils)
 	path := filepath.Join(t.TempDir(), "w.vmdk")
-	writeFile(t, path, bootDisk(t, GiB), vmdk.Options{})
+	writeFile(t, path, formattest.BootDisk(t, GiB), vmdk.Options{})
 	off := fmt.Sprint(GiB - vmdk.GrainSize)
-	run(t, qio, "-f", "vmdk", "-c", "write -P 0x5a "+off+" 4k", path)
-	out := run(t, qio, "-f", "vmdk", "-c", "read -P 0x5a "+off+" 4k", path)
+	formattest.Run(t, qio, "-f", "vmdk", "-c", "write -P 0x5a "+off+" 4k", path)
+	out := formattest.Run(t, qio, "-f", "vmdk", "-c", "read -P 0x5a "+off+" 4k", path)
 	if strings.Contains(string(out), "fail") || strings.Contains(string(out), "error") {
 		t.Fatalf("qemu-io read back: %s", out)
 	}
-	run(t, img, "check", "-f", "vmdk", path)
+	formattest.Run(t, img, "check", "-f", "vmdk", path)
 }
 
 // TestBoot boots both subformats in QEMU with the vmdk driver.
@@ -226,38 +149,29 @@ func TestBoot(t *testing.T) {
 		for _, m := range []struct{ machine, bus string }{{"pc", "ide"}, {"q35", "virtio"}} {
 			t.Run(sub+"/"+m.machine+"+"+m.bus, func(t *testing.T) {
 				path := filepath.Join(t.TempDir(), "boot.vmdk")
-				writeFile(t, path, bootDisk(t, MiB), vmdk.Options{Subformat: sub})
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				defer cancel()
-				var serial bytes.Buffer
-				err := qemu.Run(ctx, qemu.Options{File: path, Driver: "vmdk", Machine: m.machine, Bus: m.bus, Serial: &serial})
-				if err != nil {
-					t.Fatalf("qemu: %v\nserial: %q", err, serial.String())
-				}
-				if !strings.Contains(serial.String(), sector.DefaultSerial) {
-					t.Fatalf("serial %q lacks %q", serial.String(), sector.DefaultSerial)
-				}
+				writeFile(t, path, formattest.BootDisk(t, MiB), vmdk.Options{Subformat: sub})
+				formattest.Boot(t, qemu.Options{File: path, Driver: "vmdk", Machine: m.machine, Bus: m.bus})
 			})
 		}
 	}
 }
 
 func TestErrors(t *testing.T) {
-	d := bootDisk(t, MiB+512)
+	d := formattest.BootDisk(t, MiB+512)
 	err := vmdk.Write(io.Discard, d, vmdk.Options{})
 	if !errors.Is(err, vmdk.ErrSize) || !strings.Contains(err.Error(), "vmdk: size must be a multiple of the 64 KiB grain") {
 		t.Errorf("size not a multiple of the grain: %v", err)
 	}
-	err = vmdk.Write(io.Discard, bootDisk(t, MiB), vmdk.Options{Subformat: "twoGbMaxExtentSparse"})
+	err = vmdk.Write(io.Discard, formattest.BootDisk(t, MiB), vmdk.Options{Subformat: "twoGbMaxExtentSparse"})
 	if !errors.Is(err, vmdk.ErrSubformat) || !strings.Contains(err.Error(), "monolithicSparse") || !strings.Contains(err.Error(), "streamOptimized") {
 		t.Errorf("unknown subformat: %v", err)
 	}
-	err = vmdk.Write(io.Discard, bootDisk(t, 4*TiB), vmdk.Options{})
+	err = vmdk.Write(io.Discard, formattest.BootDisk(t, 4*TiB), vmdk.Options{})
 	if !errors.Is(err, vmdk.ErrTooLarge) {
 		t.Errorf("4 TiB: %v", err)
 	}
 	// Errors from the destination are returned.
-	err = vmdk.Write(failWriter{}, bootDisk(t, MiB), vmdk.Options{Subformat: vmdk.StreamOptimized})
+	err = vmdk.Write(failWriter{}, formattest.BootDisk(t, MiB), vmdk.Options{Subformat: vmdk.StreamOptimized})
 	if !errors.Is(err, errFail) {
 		t.Errorf("failing writer: %v", err)
 	}
@@ -275,10 +189,10 @@ func TestDeterministic(t *testing.T) {
 	for _, sub := range subformats {
 		var a, b, c bytes.Buffer
 		o := vmdk.Options{Subformat: sub}
-		if err := vmdk.Write(&a, bootDisk(t, MiB), o); err != nil {
+		if err := vmdk.Write(&a, formattest.BootDisk(t, MiB), o); err != nil {
 			t.Fatal(err)
 		}
-		if err := vmdk.Write(&b, bootDisk(t, MiB), o); err != nil {
+		if err := vmdk.Write(&b, formattest.BootDisk(t, MiB), o); err != nil {
 			t.Fatal(err)
 		}
 		other, _ := disk.New([]byte("other"), MiB)
@@ -310,11 +224,11 @@ func TestInspect(t *testing.T) {
 	for _, sub := range subformats {
 		for _, size := range []int64{MiB, GiB} {
 			dir := t.TempDir()
-			d := bootDisk(t, size)
+			d := formattest.BootDisk(t, size)
 			ours, ref, theirs := filepath.Join(dir, "ours.vmdk"), filepath.Join(dir, "ref.raw"), filepath.Join(dir, "theirs.vmdk")
 			writeFile(t, ours, d, vmdk.Options{Subformat: sub})
-			writeRaw(t, ref, d)
-			run(t, img, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat="+sub, ref, theirs)
+			formattest.WriteRaw(t, ref, d, raw.Write)
+			formattest.Run(t, img, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat="+sub, ref, theirs)
 			for _, path := range []string{ours, theirs} {
 				got := inspectFile(t, path)
 				fi, _ := os.Stat(path)
@@ -352,7 +266,7 @@ func inspectFile(t *testing.T, path string) *info.Info {
 func TestInspectCorrupt(t *testing.T) {
 	for _, sub := range subformats {
 		var b bytes.Buffer
-		if err := vmdk.Write(&b, bootDisk(t, MiB), vmdk.Options{Subformat: sub}); err != nil {
+		if err := vmdk.Write(&b, formattest.BootDisk(t, MiB), vmdk.Options{Subformat: sub}); err != nil {
 			t.Fatal(err)
 		}
 		file := b.Bytes()
@@ -373,7 +287,7 @@ func FuzzInspect(f *testing.F) {
 	for _, sub := range subformats {
 		for _, size := range []int64{MiB, GiB} {
 			var b bytes.Buffer
-			if err := vmdk.Write(&b, bootDisk(f, size), vmdk.Options{Subformat: sub}); err != nil {
+			if err := vmdk.Write(&b, formattest.BootDisk(f, size), vmdk.Options{Subformat: sub}); err != nil {
 				f.Fatal(err)
 			}
 			f.Add(b.Bytes())
@@ -400,7 +314,7 @@ func BenchmarkWrite(b *testing.B) {
 			size int64
 		}{{"1MiB", MiB}, {"1TiB", TiB}} {
 			b.Run(sub+"/"+bc.name, func(b *testing.B) {
-				d := bootDisk(b, bc.size)
+				d := formattest.BootDisk(b, bc.size)
 				var n countWriter
 				for b.Loop() {
 					n = 0
@@ -426,12 +340,12 @@ func TestTableRows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = f.Write(io.Discard, bootDisk(t, 512), formats.Options{})
+		err = f.Write(io.Discard, formattest.BootDisk(t, 512), formats.Options{})
 		if !errors.Is(err, formats.ErrSize) || !errors.Is(err, vmdk.ErrSize) {
 			t.Errorf("%s row, 512-byte disk: %v", typ, err)
 		}
 		var b bytes.Buffer
-		if err := f.Write(&b, bootDisk(t, MiB), formats.Options{VMDKSubformat: vmdk.StreamOptimized}); err != nil {
+		if err := f.Write(&b, formattest.BootDisk(t, MiB), formats.Options{VMDKSubformat: vmdk.StreamOptimized}); err != nil {
 			t.Fatalf("%s row: %v", typ, err)
 		}
 		if !f.Detect(b.Bytes()[:512], bytes.NewReader(b.Bytes()), int64(b.Len())) {
@@ -439,7 +353,7 @@ func TestTableRows(t *testing.T) {
 		}
 	}
 	f, _ := formats.Lookup("vmdk")
-	err := f.Write(io.Discard, bootDisk(t, MiB), formats.Options{VMDKSubformat: "flat"})
+	err := f.Write(io.Discard, formattest.BootDisk(t, MiB), formats.Options{VMDKSubformat: "flat"})
 	if !errors.Is(err, vmdk.ErrSubformat) {
 		t.Errorf("unknown subformat through the table: %v", err)
 	}
@@ -500,12 +414,12 @@ func TestScattered(t *testing.T) {
 			dir := t.TempDir()
 			ours, ref, theirs, back := filepath.Join(dir, "ours.vmdk"), filepath.Join(dir, "ref.raw"), filepath.Join(dir, "theirs.vmdk"), filepath.Join(dir, "back.raw")
 			writeFile(t, ours, d, vmdk.Options{Subformat: sub})
-			writeRaw(t, ref, d)
-			run(t, img, "check", "-f", "vmdk", ours)
-			run(t, img, "convert", "-f", "vmdk", "-O", "raw", ours, back)
-			sameFiles(t, ref, back)
-			run(t, img, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat="+sub, ref, theirs)
-			if out := run(t, img, "compare", "-s", "-f", "vmdk", "-F", "vmdk", theirs, ours); !strings.Contains(string(out), "identical") {
+			formattest.WriteRaw(t, ref, d, raw.Write)
+			formattest.Run(t, img, "check", "-f", "vmdk", ours)
+			formattest.Run(t, img, "convert", "-f", "vmdk", "-O", "raw", ours, back)
+			formattest.SameFiles(t, ref, back)
+			formattest.Run(t, img, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat="+sub, ref, theirs)
+			if out := formattest.Run(t, img, "compare", "-s", "-f", "vmdk", "-F", "vmdk", theirs, ours); !strings.Contains(string(out), "identical") {
 				t.Errorf("compare -s: %s", out)
 			}
 			if a, b := qemuMap(t, img, ours), qemuMap(t, img, theirs); fmt.Sprint(a) != fmt.Sprint(b) {
