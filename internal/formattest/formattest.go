@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -257,12 +258,31 @@ func Boot(t testing.TB, o qemu.Options) {
 	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var serial bytes.Buffer
-	o.Serial = &serial
+	serial := &syncBuffer{}
+	o.Serial = serial
 	if err := qemu.Run(ctx, o); err != nil {
 		t.Fatalf("boot %s on %s+%s: %v (serial %q)", o.Driver, o.Machine, o.Bus, err, serial.String())
 	}
 	if !strings.Contains(serial.String(), sector.DefaultSerial) {
 		t.Fatalf("boot %s on %s+%s: serial %q lacks %q", o.Driver, o.Machine, o.Bus, serial.String(), sector.DefaultSerial)
 	}
+}
+
+// syncBuffer collects the guest's serial output, which QEMU's stdout is
+// copied into from another goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -2,7 +2,6 @@ package qcow2
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -13,16 +12,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
 
 const (
@@ -32,75 +29,12 @@ const (
 	tib = int64(1) << 40
 )
 
-// bootSector is the default VM: the boot sector that prints Hello World!
-// and powers off.
-func bootSector(t testing.TB) []byte {
-	t.Helper()
-	s, err := sector.Build(sector.Options{Then: sector.PowerOff})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s.Bytes()
-}
-
-// sectorDisk is the boot sector followed by zeros up to size.
-func sectorDisk(t testing.TB, size int64) disk.Disk {
-	t.Helper()
-	d, err := disk.New(bootSector(t), size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-// piece is a run of bytes at an offset of a multiDisk.
-type piece struct {
-	off  int64
-	data []byte
-}
-
-// multiDisk holds data at several offsets, zeros elsewhere, so the writer
-// meets several L2 tables, clusters split across pieces, incompressible
-// clusters and a partial last cluster.
-type multiDisk struct {
-	size   int64
-	pieces []piece // ascending, not overlapping
-}
-
-func (m *multiDisk) Size() int64 { return m.size }
-
-func (m *multiDisk) Extents() []disk.Extent {
-	var out []disk.Extent
-	for _, p := range m.pieces {
-		out = append(out, disk.Extent{Off: p.off, Len: int64(len(p.data))})
-	}
-	return out
-}
-
-func (m *multiDisk) ReadAt(b []byte, off int64) (int, error) {
-	if off >= m.size {
-		return 0, io.EOF
-	}
-	n := int(min(int64(len(b)), m.size-off))
-	clear(b[:n])
-	for _, p := range m.pieces {
-		lo, hi := max(off, p.off), min(off+int64(n), p.off+int64(len(p.data)))
-		if lo < hi {
-			copy(b[lo-off:hi-off], p.data[lo-p.off:hi-p.off])
-		}
-	}
-	if n < len(b) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-// mixedDisk builds a multiDisk for cluster size cs that spans two L2
+// mixedDisk builds a sparse disk for cluster size cs that spans two L2
 // tables: the boot sector, a piece across a cluster boundary, random
 // (incompressible) clusters, a run of small compressible clusters that share
 // host clusters once compressed, data in the second L2 table, and data in a
 // partial last cluster.
-func mixedDisk(t testing.TB, cs int64) *multiDisk {
+func mixedDisk(t testing.TB, cs int64) *formattest.Sparse {
 	rng := rand.New(rand.NewPCG(1, 2))
 	random := make([]byte, 3*cs)
 	for i := range random {
@@ -108,24 +42,24 @@ func mixedDisk(t testing.TB, cs int64) *multiDisk {
 	}
 	l2span := cs * (cs / 8)
 	size := l2span + 8*cs + 1536 // not a multiple of the cluster size
-	m := &multiDisk{size: size}
-	m.pieces = append(m.pieces,
-		piece{0, bootSector(t)},
-		piece{3*cs - 100, bytes.Repeat([]byte("across "), 30)},
-		piece{5 * cs, random},
+	m := &formattest.Sparse{Len: size}
+	m.Patches = append(m.Patches,
+		formattest.Patch{Off: 0, Data: formattest.BootSector(t)},
+		formattest.Patch{Off: 3*cs - 100, Data: bytes.Repeat([]byte("across "), 30)},
+		formattest.Patch{Off: 5 * cs, Data: random},
 	)
 	for i := int64(0); i < 20; i++ {
-		m.pieces = append(m.pieces, piece{(10+i)*cs + 64, []byte(fmt.Sprintf("cluster %d of the small run", i))})
+		m.Patches = append(m.Patches, formattest.Patch{Off: (10+i)*cs + 64, Data: []byte(fmt.Sprintf("cluster %d of the small run", i))})
 	}
 	if cs >= 4*kib {
 		// The same random kilobyte twice, 31,000 bytes apart: in a 64 KiB
 		// cluster deflate refers back further than QEMU's 4 KiB window
 		// (inflateInit2 with -12), which QEMU must still inflate.
-		m.pieces = append(m.pieces, piece{farOffset(cs), farPiece(random[:1000])})
+		m.Patches = append(m.Patches, formattest.Patch{Off: farOffset(cs), Data: farPiece(random[:1000])})
 	}
-	m.pieces = append(m.pieces,
-		piece{l2span + cs + 64, bytes.Repeat([]byte{0xAB, 0xCD}, 700)},
-		piece{size - 512, bytes.Repeat([]byte("end!"), 128)},
+	m.Patches = append(m.Patches,
+		formattest.Patch{Off: l2span + cs + 64, Data: bytes.Repeat([]byte{0xAB, 0xCD}, 700)},
+		formattest.Patch{Off: size - 512, Data: bytes.Repeat([]byte("end!"), 128)},
 	)
 	return m
 }
@@ -166,20 +100,6 @@ func writeFiles(t testing.TB, d disk.Disk, o Options) (img, rawPath string) {
 	return img, rawPath
 }
 
-// run runs a tool and returns its stdout; a non-zero exit fails the test.
-func run(t testing.TB, name string, args ...string) []byte {
-	t.Helper()
-	out, err := exec.Command(name, args...).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), err, out, ee.Stderr)
-		}
-		t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
-	}
-	return out
-}
-
 // checkResult is qemu-img check --output=json.
 type checkResult struct {
 	CheckErrors        int `json:"check-errors"`
@@ -210,14 +130,6 @@ func qemuCheck(t testing.TB, qemuImg, img string) (checkResult, int) {
 	return c, code
 }
 
-// mapEntry is one range of qemu-img map --output=json.
-type mapEntry struct {
-	Start  int64  `json:"start"`
-	Length int64  `json:"length"`
-	Data   bool   `json:"data"`
-	Offset *int64 `json:"offset"`
-}
-
 // dataRanges merges the ranges of stored guest clusters, clipped to the
 // virtual size, as qemu-img map reports them.
 func dataRanges(blocks []int64, cs, size int64) [][2]int64 {
@@ -233,42 +145,6 @@ func dataRanges(blocks []int64, cs, size int64) [][2]int64 {
 	return out
 }
 
-// sameContent compares a file with the disk byte for byte, to the virtual
-// size.
-func sameContent(t testing.TB, path string, d disk.Disk) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Size() != d.Size() {
-		t.Fatalf("%s is %d bytes, want %d", path, st.Size(), d.Size())
-	}
-	const chunk = 4 << 20
-	a, b := make([]byte, chunk), make([]byte, chunk)
-	for off := int64(0); off < d.Size(); off += chunk {
-		n := min(chunk, d.Size()-off)
-		if _, err := f.ReadAt(a[:n], off); err != nil && err != io.EOF {
-			t.Fatal(err)
-		}
-		if _, err := d.ReadAt(b[:n], off); err != nil && err != io.EOF {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(a[:n], b[:n]) {
-			for i := range n {
-				if a[i] != b[i] {
-					t.Fatalf("%s differs from the disk at byte %d", path, off+i)
-				}
-			}
-		}
-	}
-}
-
 type oracleCase struct {
 	name    string
 	disk    func(t testing.TB) disk.Disk
@@ -278,7 +154,7 @@ type oracleCase struct {
 
 func oracleCases() []oracleCase {
 	sized := func(size int64) func(t testing.TB) disk.Disk {
-		return func(t testing.TB) disk.Disk { return sectorDisk(t, size) }
+		return func(t testing.TB) disk.Disk { return formattest.BootDisk(t, size) }
 	}
 	mixed := func(cs int64) func(t testing.TB) disk.Disk {
 		return func(t testing.TB) disk.Disk { return mixedDisk(t, cs) }
@@ -295,8 +171,8 @@ func oracleCases() []oracleCase {
 		{"cluster2MiB", sized(mib), Options{ClusterSize: 2 * mib}, true},
 		{"compressed-cluster512", sized(mib), Options{ClusterSize: 512, Compress: true}, true},
 		{"compressed-cluster2MiB", sized(mib), Options{ClusterSize: 2 * mib, Compress: true}, true},
-		{"empty", func(t testing.TB) disk.Disk { return &multiDisk{size: mib} }, Options{}, true},
-		{"empty-compressed", func(t testing.TB) disk.Disk { return &multiDisk{size: mib} }, Options{Compress: true}, true},
+		{"empty", func(t testing.TB) disk.Disk { return &formattest.Sparse{Len: mib} }, Options{}, true},
+		{"empty-compressed", func(t testing.TB) disk.Disk { return &formattest.Sparse{Len: mib} }, Options{Compress: true}, true},
 		{"mixed", mixed(64 * kib), Options{}, true},
 		{"mixed-compressed", mixed(64 * kib), Options{Compress: true}, true},
 		{"mixed-cluster512", mixed(512), Options{ClusterSize: 512}, true},
@@ -359,7 +235,7 @@ func TestQemuImg(t *testing.T) {
 					} `json:"data"`
 				} `json:"format-specific"`
 			}
-			if err := json.Unmarshal(run(t, qemuImg, "info", "--output=json", "-f", "qcow2", img), &inf); err != nil {
+			if err := json.Unmarshal(formattest.Run(t, qemuImg, "info", "--output=json", "-f", "qcow2", img), &inf); err != nil {
 				t.Fatal(err)
 			}
 			fs := inf.FormatSpecific.Data
@@ -369,23 +245,20 @@ func TestQemuImg(t *testing.T) {
 			}
 
 			// compare against the raw image.
-			if out := run(t, qemuImg, "compare", "-f", "raw", "-F", "qcow2", rawPath, img); !bytes.Contains(out, []byte("Images are identical")) {
+			if out := formattest.Run(t, qemuImg, "compare", "-f", "raw", "-F", "qcow2", rawPath, img); !bytes.Contains(out, []byte("Images are identical")) {
 				t.Errorf("qemu-img compare: %s", out)
 			}
 
 			// convert back to raw, byte for byte.
 			if c.convert {
 				back := filepath.Join(t.TempDir(), "back.raw")
-				run(t, qemuImg, "convert", "-f", "qcow2", "-O", "raw", img, back)
-				sameContent(t, back, d)
+				formattest.Run(t, qemuImg, "convert", "-f", "qcow2", "-O", "raw", img, back)
+				formattest.SameAsDisk(t, back, d)
 			}
 
 			// map: data exactly in the stored clusters; uncompressed ones at
 			// our host offsets, compressed ones without an offset.
-			var m []mapEntry
-			if err := json.Unmarshal(run(t, qemuImg, "map", "--output=json", "-f", "qcow2", img), &m); err != nil {
-				t.Fatal(err)
-			}
+			m := formattest.ImgMap(t, qemuImg, "qcow2", img)
 			var got [][2]int64
 			for _, e := range m {
 				if !e.Data {
@@ -492,7 +365,7 @@ func TestMixedLayout(t *testing.T) {
 // uses, is reported.
 func TestCheckCatchesErrors(t *testing.T) {
 	qemuImg := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
-	d := sectorDisk(t, mib)
+	d := formattest.BootDisk(t, mib)
 	l, err := plan(d, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -544,10 +417,10 @@ func TestNotLargerThanQemuImg(t *testing.T) {
 		{"compressed-cluster2MiB", mib, Options{ClusterSize: 2 * mib, Compress: true}, []string{"-c", "-o", "cluster_size=2M"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			img, rawPath := writeFiles(t, sectorDisk(t, c.size), c.o)
+			img, rawPath := writeFiles(t, formattest.BootDisk(t, c.size), c.o)
 			theirs := filepath.Join(t.TempDir(), "qemu.qcow2")
 			args := append([]string{"convert", "-f", "raw", "-O", "qcow2"}, c.args...)
-			run(t, qemuImg, append(args, rawPath, theirs)...)
+			formattest.Run(t, qemuImg, append(args, rawPath, theirs)...)
 			a, err := os.Stat(img)
 			if err != nil {
 				t.Fatal(err)
@@ -563,7 +436,7 @@ func TestNotLargerThanQemuImg(t *testing.T) {
 			// zeros in 4 KiB units (-S 4k), so with smaller clusters it
 			// stores zero clusters that we leave out.
 			if c.o.ClusterSize == 0 || c.o.ClusterSize >= 4096 {
-				if out := run(t, qemuImg, "compare", "-s", "-f", "qcow2", "-F", "qcow2", img, theirs); !bytes.Contains(out, []byte("Images are identical")) {
+				if out := formattest.Run(t, qemuImg, "compare", "-s", "-f", "qcow2", "-F", "qcow2", img, theirs); !bytes.Contains(out, []byte("Images are identical")) {
 					t.Errorf("qemu-img compare -s with qemu-img's image: %s", out)
 				}
 			}
@@ -581,7 +454,7 @@ func TestInspectQemuImgOutput(t *testing.T) {
 	_, rawPath := writeFiles(t, mixedDisk(t, 64*kib), Options{})
 	for _, args := range [][]string{nil, {"-c"}, {"-o", "compat=0.10"}, {"-o", "cluster_size=16384,extended_l2=on"}} {
 		img := filepath.Join(t.TempDir(), "qemu.qcow2")
-		run(t, qemuImg, append(append([]string{"convert", "-f", "raw", "-O", "qcow2"}, args...), rawPath, img)...)
+		formattest.Run(t, qemuImg, append(append([]string{"convert", "-f", "raw", "-O", "qcow2"}, args...), rawPath, img)...)
 		chk, _ := qemuCheck(t, qemuImg, img)
 		f, err := os.Open(img)
 		if err != nil {
@@ -614,17 +487,8 @@ func TestBoot(t *testing.T) {
 		{"compressed-q35-virtio", Options{Compress: true}, "q35", "virtio"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			img, _ := writeFiles(t, sectorDisk(t, mib), c.o)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			serial := &syncBuffer{}
-			err := qemu.Run(ctx, qemu.Options{File: img, Driver: Type, Machine: c.machine, Bus: c.bus, Serial: serial})
-			if err != nil {
-				t.Fatalf("qemu: %v; serial %q", err, serial.String())
-			}
-			if !strings.Contains(serial.String(), sector.DefaultSerial) {
-				t.Fatalf("serial %q lacks %q", serial.String(), sector.DefaultSerial)
-			}
+			img, _ := writeFiles(t, formattest.BootDisk(t, mib), c.o)
+			formattest.Boot(t, qemu.Options{File: img, Driver: Type, Machine: c.machine, Bus: c.bus})
 		})
 	}
 }
@@ -636,7 +500,7 @@ func TestHeader(t *testing.T) {
 	}
 	for _, o := range []Options{{}, {Compress: true}, {ClusterSize: 512}, {ClusterSize: 2 * mib}} {
 		var buf bytes.Buffer
-		if err := Write(&buf, sectorDisk(t, mib), o); err != nil {
+		if err := Write(&buf, formattest.BootDisk(t, mib), o); err != nil {
 			t.Fatal(err)
 		}
 		b := buf.Bytes()
@@ -669,7 +533,7 @@ func TestHeader(t *testing.T) {
 }
 
 func TestClusterSizeOption(t *testing.T) {
-	d := sectorDisk(t, mib)
+	d := formattest.BootDisk(t, mib)
 	for _, cs := range []int64{0, 512, 1024, 4096, 64 * kib, 2 * mib} {
 		if err := Write(io.Discard, d, Options{ClusterSize: cs}); err != nil {
 			t.Errorf("cluster size %d: %v", cs, err)
@@ -688,12 +552,12 @@ func TestClusterSizeOption(t *testing.T) {
 // the sizes qemu-img create refuses.
 func TestTooLarge(t *testing.T) {
 	qemuImg := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
-	img, _ := writeFiles(t, sectorDisk(t, 128*gib), Options{ClusterSize: 512})
+	img, _ := writeFiles(t, formattest.BootDisk(t, 128*gib), Options{ClusterSize: 512})
 	if chk, code := qemuCheck(t, qemuImg, img); code != 0 {
 		t.Errorf("128 GiB with 512-byte clusters: qemu-img check exit %d, %+v", code, chk)
 	}
 	for _, size := range []int64{128*gib + 64*kib, tib} {
-		err := Write(io.Discard, sectorDisk(t, size), Options{ClusterSize: 512})
+		err := Write(io.Discard, formattest.BootDisk(t, size), Options{ClusterSize: 512})
 		if !errors.Is(err, ErrTooLarge) {
 			t.Errorf("%d bytes with 512-byte clusters: %v, want ErrTooLarge", size, err)
 		}
@@ -734,7 +598,7 @@ func (f *failWriter) Write(p []byte) (int, error) {
 
 func TestWriteError(t *testing.T) {
 	for _, n := range []int{0, 100, 70000, 300000, 327700} {
-		err := Write(&failWriter{n: n}, sectorDisk(t, mib), Options{Compress: true})
+		err := Write(&failWriter{n: n}, formattest.BootDisk(t, mib), Options{Compress: true})
 		if err == nil || !strings.Contains(err.Error(), "disk full") || !strings.HasPrefix(err.Error(), "qcow2: ") {
 			t.Errorf("fail after %d bytes: %v", n, err)
 		}
@@ -743,13 +607,13 @@ func TestWriteError(t *testing.T) {
 
 func TestDetect(t *testing.T) {
 	var buf bytes.Buffer
-	if err := Write(&buf, sectorDisk(t, mib), Options{}); err != nil {
+	if err := Write(&buf, formattest.BootDisk(t, mib), Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if !Detect(buf.Bytes()[:64], nil, int64(buf.Len())) {
 		t.Error("Detect rejects our own image")
 	}
-	for _, head := range [][]byte{nil, []byte("QFI"), []byte("QFI\xfb\x00\x00\x00\x04"), bootSector(t)} {
+	for _, head := range [][]byte{nil, []byte("QFI"), []byte("QFI\xfb\x00\x00\x00\x04"), formattest.BootSector(t)} {
 		if Detect(head, nil, int64(len(head))) {
 			t.Errorf("Detect accepts % x", head[:min(8, len(head))])
 		}
@@ -790,12 +654,12 @@ func fuzzSeeds(t testing.TB) [][]byte {
 		d disk.Disk
 		o Options
 	}{
-		{sectorDisk(t, mib), Options{}},
-		{sectorDisk(t, gib), Options{}},
-		{sectorDisk(t, tib), Options{}},
-		{sectorDisk(t, mib), Options{Compress: true}},
-		{sectorDisk(t, mib), Options{ClusterSize: 512}},
-		{sectorDisk(t, mib), Options{ClusterSize: 512, Compress: true}},
+		{formattest.BootDisk(t, mib), Options{}},
+		{formattest.BootDisk(t, gib), Options{}},
+		{formattest.BootDisk(t, tib), Options{}},
+		{formattest.BootDisk(t, mib), Options{Compress: true}},
+		{formattest.BootDisk(t, mib), Options{ClusterSize: 512}},
+		{formattest.BootDisk(t, mib), Options{ClusterSize: 512, Compress: true}},
 		{mixedDisk(t, 512), Options{ClusterSize: 512, Compress: true}},
 		{mixedDisk(t, 4096), Options{ClusterSize: 4096}},
 	} {
@@ -842,7 +706,7 @@ func BenchmarkWrite(b *testing.B) {
 		{"1TiB-compressed", tib, Options{Compress: true}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			d := sectorDisk(b, c.size)
+			d := formattest.BootDisk(b, c.size)
 			var n countingDiscard
 			for b.Loop() {
 				n = 0
@@ -853,25 +717,6 @@ func BenchmarkWrite(b *testing.B) {
 			b.ReportMetric(float64(n), "file-bytes")
 		})
 	}
-}
-
-// syncBuffer collects the guest's serial output; QEMU's stdout is copied
-// in from another goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type countingDiscard int64
