@@ -1,25 +1,22 @@
 package formats_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
 
 // variant is one set of options every applicable format is checked with.
@@ -53,41 +50,20 @@ type image struct {
 
 func writeImages(t *testing.T, v variant) []image {
 	t.Helper()
-	s, err := sector.Build(sector.Options{Then: sector.PowerOff})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := disk.New(s.Bytes(), v.size)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := formattest.BootDisk(t, v.size)
 	dir := t.TempDir()
 	rawPath := filepath.Join(dir, "source.raw")
-	writeFile(t, rawPath, func(w *os.File) error { _, err := raw.Write(w, d); return err })
+	formattest.WriteRaw(t, rawPath, d, raw.Write)
 	var out []image
 	for _, f := range formats.Types {
 		if v.only != "" && v.only != f.Type {
 			continue
 		}
 		path := filepath.Join(dir, f.FileName())
-		writeFile(t, path, func(w *os.File) error { return f.Write(w, d, v.opts) })
+		formattest.WriteFile(t, path, func(w io.Writer) error { return f.Write(w, d, v.opts) })
 		out = append(out, image{f: f, v: v, path: path, raw: rawPath, virtualLen: v.size})
 	}
 	return out
-}
-
-func writeFile(t *testing.T, path string, write func(*os.File) error) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := write(f); err != nil {
-		t.Fatalf("write %s: %v", filepath.Base(path), err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func qemuImg(t *testing.T, args ...string) ([]byte, error) {
@@ -160,34 +136,8 @@ func TestQemuImg(t *testing.T) {
 				if _, err := qemuImg(t, "convert", "-f", drv, "-O", "raw", im.path, back); err != nil {
 					t.Fatal(err)
 				}
-				sameBytes(t, im.raw, back)
+				formattest.SameFiles(t, im.raw, back)
 			})
-		}
-	}
-}
-
-// sameBytes compares two files byte for byte, including their lengths.
-func sameBytes(t *testing.T, want, got string) {
-	t.Helper()
-	a, err := os.Open(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := os.Open(got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	ba, bb := make([]byte, 1<<20), make([]byte, 1<<20)
-	for off := int64(0); ; off += int64(len(ba)) {
-		na, ea := io.ReadFull(a, ba)
-		nb, eb := io.ReadFull(b, bb)
-		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
-			t.Fatalf("qemu-img convert -O raw differs from the source within bytes %d..%d", off, off+int64(max(na, nb)))
-		}
-		if ea != nil || eb != nil {
-			return
 		}
 	}
 }

@@ -3,6 +3,8 @@ package iso
 import (
 	"io"
 	"testing"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 )
 
 // BenchmarkWrite builds the ISO of a 1 MiB and a 1 TiB disk. Only the
@@ -14,7 +16,7 @@ func BenchmarkWrite(b *testing.B) {
 			size int64
 		}{{"1MiB", mib}, {"1TiB", tib}} {
 			b.Run(v.name+"/"+c.name, func(b *testing.B) {
-				d := testDisk(b, c.size)
+				d := formattest.BootDisk(b, c.size)
 				b.SetBytes(Size(v.o))
 				b.ReportAllocs()
 				for b.Loop() {

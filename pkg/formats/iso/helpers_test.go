@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
 
 // stamp is the fixed time the tests record (2024-01-01, the project's
@@ -20,26 +19,6 @@ const (
 	gib = int64(1) << 30
 	tib = int64(1) << 40
 )
-
-// bootSectorBytes is the VM that prints "Hello World!" and powers off.
-func bootSectorBytes(tb testing.TB) []byte {
-	tb.Helper()
-	s, err := sector.Build(sector.Options{Then: sector.PowerOff})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s.Bytes()
-}
-
-// testDisk is the boot sector on a disk of the given virtual size.
-func testDisk(tb testing.TB, size int64) disk.Disk {
-	tb.Helper()
-	d, err := disk.New(bootSectorBytes(tb), size)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return d
-}
 
 // build writes d as an ISO in memory.
 func build(tb testing.TB, d disk.Disk, o Options) []byte {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 )
@@ -23,7 +24,7 @@ func inspectBytes(data []byte) (*info.Info, error) {
 func TestInspect(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			data := build(t, testDisk(t, mib), v.o)
+			data := build(t, formattest.BootDisk(t, mib), v.o)
 			got, err := inspectBytes(data)
 			if err != nil {
 				t.Fatal(err)
@@ -56,7 +57,7 @@ func TestInspect(t *testing.T) {
 // own layout (Rock Ridge, a padded volume, other LBAs and load sizes).
 func TestInspectXorrisoImages(t *testing.T) {
 	bin := tooltest.Require(t, "xorriso", tooltest.Xorriso)
-	bootSector := bootSectorBytes(t)
+	bootSector := formattest.BootSector(t)
 	floppy := append(bytes.Clone(bootSector), make([]byte, floppySize-len(bootSector))...)
 	for _, c := range []struct {
 		name, image string
@@ -112,14 +113,14 @@ func TestInspectXorrisoImages(t *testing.T) {
 
 func TestDetect(t *testing.T) {
 	for _, v := range variants {
-		data := build(t, testDisk(t, mib), v.o)
+		data := build(t, formattest.BootDisk(t, mib), v.o)
 		if !Detect(data[:min(len(data), 64<<10)], nil, int64(len(data))) {
 			t.Errorf("%s: Detect misses the writer's output", v.name)
 		}
 	}
-	data := build(t, testDisk(t, mib), Options{})
+	data := build(t, formattest.BootDisk(t, mib), Options{})
 	for name, head := range map[string][]byte{
-		"raw boot sector": append(bootSectorBytes(t), make([]byte, 64<<10)...),
+		"raw boot sector": append(formattest.BootSector(t), make([]byte, 64<<10)...),
 		"short":           data[:detectOffset+4],
 		"empty":           nil,
 	} {
@@ -132,7 +133,7 @@ func TestDetect(t *testing.T) {
 // mutate returns a copy of the default image changed by f.
 func mutate(t *testing.T, f func(b []byte) []byte) []byte {
 	t.Helper()
-	return f(build(t, testDisk(t, mib), Options{Time: stamp}))
+	return f(build(t, formattest.BootDisk(t, mib), Options{Time: stamp}))
 }
 
 func TestInspectCorrupt(t *testing.T) {
@@ -261,7 +262,7 @@ func TestInspectNotHybrid(t *testing.T) {
 func FuzzInspect(f *testing.F) {
 	for _, size := range []int64{mib, gib} {
 		for _, v := range variants {
-			data := build(f, testDisk(f, size), v.o)
+			data := build(f, formattest.BootDisk(f, size), v.o)
 			f.Add(data)
 			f.Add(data[:metaBlocks*BlockSize])
 		}

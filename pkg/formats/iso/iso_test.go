@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 )
 
@@ -20,7 +21,7 @@ func TestWriteSizes(t *testing.T) {
 		{Options{Boot: BootFloppy}, 1521664}, // 23 + 720 blocks
 	} {
 		for _, size := range []int64{512, mib, gib} {
-			got := int64(len(build(t, testDisk(t, size), c.o)))
+			got := int64(len(build(t, formattest.BootDisk(t, size), c.o)))
 			if got != c.want || Size(c.o) != c.want {
 				t.Errorf("boot %q, disk %d: wrote %d bytes, Size says %d, want %d", c.o.Boot, size, got, Size(c.o), c.want)
 			}
@@ -32,9 +33,9 @@ func TestWriteSizes(t *testing.T) {
 // virtual size must not change a byte of it.
 func TestIndependentOfVirtualSize(t *testing.T) {
 	for _, v := range variants {
-		small := build(t, testDisk(t, mib), v.o)
+		small := build(t, formattest.BootDisk(t, mib), v.o)
 		for _, size := range []int64{gib, tib} {
-			if !bytes.Equal(small, build(t, testDisk(t, size), v.o)) {
+			if !bytes.Equal(small, build(t, formattest.BootDisk(t, size), v.o)) {
 				t.Errorf("%s: %d-byte disk gives other bytes than a 1 MiB one", v.name, size)
 			}
 		}
@@ -43,13 +44,13 @@ func TestIndependentOfVirtualSize(t *testing.T) {
 
 func TestDeterministic(t *testing.T) {
 	for _, v := range variants {
-		a, b := build(t, testDisk(t, mib), v.o), build(t, testDisk(t, mib), v.o)
+		a, b := build(t, formattest.BootDisk(t, mib), v.o), build(t, formattest.BootDisk(t, mib), v.o)
 		if !bytes.Equal(a, b) {
 			t.Errorf("%s: two writes differ", v.name)
 		}
 		later := v.o
 		later.Time = stamp.Add(24 * time.Hour)
-		if bytes.Equal(a, build(t, testDisk(t, mib), later)) {
+		if bytes.Equal(a, build(t, formattest.BootDisk(t, mib), later)) {
 			t.Errorf("%s: the time is not recorded", v.name)
 		}
 	}
@@ -58,9 +59,9 @@ func TestDeterministic(t *testing.T) {
 // The system area starts with the boot sector (the hybrid MBR), unchanged:
 // no partition entry overwrites the program's bytes 446-509.
 func TestSystemAreaIsBootSector(t *testing.T) {
-	want := bootSectorBytes(t)
+	want := formattest.BootSector(t)
 	for _, v := range variants {
-		got := build(t, testDisk(t, mib), v.o)
+		got := build(t, formattest.BootDisk(t, mib), v.o)
 		if !bytes.Equal(got[:512], want) {
 			t.Errorf("%s: first 512 bytes are not the boot sector", v.name)
 		}
@@ -76,7 +77,7 @@ func TestFloppyImage(t *testing.T) {
 	for i := range data {
 		data[i] = byte(i*7 + 1)
 	}
-	copy(data, bootSectorBytes(t))
+	copy(data, formattest.BootSector(t))
 	for _, c := range []struct {
 		name string
 		data []byte
@@ -103,7 +104,7 @@ func TestFloppyImage(t *testing.T) {
 }
 
 func TestOptionErrors(t *testing.T) {
-	d := testDisk(t, mib)
+	d := formattest.BootDisk(t, mib)
 	var buf bytes.Buffer
 	err := Write(&buf, d, Options{Boot: "hard-disk"})
 	if !errors.Is(err, ErrBoot) {
@@ -144,7 +145,7 @@ func TestWriteError(t *testing.T) {
 	for _, v := range variants {
 		// Full before the metadata, before the image, inside the image.
 		for _, n := range []int{0, metaBlocks * BlockSize, int(Size(v.o)) - 1} {
-			if err := Write(&errWriter{n: n}, testDisk(t, mib), v.o); !errors.Is(err, errFull) {
+			if err := Write(&errWriter{n: n}, formattest.BootDisk(t, mib), v.o); !errors.Is(err, errFull) {
 				t.Errorf("%s, writer full after %d bytes: err = %v", v.name, n, err)
 			}
 		}

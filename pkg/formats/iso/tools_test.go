@@ -5,7 +5,6 @@ package iso
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,11 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
 
 // xorrisoReport is what `xorriso -report_el_torito plain` says about the
@@ -98,7 +96,7 @@ func parseXorriso(out string) (xorrisoReport, error) {
 func TestXorrisoReport(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			file := writeTemp(t, "512-byte-vm.iso", build(t, testDisk(t, mib), v.o))
+			file := writeTemp(t, "512-byte-vm.iso", build(t, formattest.BootDisk(t, mib), v.o))
 			got := runXorriso(t, file)
 			want := xorrisoReport{
 				CatalogLBA: catalogLBA, CatalogPath: "/BOOT.CAT",
@@ -122,7 +120,7 @@ func TestXorrisoExtract(t *testing.T) {
 	bin := tooltest.Require(t, "xorriso", tooltest.Xorriso)
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			data := build(t, testDisk(t, mib), v.o)
+			data := build(t, formattest.BootDisk(t, mib), v.o)
 			file := writeTemp(t, "512-byte-vm.iso", data)
 			dir := t.TempDir()
 			out, err := exec.Command(bin, "-osirrox", "on", "-indev", file,
@@ -137,7 +135,7 @@ func TestXorrisoExtract(t *testing.T) {
 			if err1 != nil || err2 != nil {
 				t.Fatalf("extracted files: %v, %v\n%s", err1, err2, out)
 			}
-			wantImg := bootSectorBytes(t)
+			wantImg := formattest.BootSector(t)
 			if v.o.Boot == BootFloppy {
 				wantImg = append(wantImg, make([]byte, floppySize-len(wantImg))...)
 			}
@@ -166,7 +164,7 @@ func TestIsoinfo(t *testing.T) {
 	bin := tooltest.Require(t, "isoinfo", tooltest.Genisoimage)
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			file := writeTemp(t, "512-byte-vm.iso", build(t, testDisk(t, mib), v.o))
+			file := writeTemp(t, "512-byte-vm.iso", build(t, formattest.BootDisk(t, mib), v.o))
 			out, err := exec.Command(bin, "-d", "-i", file).CombinedOutput()
 			if err != nil {
 				t.Fatalf("isoinfo -d: %v\n%s", err, out)
@@ -209,7 +207,7 @@ func TestIsoinfo(t *testing.T) {
 func TestQemuImgInfo(t *testing.T) {
 	bin := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
 	for _, v := range variants {
-		file := writeTemp(t, "512-byte-vm.iso", build(t, testDisk(t, mib), v.o))
+		file := writeTemp(t, "512-byte-vm.iso", build(t, formattest.BootDisk(t, mib), v.o))
 		out, err := exec.Command(bin, "info", "--output=json", file).Output()
 		if err != nil {
 			t.Fatalf("qemu-img info: %v", err)
@@ -239,7 +237,7 @@ func TestBoot(t *testing.T) {
 	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
 	files := map[string]string{}
 	for _, v := range variants {
-		files[v.name] = writeTemp(t, v.name+".iso", build(t, testDisk(t, mib), v.o))
+		files[v.name] = writeTemp(t, v.name+".iso", build(t, formattest.BootDisk(t, mib), v.o))
 	}
 	for _, c := range []struct{ variant, machine, bus string }{
 		{"noemul", "pc", "cdrom"},
@@ -251,17 +249,7 @@ func TestBoot(t *testing.T) {
 		{"floppy", "q35", "virtio"},
 	} {
 		t.Run(c.variant+"/"+c.machine+"/"+c.bus, func(t *testing.T) {
-			// The deadline only stops a hung guest; a boot takes seconds.
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			var serial bytes.Buffer
-			err := qemu.Run(ctx, qemu.Options{File: files[c.variant], Driver: "raw", Machine: c.machine, Bus: c.bus, Serial: &serial})
-			if err != nil {
-				t.Fatalf("guest did not power off: %v; serial %q", err, serial.String())
-			}
-			if !strings.Contains(serial.String(), sector.DefaultSerial) {
-				t.Errorf("serial is %q, want %q", serial.String(), sector.DefaultSerial)
-			}
+			formattest.Boot(t, qemu.Options{File: files[c.variant], Driver: "raw", Machine: c.machine, Bus: c.bus})
 		})
 	}
 }
