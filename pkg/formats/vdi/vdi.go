@@ -9,6 +9,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/table"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 )
 
@@ -163,28 +164,15 @@ func (h *Header) marshal() []byte {
 // the stored blocks in disk order. The map is padded to mapSize with
 // BlockFree entries, never read because they lie past cBlocks.
 func writeBlockMap(w io.Writer, nblocks, mapSize int64, used []int64) error {
-	const chunk = 64 << 10
-	buf := make([]byte, 0, chunk)
 	next := 0 // index into used
-	for i := int64(0); i < mapSize/4; i++ {
+	return table.WriteUint32(w, mapSize/4, binary.LittleEndian, func(i int64) uint32 {
 		v := uint32(BlockFree)
 		if i < nblocks && next < len(used) && used[next] == i {
 			v = uint32(next)
 			next++
 		}
-		buf = binary.LittleEndian.AppendUint32(buf, v)
-		if len(buf) == chunk {
-			if _, err := w.Write(buf); err != nil {
-				return err
-			}
-			buf = buf[:0]
-		}
-	}
-	if len(buf) > 0 {
-		_, err := w.Write(buf)
-		return err
-	}
-	return nil
+		return v
+	})
 }
 
 // uuids derives the create and modify UUIDs from SHA-256 of the disk's

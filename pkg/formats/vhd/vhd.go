@@ -11,6 +11,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/table"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 )
 
@@ -259,28 +260,15 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 // of its bitmap, dataStart + k blocks; all other entries and the padding
 // are 0xFFFFFFFF.
 func writeBAT(w io.Writer, batSize int64, used []int64, dataStart int64) error {
-	const chunk = 64 << 10
-	buf := make([]byte, 0, chunk)
-	next := 0
-	for i := int64(0); i < batSize/4; i++ {
+	next := 0 // index into used
+	return table.WriteUint32(w, batSize/4, binary.BigEndian, func(i int64) uint32 {
 		v := uint32(unallocated)
 		if next < len(used) && used[next] == i {
 			v = uint32((dataStart + int64(next)*(bitmapSize+BlockSize)) / sectorSize)
 			next++
 		}
-		buf = binary.BigEndian.AppendUint32(buf, v)
-		if len(buf) == chunk {
-			if _, err := w.Write(buf); err != nil {
-				return err
-			}
-			buf = buf[:0]
-		}
-	}
-	if len(buf) > 0 {
-		_, err := w.Write(buf)
-		return err
-	}
-	return nil
+		return v
+	})
 }
 
 // stamp converts t to VHD seconds since 2000, clamped to the field.
