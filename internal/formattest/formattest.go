@@ -286,3 +286,28 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// CountWriter counts the bytes written to it and keeps none, so a
+// benchmark measures the writer, not the storage.
+type CountWriter int64
+
+// Write counts p.
+func (c *CountWriter) Write(p []byte) (int, error) {
+	*c += CountWriter(len(p))
+	return len(p), nil
+}
+
+// BenchWrite runs write as the benchmark's loop into a CountWriter and
+// reports the file's size as the "file-bytes" metric, so the benchmarks
+// of every format compare output sizes the same way.
+func BenchWrite(b *testing.B, write func(io.Writer) error) {
+	b.Helper()
+	var n CountWriter
+	for b.Loop() {
+		n = 0
+		if err := write(&n); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n), "file-bytes")
+}

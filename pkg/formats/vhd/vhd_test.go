@@ -446,7 +446,7 @@ func BenchmarkWrite(b *testing.B) {
 			b.Run(typ+"/"+size.name, func(b *testing.B) {
 				d := formattest.BootDisk(b, size.n)
 				var w io.Writer
-				var cw countWriter
+				var cw formattest.CountWriter
 				var file *os.File
 				if typ == Fixed {
 					var err error
@@ -485,7 +485,3 @@ func BenchmarkWrite(b *testing.B) {
 		}
 	}
 }
-
-type countWriter int64
-
-func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }

@@ -315,22 +315,11 @@ func BenchmarkWrite(b *testing.B) {
 		}{{"1MiB", MiB}, {"1TiB", TiB}} {
 			b.Run(sub+"/"+bc.name, func(b *testing.B) {
 				d := formattest.BootDisk(b, bc.size)
-				var n countWriter
-				for b.Loop() {
-					n = 0
-					if err := vmdk.Write(&n, d, vmdk.Options{Subformat: sub}); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(n), "file-bytes")
+				formattest.BenchWrite(b, func(w io.Writer) error { return vmdk.Write(w, d, vmdk.Options{Subformat: sub}) })
 			})
 		}
 	}
 }
-
-type countWriter int64
-
-func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
 
 // TestTableRows: the vmdk and ova rows mark a size they cannot hold as
 // formats.ErrSize, so a default build leaves them out with a warning.
