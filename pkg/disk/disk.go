@@ -77,22 +77,29 @@ func (d *Image) Extents() []Extent {
 
 // ReadAt reads the disk's bytes; everything past the data is zero.
 func (d *Image) ReadAt(p []byte, off int64) (int, error) {
+	q, err := window(p, off, d.size)
+	if len(q) > 0 && off < int64(len(d.data)) {
+		copy(q, d.data[off:])
+	}
+	return len(q), err
+}
+
+// window is the io.ReaderAt bookkeeping the disks here share: it returns
+// the part of p that a read at off of a size-byte disk fills, zeroed, and
+// io.EOF when the read reaches past the end.
+func window(p []byte, off, size int64) ([]byte, error) {
 	if off < 0 {
-		return 0, errors.New("disk: negative offset")
+		return nil, errors.New("disk: negative offset")
 	}
-	if off >= d.size {
-		return 0, io.EOF
+	if off >= size {
+		return nil, io.EOF
 	}
-	n := len(p)
-	var err error
-	if rem := d.size - off; int64(n) > rem {
-		n, err = int(rem), io.EOF
+	var eof error
+	if rem := size - off; int64(len(p)) > rem {
+		p, eof = p[:rem], io.EOF
 	}
-	clear(p[:n])
-	if off < int64(len(d.data)) {
-		copy(p[:n], d.data[off:])
-	}
-	return n, err
+	clear(p)
+	return p, eof
 }
 
 // Blocks returns the indexes of the blockSize-byte blocks of d that hold at
@@ -169,26 +176,15 @@ func (s *section) Size() int64 { return s.size }
 
 // ReadAt reads the window; bytes beyond the underlying disk are zero.
 func (s *section) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, errors.New("negative offset")
-	}
-	if off >= s.size {
-		return 0, io.EOF
-	}
-	n := len(p)
-	var eof error
-	if rem := s.size - off; int64(n) > rem {
-		n, eof = int(rem), io.EOF
-	}
-	clear(p[:n])
+	q, eof := window(p, off, s.size)
 	// Only the part inside the underlying disk is read.
-	if in := s.d.Size() - (s.off + off); in > 0 {
-		k := min(int64(n), in)
-		if _, err := s.d.ReadAt(p[:k], s.off+off); err != nil && err != io.EOF {
+	if in := s.d.Size() - (s.off + off); len(q) > 0 && in > 0 {
+		k := min(int64(len(q)), in)
+		if _, err := s.d.ReadAt(q[:k], s.off+off); err != nil && err != io.EOF {
 			return 0, err
 		}
 	}
-	return n, eof
+	return len(q), eof
 }
 
 // Extents clips the disk's extents to the window.
