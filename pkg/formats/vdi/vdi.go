@@ -9,6 +9,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/blockhash"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/table"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 )
@@ -183,14 +184,8 @@ func uuids(d disk.Disk, used []int64) (create, modify [16]byte, err error) {
 	binary.BigEndian.PutUint64(n[:], uint64(d.Size()))
 	h.Write([]byte("tinyvm-oci vdi\x00"))
 	h.Write(n[:])
-	for _, b := range used {
-		p, err := disk.ReadBlock(d, b, BlockSize)
-		if err != nil {
-			return create, modify, fmt.Errorf("vdi: %w", err)
-		}
-		binary.BigEndian.PutUint64(n[:], uint64(b))
-		h.Write(n[:])
-		h.Write(p)
+	if err := blockhash.Write(h, d, used, BlockSize, binary.BigEndian); err != nil {
+		return create, modify, fmt.Errorf("vdi: %w", err)
 	}
 	sum := h.Sum(nil)
 	return uuidFrom(sum, "create"), uuidFrom(sum, "modify"), nil

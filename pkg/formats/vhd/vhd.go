@@ -11,6 +11,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/blockhash"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/table"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
 )
@@ -290,14 +291,8 @@ func uniqueID(d disk.Disk, used []int64, typ string) ([16]byte, error) {
 	h.Write([]byte("tinyvm-oci vhd " + typ + "\x00"))
 	binary.BigEndian.PutUint64(n[:], uint64(d.Size()))
 	h.Write(n[:])
-	for _, b := range used {
-		p, err := disk.ReadBlock(d, b, BlockSize)
-		if err != nil {
-			return u, fmt.Errorf("vhd: %w", err)
-		}
-		binary.BigEndian.PutUint64(n[:], uint64(b))
-		h.Write(n[:])
-		h.Write(p)
+	if err := blockhash.Write(h, d, used, BlockSize, binary.BigEndian); err != nil {
+		return u, fmt.Errorf("vhd: %w", err)
 	}
 	copy(u[:], h.Sum(nil))
 	u[6] = u[6]&0x0f | 0x50 // version 5

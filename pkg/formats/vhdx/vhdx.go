@@ -11,6 +11,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/blockhash"
 )
 
 // Type is the format's name, as qemu-img calls it.
@@ -337,14 +338,8 @@ func contentSeed(d disk.Disk, g geometry, blocks []int64) ([]byte, error) {
 		h.Write(p[:])
 	}
 	h.Write([]byte(Creator))
-	for _, b := range blocks {
-		buf, err := disk.ReadBlock(d, b, g.blockSize)
-		if err != nil {
-			return nil, fmt.Errorf("vhdx: %w", err)
-		}
-		binary.LittleEndian.PutUint64(p[:], uint64(b))
-		h.Write(p[:])
-		h.Write(buf)
+	if err := blockhash.Write(h, d, blocks, g.blockSize, binary.LittleEndian); err != nil {
+		return nil, fmt.Errorf("vhdx: %w", err)
 	}
 	return h.Sum(nil), nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/blockhash"
 )
 
 // Type is the format's name, as qemu-img calls it.
@@ -117,15 +118,8 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 func digest(d disk.Disk, grains []int64, sub, extent string) (contentID, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "tinyvm-oci vmdk\x00%s\x00%s\x00%d\x00", sub, extent, d.Size())
-	var idx [8]byte
-	for _, g := range grains {
-		p, err := disk.ReadBlock(d, g, GrainSize)
-		if err != nil {
-			return contentID{}, fmt.Errorf("vmdk: %w", err)
-		}
-		binary.LittleEndian.PutUint64(idx[:], uint64(g))
-		h.Write(idx[:])
-		h.Write(p)
+	if err := blockhash.Write(h, d, grains, GrainSize, binary.LittleEndian); err != nil {
+		return contentID{}, fmt.Errorf("vmdk: %w", err)
 	}
 	var id contentID
 	copy(id[:], h.Sum(nil))
