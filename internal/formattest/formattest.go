@@ -125,12 +125,6 @@ func Run(t testing.TB, name string, args ...string) []byte {
 	return stdout.Bytes()
 }
 
-// QemuImg returns the path of qemu-img, the first oracle of every format.
-func QemuImg(t testing.TB) string {
-	t.Helper()
-	return tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
-}
-
 // QemuInfo is the part of `qemu-img info --output=json` the tests read.
 type QemuInfo struct {
 	Format      string `json:"format"`
@@ -251,8 +245,9 @@ func FileSize(t testing.TB, path string) int64 {
 	return st.Size()
 }
 
-// Boot runs the image at path in QEMU and expects the boot sector's
-// serial marker; the guest powers itself off.
+// Boot boots o.File in QEMU with o's driver, machine and bus, and expects
+// the boot sector's serial marker; the guest powers itself off. It fails
+// (or skips) through tooltest.Require when QEMU is missing.
 func Boot(t testing.TB, o qemu.Options) {
 	t.Helper()
 	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
