@@ -1,9 +1,12 @@
 package formattest
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
+	"reflect"
+	"testing"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 )
@@ -114,4 +117,25 @@ func (s *Sparse) ReadAt(p []byte, off int64) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// SameThroughEncoding checks that a HeadTail encoding keeps all that
+// inspect reads: enc must decode (within maxSize) to a file as long as
+// whole, and inspect must report the same facts for both. name labels
+// the case in failures. It is what makes the fuzz seeds stand for the
+// writer's real outputs.
+func SameThroughEncoding[T any](t testing.TB, name string, whole, enc []byte, maxSize int64, inspect func(io.ReaderAt, int64) (T, error)) {
+	t.Helper()
+	f, ok := DecodeHeadTail(enc, maxSize)
+	if !ok || f.Len != int64(len(whole)) {
+		t.Fatalf("%s: encoding of %d bytes does not decode", name, len(whole))
+	}
+	a, err := inspect(bytes.NewReader(whole), int64(len(whole)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := inspect(f, f.Len)
+	if err != nil || !reflect.DeepEqual(a, b) {
+		t.Errorf("%s: Inspect of the encoding = %+v, %v; of the file %+v", name, b, err, a)
+	}
 }

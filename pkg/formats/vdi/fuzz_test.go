@@ -3,7 +3,6 @@ package vdi
 import (
 	"bytes"
 	"errors"
-	"reflect"
 	"testing"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
@@ -46,19 +45,7 @@ func TestFuzzEncoding(t *testing.T) {
 		if err := Write(&whole, c.d); err != nil {
 			t.Fatal(err)
 		}
-		f, ok := decodeFuzz(encodeWrite(t, c.d))
-		if !ok || f.Len != int64(whole.Len()) {
-			t.Fatalf("%s: encoding of %d bytes does not decode", c.name, whole.Len())
-		}
-		// Everything Inspect reads survives the encoding.
-		a, err := Inspect(bytes.NewReader(whole.Bytes()), int64(whole.Len()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := Inspect(f, f.Len)
-		if err != nil || !reflect.DeepEqual(a, b) {
-			t.Errorf("%s: Inspect of the encoding = %+v, %v; of the file %+v", c.name, b, err, a)
-		}
+		formattest.SameThroughEncoding(t, c.name, whole.Bytes(), encodeWrite(t, c.d), maxFuzzFile, Inspect)
 	}
 }
 
