@@ -5,28 +5,19 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/remote"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/publish"
 )
 
 func init() { extraCommands = append(extraCommands, newPushCmd, newPullCmd) }
 
 // retryBackoff is push's and pull's retry schedule; tests shorten it.
 var retryBackoff = remote.DefaultBackoff
-
-// defaultPushFormat is pushed when neither the tag nor --format names one:
-// KubeVirt boots qcow2 and raw containerDisks, and qcow2 is the smaller.
-const defaultPushFormat = "qcow2"
 
 func newPushCmd() *cobra.Command {
 	var (
@@ -60,86 +51,30 @@ stdout gets REF@sha256:... for each tag pushed.`,
 			if output != "text" && output != "json" {
 				return usagef("--output must be text or json, not %q", output)
 			}
-			if all && artifact {
-				return usagef("--all already pushes the artifact; use one of --all and --artifact")
-			}
 			ropts := []remote.Option{remote.WithInsecure(insecure), remote.WithUserAgent("tinyvm-oci/" + version), remote.WithBackoff(retryBackoff)}
 			ref, err := remote.ParseReference(args[0], ropts...)
 			if err != nil {
 				return usageError{err}
 			}
-			if _, ok := ref.(name.Digest); ok {
-				return usagef("push needs a tag, not a digest: %s", args[0])
-			}
 			o, err := flags.options()
 			if err != nil {
 				return err
 			}
-			tag := ""
-			if t, ok := ref.(name.Tag); ok && strings.HasSuffix(args[0], ":"+t.TagStr()) {
-				tag = t.TagStr()
-			}
-			if tag == oci.ArtifactTag && !all {
-				artifact = true
-			}
-			if !all && !artifact {
-				f, err := pushFormat(tag, o.Formats)
-				if err != nil {
-					return err
-				}
-				o.Formats = []formats.Format{f}
-			}
-
-			tmp, err := os.MkdirTemp("", "tinyvm-oci-push-")
+			target, err := publish.Resolve(ref, all, artifact, o.Formats)
 			if err != nil {
-				return err
+				return usageError{err}
 			}
-			defer os.RemoveAll(tmp)
-			res, err := build.Files(tmp, o)
-			if err != nil {
-				return err
-			}
-			printSummary(cmd, res, false)
-			files := make([]oci.File, len(res.Files))
-			for i, f := range res.Files {
-				files[i] = oci.File{Path: f.Path, Format: f.Format}
-			}
-			iopts := []oci.Option{oci.WithCreated(o.Format.Stamp()), oci.WithVersion(version)}
-
-			var refs []name.Reference
-			var imgs []v1.Image
-			switch {
-			case all:
-				tagged, err := oci.Images(files, iopts...)
-				if err != nil {
-					return err
-				}
-				for _, t := range tagged {
-					refs = append(refs, ref.Context().Tag(t.Tag))
-					imgs = append(imgs, t.Image)
-				}
-			case artifact:
-				img, err := oci.Artifact(files, iopts...)
-				if err != nil {
-					return err
-				}
-				refs, imgs = []name.Reference{ref}, []v1.Image{img}
-			default:
-				img, err := oci.ContainerDisk(files[0], iopts...)
-				if err != nil {
-					return err
-				}
-				refs, imgs = []name.Reference{ref}, []v1.Image{img}
-			}
-
+			var progress chan v1.Update
 			if isTerminal(cmd.ErrOrStderr()) {
-				ch := make(chan v1.Update, 64)
+				progress = make(chan v1.Update, 64)
 				done := make(chan struct{})
-				go func() { showProgress(cmd.ErrOrStderr(), ch); close(done) }()
+				go func() { showProgress(cmd.ErrOrStderr(), progress); close(done) }()
 				defer func() { <-done }()
-				ropts = append(ropts, remote.WithProgress(ch))
 			}
-			pushed, err := remote.Push(cmd.Context(), refs, imgs, ropts...)
+			res, pushed, err := publish.Push(cmd.Context(), target, o, version, progress, ropts...)
+			if res != nil {
+				printSummary(cmd, res, false)
+			}
 			if err != nil {
 				return err
 			}
@@ -153,28 +88,6 @@ stdout gets REF@sha256:... for each tag pushed.`,
 	fs.StringVar(&output, "output", "text", "stdout format: text (REF@sha256:... per line) or json")
 	flags.register(fs, "format to push when the tag does not name one (default qcow2); with --all or --artifact, the formats to include (default all)")
 	return cmd
-}
-
-// pushFormat picks the one format a containerDisk push holds.
-func pushFormat(tag string, flagged []formats.Format) (formats.Format, error) {
-	if slices.Contains(formats.Names(), tag) {
-		f, _ := formats.Lookup(tag)
-		if len(flagged) > 0 && (len(flagged) != 1 || flagged[0].Type != tag) {
-			return f, usagef("tag %q names a format, --format says otherwise", tag)
-		}
-		return f, nil
-	}
-	switch len(flagged) {
-	case 0:
-		f, err := formats.Lookup(defaultPushFormat)
-		if err != nil {
-			return f, fmt.Errorf("default format: %w", err)
-		}
-		return f, nil
-	case 1:
-		return flagged[0], nil
-	}
-	return formats.Format{}, usagef("a containerDisk holds one format; --format lists %d (use --all or --artifact for several)", len(flagged))
 }
 
 type pushedJSON struct {
