@@ -114,7 +114,7 @@ func TestManifestResolve(t *testing.T) {
 		t.Errorf("output lacks %q:\n%s", want, stdout)
 	}
 	code, stdout, stderr = cli(t, "manifest", "--resolve", host+"/512vm:missing")
-	if code != 1 || stdout != "" || !strings.Contains(stderr, "resolve "+host+"/512vm:missing in registry "+host) {
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "resolve "+host+"/512vm:missing: registry "+host) || !strings.Contains(stderr, "not found") {
 		t.Errorf("missing tag: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }

@@ -3,12 +3,11 @@ package kubevirt
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/remote"
 )
 
 // PinnedImage checks an image reference and returns the form the manifests
@@ -40,42 +39,22 @@ func stripTag(repo string) string {
 }
 
 // Resolve looks the reference's digest up in its registry (one HEAD
-// request, with credentials from authn.DefaultKeychain) and returns
-// repository@digest. A reference that already has a digest is returned
-// pinned without a request. Registries on loopback (localhost, 127.0.0.0/8,
-// ::1) are spoken to over plain HTTP, as push does. opts are added after
-// the defaults, so tests can set a transport.
+// request through pkg/oci/remote, with push's credentials and plain-HTTP
+// rule: loopback registries over HTTP, others only WithInsecure) and
+// returns repository@digest. A reference that already has a digest is
+// returned pinned without a request.
 func Resolve(ctx context.Context, ref string, opts ...remote.Option) (string, error) {
 	ref = strings.TrimSpace(ref)
-	var nameOpts []name.Option
-	if r, err := name.ParseReference(ref); err == nil && isLoopback(r.Context().RegistryStr()) {
-		nameOpts = append(nameOpts, name.Insecure)
-	}
-	r, err := name.ParseReference(ref, nameOpts...)
+	r, err := remote.ParseReference(ref, opts...)
 	if err != nil {
 		return "", fmt.Errorf("%w %q: %v", ErrImage, ref, err)
 	}
 	if _, ok := r.(name.Digest); ok {
 		return PinnedImage(ref)
 	}
-	all := append([]remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}, opts...)
-	desc, err := remote.Head(r, all...)
+	d, err := remote.Digest(ctx, r, opts...)
 	if err != nil {
-		return "", fmt.Errorf("kubevirt: resolve %s in registry %s: %w", ref, r.Context().RegistryStr(), err)
+		return "", fmt.Errorf("kubevirt: resolve %s: %w", ref, err)
 	}
-	return stripTag(ref) + "@" + desc.Digest.String(), nil
-}
-
-// isLoopback reports whether a registry host[:port] is this machine.
-func isLoopback(registry string) bool {
-	host := registry
-	if h, _, err := net.SplitHostPort(registry); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return stripTag(ref) + "@" + d.String(), nil
 }

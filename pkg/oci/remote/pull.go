@@ -33,3 +33,15 @@ func Pull(ctx context.Context, ref name.Reference, dir string, opts ...Option) (
 	}
 	return paths, d, nil
 }
+
+// Digest looks up the manifest digest ref points at, with one HEAD
+// request and the same credentials, plain-HTTP rule and retries as Push
+// and Pull. Manifests pin images with it.
+func Digest(ctx context.Context, ref name.Reference, opts ...Option) (v1.Hash, error) {
+	o := makeOptions(opts)
+	desc, err := ggcr.Head(ref, o.remoteOptions(ctx)...)
+	if err != nil {
+		return v1.Hash{}, wrap(ref, err)
+	}
+	return desc.Digest, nil
+}
