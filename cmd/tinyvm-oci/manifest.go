@@ -7,8 +7,6 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
 )
 
-func init() { extraCommands = append(extraCommands, newManifestCmd) }
-
 // newManifestCmd is `tinyvm-oci manifest`, a thin layer over pkg/kubevirt.
 func newManifestCmd() *cobra.Command {
 	var (

@@ -14,8 +14,6 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/publish"
 )
 
-func init() { extraCommands = append(extraCommands, newPushCmd, newPullCmd) }
-
 // retryBackoff is push's and pull's retry schedule; tests shorten it.
 var retryBackoff = remote.DefaultBackoff
 

@@ -48,17 +48,13 @@ format, and ships it as KubeVirt containerDisks and OCI artifacts.`,
 		newBuildCmd(),
 		newRunCmd(),
 		newInspectCmd(),
+		newPushCmd(),
+		newPullCmd(),
+		newManifestCmd(),
 		newVersionCmd(),
 	)
-	for _, add := range extraCommands {
-		root.AddCommand(add())
-	}
 	return root
 }
-
-// extraCommands lets commands in other files register themselves, so
-// adding a command touches only its own file.
-var extraCommands []func() *cobra.Command
 
 // execute runs the command line and returns the exit code. Errors are one
 // line on stderr.
