@@ -3,10 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
-	"log"
-	"net"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/tinyvm-oci/tinyvm-oci/internal/registrytest"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
@@ -102,20 +99,12 @@ func newDocsEnv(t *testing.T) *docsEnv {
 		t.Fatalf("go build: %v: %s", err, out)
 	}
 	t.Setenv("PATH", binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	srv.Listener.Close()
-	srv.Listener = l
-	srv.Start()
-	t.Cleanup(srv.Close)
+	host := registrytest.Start(t)
 	ci, err := os.ReadFile(filepath.Join("..", "..", ".ci", "run"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &docsEnv{bin: filepath.Join(binDir, "tinyvm-oci"), host: l.Addr().String(), ciRun: string(ci)}
+	return &docsEnv{bin: filepath.Join(binDir, "tinyvm-oci"), host: host, ciRun: string(ci)}
 }
 
 // rewrite points a line at the test registry, adding the plain-HTTP flag

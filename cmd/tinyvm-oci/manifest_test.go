@@ -2,19 +2,14 @@ package main
 
 import (
 	"bytes"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/tinyvm-oci/tinyvm-oci/internal/registrytest"
+
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
@@ -25,25 +20,8 @@ import (
 func manifestRegistry(t *testing.T) (string, string) {
 	t.Helper()
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
-	img, err := random.Image(512, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.ParseReference(host+"/512vm:qcow2", name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return host, d.String()
+	host := registrytest.Start(t)
+	return host, registrytest.PushRandom(t, host, "512vm:qcow2")
 }
 
 // exampleArgs turns an example command line into arguments: the program

@@ -9,10 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	kubevirtv1 "kubevirt.io/api/core/v1"
 	"os"
 	"path/filepath"
 	"strings"
+
+	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"

@@ -5,20 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/registrytest"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 )
 
@@ -27,25 +20,8 @@ import (
 func testRegistry(t *testing.T) (host, digest string) {
 	t.Helper()
 	t.Setenv("DOCKER_CONFIG", t.TempDir()) // no credentials from the user's config
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	host = strings.TrimPrefix(srv.URL, "http://")
-	img, err := random.Image(512, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.ParseReference(host+"/512vm:qcow2", name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return host, d.String()
+	host = registrytest.Start(t)
+	return host, registrytest.PushRandom(t, host, "512vm:qcow2")
 }
 
 func TestResolve(t *testing.T) {

@@ -3,15 +3,13 @@ package publish
 import (
 	"context"
 	"errors"
-	"io"
-	"log"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/registrytest"
+
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
@@ -78,9 +76,7 @@ func TestResolve(t *testing.T) {
 }
 
 func TestPush(t *testing.T) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
+	host := registrytest.Start(t)
 	ref, err := remote.ParseReference(host + "/512vm")
 	if err != nil {
 		t.Fatal(err)

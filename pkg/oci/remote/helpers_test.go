@@ -1,9 +1,6 @@
 package remote_test
 
 import (
-	"io"
-	"log"
-
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -11,5 +8,3 @@ type (
 	v1Image  = v1.Image
 	v1Update = v1.Update
 )
-
-func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }

@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/registrytest"
+
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	ggcr "github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
@@ -28,12 +29,7 @@ import (
 var fast = remote.WithBackoff(ggcr.Backoff{Duration: time.Millisecond, Factor: 2, Steps: 6})
 
 // memRegistry is ggcr's in-process registry on 127.0.0.1.
-func memRegistry(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(discardLogger())))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
+func memRegistry(t *testing.T) string { return registrytest.Start(t) }
 
 func repo(t *testing.T, host string) name.Repository {
 	t.Helper()
