@@ -4,7 +4,9 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -55,4 +57,65 @@ func TestHintsListedForCI(t *testing.T) {
 	if hints == 0 {
 		t.Fatal("found no apt-get install hints in package tooltest")
 	}
+}
+
+// TestEveryPackageSummarizesSkips checks that each package whose tests
+// call into tooltest runs them through tooltest.Main, so that a skip is
+// never silent.
+func TestEveryPackageSummarizesSkips(t *testing.T) {
+	uses := map[string]bool{}
+	hasMain := map[string]bool{}
+	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if !strings.HasSuffix(path, "_test.go") || filepath.Dir(path) == "." {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		dir := filepath.Dir(path)
+		if strings.Contains(string(b), "tooltest.") || strings.Contains(string(b), "formattest.") {
+			uses[dir] = true
+		}
+		if strings.Contains(string(b), "tooltest.Main(m)") {
+			hasMain[dir] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir := range uses {
+		if !hasMain[dir] && filepath.Base(dir) != "tooltest" {
+			t.Errorf("%s: tests use tooltest but no TestMain calls tooltest.Main(m)", dir)
+		}
+	}
+}
+
+func TestSummary(t *testing.T) {
+	if s := Summary(); s != "" {
+		t.Fatalf("before any skip: %q", s)
+	}
+	t.Run("skip", func(t *testing.T) {
+		if Required() {
+			t.Skip("skips are failures here")
+		}
+		Missing(t, "frob not found: apt-get install frob")
+	})
+	if Required() {
+		return
+	}
+	want := "tooltest: 1 tests skipped for missing tools: 1× frob not found: apt-get install frob"
+	if s := Summary(); !strings.HasPrefix(s, want) {
+		t.Errorf("Summary() = %q, want prefix %q", s, want)
+	}
+	skipped.Lock()
+	clear(skipped.n)
+	skipped.Unlock()
 }

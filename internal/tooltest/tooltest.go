@@ -7,8 +7,13 @@
 package tooltest
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -37,7 +42,52 @@ func Missing(t testing.TB, msg string) {
 	if Required() {
 		t.Fatalf("%s (%s=1 makes this a failure)", msg, RequireEnv)
 	}
+	skipped.Lock()
+	skipped.n[msg]++
+	skipped.Unlock()
 	t.Skip(msg)
+}
+
+// skipped counts the tests Missing skipped, by message, for Main's summary.
+var skipped = struct {
+	sync.Mutex
+	n map[string]int
+}{n: map[string]int{}}
+
+// Main runs the package's tests and then prints one line saying how many
+// were skipped for missing tools and what to install. A passing package's
+// output is hidden by go test, so the line goes to the terminal (/dev/tty)
+// when there is one, and to stderr (seen with -v) otherwise. Call it from
+// TestMain in every package whose tests use Require or Missing.
+func Main(m *testing.M) {
+	code := m.Run()
+	if line := Summary(); line != "" {
+		var w io.Writer = os.Stderr
+		if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+			defer tty.Close()
+			w = tty
+		}
+		fmt.Fprintln(w, line)
+	}
+	os.Exit(code)
+}
+
+// Summary is the one-line report of the skips so far, or "" when none.
+func Summary() string {
+	skipped.Lock()
+	defer skipped.Unlock()
+	total := 0
+	var parts []string
+	for msg, n := range skipped.n {
+		total += n
+		parts = append(parts, fmt.Sprintf("%d× %s", n, msg))
+	}
+	if total == 0 {
+		return ""
+	}
+	slices.Sort(parts)
+	return fmt.Sprintf("tooltest: %d tests skipped for missing tools: %s (see .ci/packages.txt; %s=1 makes them fail)",
+		total, strings.Join(parts, "; "), RequireEnv)
 }
 
 // Install hints for the tools the tests use.
