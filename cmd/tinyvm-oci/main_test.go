@@ -272,3 +272,16 @@ func TestBuildManifests(t *testing.T) {
 		}
 	}
 }
+
+// TestSuggestionOnItsOwnLine: the error is one line; cobra's "did you
+// mean" suggestion follows on a line of its own.
+func TestSuggestionOnItsOwnLine(t *testing.T) {
+	code, _, stderr := cli(t, "biuld")
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code != 2 || len(lines) != 3 {
+		t.Fatalf("exit %d, stderr %q: want exit 2 and three lines", code, stderr)
+	}
+	if lines[0] != `tinyvm-oci: unknown command "biuld" for "tinyvm-oci"` || lines[1] != "Did you mean: tinyvm-oci build?" {
+		t.Errorf("stderr %q", stderr)
+	}
+}

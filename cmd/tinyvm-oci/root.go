@@ -65,7 +65,13 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "tinyvm-oci: %s\n", oneLine(err.Error()))
+	// Cobra appends its suggestions to the error; the error stays one
+	// line and the suggestion gets a line of its own.
+	msg, suggest, _ := strings.Cut(err.Error(), "\n\nDid you mean this?")
+	fmt.Fprintf(stderr, "tinyvm-oci: %s\n", oneLine(msg))
+	if s := strings.Fields(suggest); len(s) > 0 {
+		fmt.Fprintf(stderr, "Did you mean: tinyvm-oci %s?\n", strings.Join(s, " or "))
+	}
 	var ue usageError
 	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") ||
 		strings.HasPrefix(err.Error(), "accepts ") || strings.HasPrefix(err.Error(), "requires ") {
