@@ -27,5 +27,20 @@ func ExampleBuild_tooLong() {
 	_, err := sector.Build(sector.Options{Message: strings.Repeat("x", 300)})
 	fmt.Println(err)
 	// Output:
-	// sector: program does not fit in 510 bytes: 84 bytes over the budget; shorten the message or serial text
+	// sector: program does not fit in 510 bytes: 81 bytes over the budget; shorten the message or serial text
+}
+
+// The boot code of a GPT disk's protective MBR has 440 bytes: the disk
+// signature and the partition table follow it.
+func ExampleBuild_partitioned() {
+	s, err := sector.Build(sector.Options{Layout: sector.Partitioned})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(len(s.Code()), s.Used()+s.Free())
+	_, err = sector.Build(sector.Options{Layout: sector.Partitioned, Message: strings.Repeat("x", 200)})
+	fmt.Println(err)
+	// Output:
+	// 440 440
+	// sector: program does not fit in 440 bytes: 51 bytes over the budget; shorten the message or serial text
 }

@@ -5,6 +5,11 @@
 // a marker line to COM1 when the BIOS reports one (int 11h, int 14h), and
 // then waits, powers off, halts or reboots. Powering off tries APM (int 15h)
 // first, then the ACPI PM1a_CNT ports of QEMU, VirtualBox and Bochs.
+//
+// The program fits one of two layouts: Bare, a sector of its own with 510
+// bytes for the program, or Partitioned, the 440 bytes of boot code in an
+// MBR that also carries a partition table (the protective MBR of a GPT
+// disk).
 package sector
 
 import (
@@ -22,8 +27,16 @@ const (
 	Size = 512
 	// signatureOffset is where the 0x55 0xAA boot signature starts.
 	signatureOffset = 510
-	// Budget is how many bytes the program may use.
+	// Budget is how many bytes the program may use in a bare sector
+	// (layout Bare): everything before the boot signature.
 	Budget = signatureOffset
+	// diskSignatureOffset is where a partitioned disk's MBR keeps its
+	// 32-bit disk signature; the partition table follows at 446.
+	diskSignatureOffset = 440
+	// PartitionedBudget is how many bytes the program may use as the boot
+	// code of a partitioned disk's MBR (layout Partitioned), such as the
+	// protective MBR of a GPT disk: everything before the disk signature.
+	PartitionedBudget = diskSignatureOffset
 	// loadAddress is where the BIOS loads the sector (0000:7C00).
 	loadAddress = 0x7C00
 	// tickCount is the BIOS data area's timer tick counter (0040:006C).
@@ -48,6 +61,29 @@ const (
 	Reboot Then = "reboot"
 )
 
+// Layout is where the program lives in the sector, which sets its budget.
+type Layout uint8
+
+// The layouts.
+const (
+	// Bare is a sector of its own: the program takes bytes 0-509, before
+	// the boot signature. This is the classic 512-byte disk.
+	Bare Layout = iota
+	// Partitioned is the boot code of an MBR that also holds a partition
+	// table: the program takes bytes 0-439, and the disk signature (440),
+	// the table (446-509) and the boot signature stay free for the
+	// partitioning code to fill.
+	Partitioned
+)
+
+// Budget is how many bytes a program may use in the layout.
+func (l Layout) Budget() int {
+	if l == Partitioned {
+		return PartitionedBudget
+	}
+	return Budget
+}
+
 // Thens lists the valid values of Then.
 var Thens = []Then{Wait, PowerOff, Halt, Reboot}
 
@@ -71,11 +107,15 @@ type Options struct {
 	Then Then
 	// Timeout powers off after this long. Only with Wait; 0 means never.
 	Timeout time.Duration
+	// Layout is where the program goes (default Bare, 510 bytes);
+	// Partitioned leaves the MBR's partition table free (440 bytes).
+	Layout Layout
 }
 
 // Errors that Build and Load return, wrapped with details.
 var (
-	ErrTooBig       = errors.New("sector: program does not fit in 510 bytes")
+	ErrTooBig       = errors.New("sector: program does not fit")
+	ErrBadLayout    = errors.New("sector: unknown layout")
 	ErrNotASCII     = errors.New("sector: text must be printable ASCII (0x20-0x7E)")
 	ErrBadThen      = errors.New("sector: unknown --then")
 	ErrBadTimeout   = errors.New("sector: bad timeout")
@@ -88,18 +128,26 @@ var (
 type Sector struct {
 	code   [Size]byte
 	used   int
+	layout Layout
 	custom bool
 }
 
 // Bytes returns the 512 bytes of the sector.
 func (s *Sector) Bytes() []byte { return bytes.Clone(s.code[:]) }
 
-// Used is how many of the 510 program bytes the program takes. It is
+// Used is how many of the layout's program bytes the program takes. It is
 // Budget for a sector loaded from a file, whose layout is unknown.
 func (s *Sector) Used() int { return s.used }
 
-// Free is how many of the 510 program bytes are left.
-func (s *Sector) Free() int { return Budget - s.used }
+// Free is how many of the layout's program bytes are left.
+func (s *Sector) Free() int { return s.layout.Budget() - s.used }
+
+// Layout is the layout the sector was built for; Bare for a loaded one.
+func (s *Sector) Layout() Layout { return s.layout }
+
+// Code returns the program bytes of the layout's budget, zero-padded: the
+// first 440 bytes of a Partitioned sector are an MBR's boot code.
+func (s *Sector) Code() []byte { return bytes.Clone(s.code[:s.layout.Budget()]) }
 
 // Custom reports whether the sector came from Load rather than Build.
 func (s *Sector) Custom() bool { return s.custom }
@@ -120,6 +168,9 @@ func Load(b []byte) (*Sector, error) {
 
 // Validate checks the options without assembling.
 func (o Options) Validate() error {
+	if o.Layout != Bare && o.Layout != Partitioned {
+		return fmt.Errorf("%w %d: use Bare or Partitioned", ErrBadLayout, o.Layout)
+	}
 	then := o.then()
 	switch then {
 	case Wait, PowerOff, Halt, Reboot:
@@ -209,10 +260,11 @@ func Build(o Options) (*Sector, error) {
 	if err != nil {
 		return nil, err
 	}
-	if over := len(code) - Budget; over > 0 {
-		return nil, fmt.Errorf("%w: %d bytes over the budget; shorten the message or serial text", ErrTooBig, over)
+	budget := o.Layout.Budget()
+	if over := len(code) - budget; over > 0 {
+		return nil, fmt.Errorf("%w in %d bytes: %d bytes over the budget; shorten the message or serial text", ErrTooBig, budget, over)
 	}
-	s := &Sector{used: len(code)}
+	s := &Sector{used: len(code), layout: o.Layout}
 	copy(s.code[:], code)
 	copy(s.code[signatureOffset:], signatureSuffix)
 	return s, nil
@@ -265,7 +317,9 @@ func program(o Options) ([]byte, error) {
 		waitLoop(a, o)
 	}
 
-	poweroff(a)
+	if then == Wait || then == PowerOff {
+		poweroff(a) // halt and reboot never reach it
+	}
 	printers(a, serial != "")
 
 	a.Label("screen")
@@ -349,15 +403,15 @@ func poweroff(a *asm.Assembler) {
 	a.MovImm(asm.CX, 0x0003)
 	a.Int(0x15)
 	// ACPI PM1a_CNT: SLP_EN (bit 13) with each machine's S5 SLP_TYP.
-	for _, w := range []struct{ port, value uint16 }{
-		{0x0604, 0x2000}, // QEMU: SLP_TYP 0
-		{0x4004, 0x3400}, // VirtualBox: SLP_TYP 5
-		{0xB004, 0x2000}, // Bochs and old QEMU
-	} {
-		a.MovImm(asm.DX, w.port)
-		a.MovImm(asm.AX, w.value)
-		a.OutDX()
-	}
+	// QEMU and Bochs share the value, so AX is loaded once for both.
+	a.MovImm(asm.AX, 0x2000) // SLP_TYP 0
+	a.MovImm(asm.DX, 0x0604) // QEMU
+	a.OutDX()
+	a.MovImm(asm.DX, 0xB004) // Bochs and old QEMU
+	a.OutDX()
+	a.MovImm(asm.AX, 0x3400) // SLP_TYP 5
+	a.MovImm(asm.DX, 0x4004) // VirtualBox
+	a.OutDX()
 	a.Label("stop")
 	a.Cli()
 	a.Hlt()

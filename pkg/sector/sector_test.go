@@ -38,6 +38,52 @@ func TestDefaultStructure(t *testing.T) {
 	}
 }
 
+// TestPartitioned checks the 440-byte layout: the same program, with the
+// disk signature and partition table (440-509) left zero for the
+// partitioner and the boot signature in place.
+func TestPartitioned(t *testing.T) {
+	for _, o := range []Options{{}, {Then: PowerOff}, {Then: Halt}, {Then: Reboot}, {Timeout: MaxTimeout}} {
+		bare, err := Build(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Layout = Partitioned
+		s, err := Build(o)
+		if err != nil {
+			t.Fatalf("%+v: %v", o, err)
+		}
+		b := s.Bytes()
+		if s.Layout() != Partitioned || s.Used()+s.Free() != PartitionedBudget || s.Free() < 0 {
+			t.Errorf("%+v: layout %v, used %d + free %d, want %d", o, s.Layout(), s.Used(), s.Free(), PartitionedBudget)
+		}
+		if !bytes.Equal(b, bare.Bytes()) {
+			t.Errorf("%+v: the program differs between the layouts", o)
+		}
+		if !allZero(b[s.Used():510]) || b[510] != 0x55 || b[511] != 0xAA {
+			t.Errorf("%+v: bytes %d-509 not zero or no boot signature", o, s.Used())
+		}
+		if c := s.Code(); len(c) != 440 || !bytes.Equal(c, b[:440]) {
+			t.Errorf("%+v: Code is %d bytes, want the first 440", o, len(c))
+		}
+	}
+	if _, err := Build(Options{Layout: 7}); !errors.Is(err, ErrBadLayout) {
+		t.Errorf("layout 7: got %v, want ErrBadLayout", err)
+	}
+	// A text that fits the bare sector but not the MBR's boot code counts
+	// the bytes over the smaller budget.
+	msg := strings.Repeat("m", 160)
+	if _, err := Build(Options{Message: msg}); err != nil {
+		t.Fatalf("bare sector with a 160-byte message: %v", err)
+	}
+	_, err := Build(Options{Layout: Partitioned, Message: msg})
+	if !errors.Is(err, ErrTooBig) || !strings.Contains(err.Error(), "in 440 bytes") {
+		t.Errorf("partitioned, 160-byte message: got %v", err)
+	}
+}
+
+// allZero reports whether every byte of b is zero.
+func allZero(b []byte) bool { return bytes.Count(b, []byte{0}) == len(b) }
+
 // TestProgramDecodes walks the code of every variant with x86asm, from the
 // first byte to the string data, so no stray or mis-encoded byte hides in
 // the program.
@@ -126,14 +172,17 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%s: got %v, want %v containing %q", tt.name, err, tt.want, tt.text)
 		}
 	}
-	// The over-budget count is exact: one byte more than fits is 1 over.
-	s, _ := Build(Options{Message: "x"})
-	fits := strings.Repeat("x", 1+s.Free())
-	if _, err := Build(Options{Message: fits}); err != nil {
-		t.Fatalf("message that exactly fits: %v", err)
-	}
-	if _, err := Build(Options{Message: fits + "x"}); err == nil || !strings.Contains(err.Error(), ": 1 bytes over") {
-		t.Errorf("one byte too many: got %v", err)
+	// The over-budget count is exact: one byte more than fits is 1 over,
+	// in either layout.
+	for _, l := range []Layout{Bare, Partitioned} {
+		s, _ := Build(Options{Message: "x", Layout: l})
+		fits := strings.Repeat("x", 1+s.Free())
+		if _, err := Build(Options{Message: fits, Layout: l}); err != nil {
+			t.Fatalf("layout %d: message that exactly fits: %v", l, err)
+		}
+		if _, err := Build(Options{Message: fits + "x", Layout: l}); err == nil || !strings.Contains(err.Error(), ": 1 bytes over") {
+			t.Errorf("layout %d: one byte too many: got %v", l, err)
+		}
 	}
 }
 
