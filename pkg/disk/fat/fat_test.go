@@ -1,0 +1,262 @@
+package fat_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/fat"
+)
+
+// Install hints for the oracles of this package.
+const (
+	dosfstools = "apt-get install dosfstools"
+	mtools     = "apt-get install mtools"
+)
+
+// fill returns n bytes that differ from offset to offset, so a cluster
+// written in the wrong place shows.
+func fill(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7) ^ seed
+	}
+	return b
+}
+
+func efiFiles() []fat.File {
+	return []fat.File{
+		{Path: "EFI/BOOT/BOOTX64.EFI", Data: fill(364, 1)},
+		{Path: "EFI/BOOT/BOOTAA64.EFI", Data: fill(384, 2)},
+	}
+}
+
+// TestBuild writes volumes of several shapes and checks each with
+// fsck.fat and by reading every file back with mtools.
+func TestBuild(t *testing.T) {
+	many := make([]fat.File, 40) // more than one root sector and one directory cluster
+	for i := range many {
+		dir := "ROOT"
+		if i%2 == 1 {
+			dir = "SUB/DEEP"
+		}
+		many[i] = fat.File{Path: fmt.Sprintf("%s/F%02d.BIN", dir, i), Data: fill(i*50, byte(i))}
+		if i < 20 {
+			many[i].Path = fmt.Sprintf("R%02d", i)
+		}
+	}
+	tests := []struct {
+		name     string
+		files    []fat.File
+		size     int64
+		wantSize int64 // 0: do not check
+		clusters int   // used clusters, as fsck.fat counts them
+	}{
+		// Boot sector, two one-sector FATs, one root sector, then EFI,
+		// BOOT and the two files: 8 sectors.
+		{"two EFI apps", efiFiles(), 0, 8 * 512, 4},
+		{"one empty file", []fat.File{{Path: "EMPTY"}}, 0, 5 * 512, 0}, // one free cluster: fsck.fat wants one
+		{"startup.nsh in the root", append(efiFiles(), fat.File{Path: "startup.nsh", Data: []byte("echo hi\r\n")}), 0, 9 * 512, 5},
+		{"a file of several clusters", []fat.File{{Path: "BIG.BIN", Data: fill(5000, 3)}}, 0, (4 + 10) * 512, 10},
+		{"many files", many, 0, 0, 0},
+		{"one file in 16 KiB", efiFiles(), 16 << 10, 16 << 10, 4},
+		{"two EFI apps in 2 MiB", efiFiles(), 2 << 20, 2 << 20, 4},    // just under 4085 one-sector clusters
+		{"two EFI apps in 4 MiB", efiFiles(), 4 << 20, 4 << 20, 4},    // two sectors per cluster
+		{"two EFI apps in 64 MiB", efiFiles(), 64 << 20, 64 << 20, 4}, // 16 KiB clusters
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var opts []fat.Option
+			if tt.size > 0 {
+				opts = append(opts, fat.WithSize(tt.size))
+			}
+			img, err := fat.Build(tt.files, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantSize > 0 && int64(len(img)) != tt.wantSize {
+				t.Errorf("volume is %d bytes, want %d", len(img), tt.wantSize)
+			}
+			path := filepath.Join(t.TempDir(), "fat.img")
+			if err := os.WriteFile(path, img, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			used, _ := Fsck(t, path)
+			if tt.clusters > 0 || tt.wantSize > 0 {
+				if used != tt.clusters {
+					t.Errorf("fsck.fat counts %d used clusters, want %d", used, tt.clusters)
+				}
+			}
+			ReadBack(t, path, tt.files)
+		})
+	}
+}
+
+// Fsck runs fsck.fat -n on the image and returns its used and total
+// cluster counts. Any repair it would make fails the test.
+func Fsck(t *testing.T, path string) (used, total int) {
+	t.Helper()
+	tool := tooltest.Require(t, "fsck.fat", dosfstools)
+	out, err := exec.Command(tool, "-n", "-v", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("fsck.fat -n: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`(\d+) files, (\d+)/(\d+) clusters`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("fsck.fat printed no cluster count:\n%s", out)
+	}
+	used, _ = strconv.Atoi(string(m[2]))
+	total, _ = strconv.Atoi(string(m[3]))
+	for _, bad := range []string{"Reclaimed", "differ", "Free cluster summary wrong", "Correcting", "invalid", "Wrong"} {
+		if bytes.Contains(out, []byte(bad)) {
+			t.Errorf("fsck.fat found a problem (%q):\n%s", bad, out)
+		}
+	}
+	return used, total
+}
+
+// ReadBack lists every directory with mdir and copies every file out with
+// mcopy; both must match the files given, byte for byte. image may carry
+// mtools' @@offset suffix.
+func ReadBack(t *testing.T, image string, files []fat.File) {
+	t.Helper()
+	mdir := tooltest.Require(t, "mdir", mtools)
+	mcopy := tooltest.Require(t, "mcopy", mtools)
+	dirs := map[string][]string{}
+	for _, f := range files {
+		p := "::/" + strings.ToUpper(f.Path)
+		dir := p[:strings.LastIndexByte(p, '/')]
+		dirs[dir] = append(dirs[dir], p)
+		out, err := exec.Command(mcopy, "-n", "-i", image, p, "-").Output()
+		if err != nil {
+			t.Fatalf("mcopy %s: %v", p, err)
+		}
+		if !bytes.Equal(out, f.Data) {
+			t.Errorf("mcopy %s: %d bytes differ from the %d written", p, len(out), len(f.Data))
+		}
+	}
+	for dir, want := range dirs {
+		if dir == ":" {
+			dir = "::/"
+		}
+		out, err := exec.Command(mdir, "-b", "-i", image, dir).Output()
+		if err != nil {
+			t.Fatalf("mdir %s: %v", dir, err)
+		}
+		var got []string
+		for _, l := range strings.Fields(string(out)) {
+			if !strings.HasSuffix(l, "/") { // subdirectories
+				got = append(got, l)
+			}
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("mdir %s = %v, want %v", dir, got, want)
+		}
+	}
+}
+
+func TestReproducible(t *testing.T) {
+	files := efiFiles()
+	a, err := fat.Build(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := fat.Build([]fat.File{files[1], files[0]}) // order does not matter
+	if !bytes.Equal(a, b) {
+		t.Error("the same files in another order give other bytes")
+	}
+	volID := func(img []byte) uint32 { return binary.LittleEndian.Uint32(img[39:]) }
+	later, _ := fat.Build(files, fat.WithTime(fat.DefaultTime.Add(48*time.Hour)))
+	if bytes.Equal(a, later) || volID(a) == volID(later) {
+		t.Error("another time gives the same volume or volume id")
+	}
+	changed := efiFiles()
+	changed[0].Data[0] ^= 1
+	c, _ := fat.Build(changed)
+	if volID(a) == volID(c) {
+		t.Error("another file content gives the same volume id")
+	}
+	// Every entry carries the given time: 2024-01-01 00:00:00 is date
+	// (44<<9 | 1<<5 | 1) and time 0. The first root entry is EFI.
+	root := a[3*512:]
+	if d := binary.LittleEndian.Uint16(root[16:]); d != 44<<9|1<<5|1 {
+		t.Errorf("EFI's creation date is %#x", d)
+	}
+}
+
+// TestTimeClamped: a SOURCE_DATE_EPOCH of 0 (1970) is before FAT's epoch
+// and is written as 1980-01-01, not as a wrapped date.
+func TestTimeClamped(t *testing.T) {
+	img, err := fat.Build(efiFiles(), fat.WithTime(time.Unix(0, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := binary.LittleEndian.Uint16(img[3*512+16:]); d != 0<<9|1<<5|1 {
+		t.Errorf("date of 1970 written as %#x, want 1980-01-01 (0x21)", d)
+	}
+}
+
+func TestHiddenSectors(t *testing.T) {
+	img, err := fat.Build(efiFiles(), fat.WithHiddenSectors(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := binary.LittleEndian.Uint32(img[28:]); h != 64 {
+		t.Errorf("BPB_HiddSec = %d, want 64", h)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	tests := []struct {
+		files []fat.File
+		size  int64
+		want  error
+		text  string
+	}{
+		{[]fat.File{{Path: "/EFI/X"}}, 0, fat.ErrName, "empty part"},
+		{[]fat.File{{Path: "EFI//X"}}, 0, fat.ErrName, "empty part"},
+		{[]fat.File{{Path: "LONGFILENAME.EFI"}}, 0, fat.ErrName, "base name of 12 characters"},
+		{[]fat.File{{Path: "A.EFIX"}}, 0, fat.ErrName, "extension of 4 characters"},
+		{[]fat.File{{Path: "A B"}}, 0, fat.ErrName, `' '`},
+		{[]fat.File{{Path: "A.B.C"}}, 0, fat.ErrName, "more than one '.'"},
+		{[]fat.File{{Path: "EFI/.."}}, 0, fat.ErrName, "not a name"},
+		{[]fat.File{{Path: "X"}, {Path: "x"}}, 0, fat.ErrName, "already a file"},
+		{[]fat.File{{Path: "X"}, {Path: "X/Y"}}, 0, fat.ErrName, "already a file"},
+		{[]fat.File{{Path: "X/Y"}, {Path: "X"}}, 0, fat.ErrName, "already a directory"},
+		{efiFiles(), 3 * 512, fat.ErrTooSmall, "at least 4096 bytes"},
+		{efiFiles(), 1000, fat.ErrTooSmall, "multiple of 512"},
+		{efiFiles(), 1 << 30, fat.ErrTooBig, "use at most"},
+		{[]fat.File{{Path: "BIG", Data: make([]byte, 4085*512)}}, 0, fat.ErrTooBig, "4085 clusters"},
+	}
+	for _, tt := range tests {
+		_, err := fat.Build(tt.files, fat.WithSize(tt.size))
+		if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.text) {
+			t.Errorf("%v (size %d): got %v, want %v containing %q", tt.files[0].Path, tt.size, err, tt.want, tt.text)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("error is more than one line: %q", err)
+		}
+	}
+}
+
+func BenchmarkBuild(b *testing.B) {
+	files := efiFiles()
+	for b.Loop() {
+		if _, err := fat.Build(files); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
