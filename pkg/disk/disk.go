@@ -1,5 +1,6 @@
 // Package disk is the raw virtual disk that every format is written from:
-// a boot sector followed by zeros up to the virtual size.
+// a boot sector followed by zeros up to the virtual size (Image), or chunks
+// of data at offsets, such as a partition table at each end (Sparse).
 //
 // A Disk is an io.ReaderAt with a size. Writers never scan the whole virtual
 // size: they ask Extents for the ranges that may hold data and treat every
