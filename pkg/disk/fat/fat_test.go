@@ -6,23 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
+	"github.com/tinyvm-oci/tinyvm-oci/internal/disktest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/fat"
-)
-
-// Install hints for the oracles of this package.
-const (
-	dosfstools = "apt-get install dosfstools"
-	mtools     = "apt-get install mtools"
 )
 
 // fill returns n bytes that differ from offset to offset, so a cluster
@@ -92,79 +82,18 @@ func TestBuild(t *testing.T) {
 			if err := os.WriteFile(path, img, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			used, _ := Fsck(t, path)
+			used, _ := disktest.Fsck(t, path)
 			if tt.clusters > 0 || tt.wantSize > 0 {
 				if used != tt.clusters {
 					t.Errorf("fsck.fat counts %d used clusters, want %d", used, tt.clusters)
 				}
 			}
-			ReadBack(t, path, tt.files)
-		})
-	}
-}
-
-// Fsck runs fsck.fat -n on the image and returns its used and total
-// cluster counts. Any repair it would make fails the test.
-func Fsck(t *testing.T, path string) (used, total int) {
-	t.Helper()
-	tool := tooltest.Require(t, "fsck.fat", dosfstools)
-	out, err := exec.Command(tool, "-n", "-v", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("fsck.fat -n: %v\n%s", err, out)
-	}
-	m := regexp.MustCompile(`(\d+) files, (\d+)/(\d+) clusters`).FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("fsck.fat printed no cluster count:\n%s", out)
-	}
-	used, _ = strconv.Atoi(string(m[2]))
-	total, _ = strconv.Atoi(string(m[3]))
-	for _, bad := range []string{"Reclaimed", "differ", "Free cluster summary wrong", "Correcting", "invalid", "Wrong"} {
-		if bytes.Contains(out, []byte(bad)) {
-			t.Errorf("fsck.fat found a problem (%q):\n%s", bad, out)
-		}
-	}
-	return used, total
-}
-
-// ReadBack lists every directory with mdir and copies every file out with
-// mcopy; both must match the files given, byte for byte. image may carry
-// mtools' @@offset suffix.
-func ReadBack(t *testing.T, image string, files []fat.File) {
-	t.Helper()
-	mdir := tooltest.Require(t, "mdir", mtools)
-	mcopy := tooltest.Require(t, "mcopy", mtools)
-	dirs := map[string][]string{}
-	for _, f := range files {
-		p := "::/" + strings.ToUpper(f.Path)
-		dir := p[:strings.LastIndexByte(p, '/')]
-		dirs[dir] = append(dirs[dir], p)
-		out, err := exec.Command(mcopy, "-n", "-i", image, p, "-").Output()
-		if err != nil {
-			t.Fatalf("mcopy %s: %v", p, err)
-		}
-		if !bytes.Equal(out, f.Data) {
-			t.Errorf("mcopy %s: %d bytes differ from the %d written", p, len(out), len(f.Data))
-		}
-	}
-	for dir, want := range dirs {
-		if dir == ":" {
-			dir = "::/"
-		}
-		out, err := exec.Command(mdir, "-b", "-i", image, dir).Output()
-		if err != nil {
-			t.Fatalf("mdir %s: %v", dir, err)
-		}
-		var got []string
-		for _, l := range strings.Fields(string(out)) {
-			if !strings.HasSuffix(l, "/") { // subdirectories
-				got = append(got, l)
+			var want []disktest.File
+			for _, f := range tt.files {
+				want = append(want, disktest.File{Path: strings.ToUpper(f.Path), Data: f.Data})
 			}
-		}
-		slices.Sort(got)
-		slices.Sort(want)
-		if !slices.Equal(got, want) {
-			t.Errorf("mdir %s = %v, want %v", dir, got, want)
-		}
+			disktest.ReadBack(t, path, want)
+		})
 	}
 }
 

@@ -2,23 +2,15 @@ package gpt_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
+	"github.com/tinyvm-oci/tinyvm-oci/internal/disktest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/gpt"
-)
-
-// Install hints for the oracles of this package.
-const (
-	gdisk = "apt-get install gdisk"
-	fdisk = "apt-get install fdisk"
 )
 
 func table() *gpt.Table {
@@ -52,52 +44,6 @@ func writeDisk(t *testing.T, size int64, head, tail []byte) string {
 	return path
 }
 
-// SfdiskJSON is the part of sfdisk --json's output the tests compare.
-type SfdiskJSON struct {
-	PartitionTable struct {
-		Label      string `json:"label"`
-		ID         string `json:"id"`
-		FirstLBA   uint64 `json:"firstlba"`
-		LastLBA    uint64 `json:"lastlba"`
-		Partitions []struct {
-			Start uint64 `json:"start"`
-			Size  uint64 `json:"size"`
-			Type  string `json:"type"`
-			UUID  string `json:"uuid"`
-			Name  string `json:"name"`
-		} `json:"partitions"`
-	} `json:"partitiontable"`
-}
-
-// Verify checks the disk with sgdisk -v and sfdisk --verify and returns
-// what sfdisk --json reads from it.
-func Verify(t *testing.T, path string) SfdiskJSON {
-	t.Helper()
-	sgdisk := tooltest.Require(t, "sgdisk", gdisk)
-	sfdisk := tooltest.Require(t, "sfdisk", fdisk)
-	out, err := exec.Command(sgdisk, "-v", path).CombinedOutput()
-	if err != nil || !bytes.Contains(out, []byte("No problems found")) {
-		t.Errorf("sgdisk -v: %v\n%s", err, out)
-	}
-	for _, warn := range []string{"Warning", "Caution", "invalid", "damaged", "corrupt"} {
-		if bytes.Contains(out, []byte(warn)) {
-			t.Errorf("sgdisk -v warns (%q):\n%s", warn, out)
-		}
-	}
-	if out, err := exec.Command(sfdisk, "--verify", path).CombinedOutput(); err != nil {
-		t.Errorf("sfdisk --verify: %v\n%s", err, out)
-	}
-	out, err = exec.Command(sfdisk, "--json", path).Output()
-	if err != nil {
-		t.Fatalf("sfdisk --json: %v", err)
-	}
-	var j SfdiskJSON
-	if err := json.Unmarshal(out, &j); err != nil {
-		t.Fatalf("sfdisk --json: %v\n%s", err, out)
-	}
-	return j
-}
-
 func TestBuildVerified(t *testing.T) {
 	// 1 MiB is the default disk; 3 TiB needs the protective record's
 	// size capped at 2^32-1 sectors.
@@ -108,7 +54,7 @@ func TestBuildVerified(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := writeDisk(t, size, head, tail)
-		j := Verify(t, path).PartitionTable
+		j := disktest.VerifyGPT(t, path)
 		sectors := uint64(size / 512)
 		if j.Label != "gpt" || j.ID != tab.DiskGUID.String() || j.FirstLBA != 34 || j.LastLBA != sectors-34 {
 			t.Errorf("%d bytes: sfdisk reads label %s id %s usable %d-%d; want gpt %s 34-%d",
