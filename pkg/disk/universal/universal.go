@@ -90,7 +90,8 @@ func ESP(files []fat.File, opts ...Option) ([]byte, error) {
 // program (at most 440 bytes, such as the Code of a sector built with the
 // Partitioned layout); files go on the ESP, such as
 // EFI/BOOT/BOOTX64.EFI. The disk's and the ESP's GUIDs are hashed from
-// the content, so equal inputs give equal bytes.
+// the content, so equal inputs give equal bytes. A nil bootCode leaves
+// bytes 0-439 zero, which a BIOS would run: give a UEFI-only disk a stub.
 func New(bootCode []byte, files []fat.File, size int64, opts ...Option) (*disk.Sparse, error) {
 	if size%disk.SectorSize != 0 || size <= 0 {
 		return nil, fmt.Errorf("%w, got %d", disk.ErrSize, size)

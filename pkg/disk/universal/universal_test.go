@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,38 @@ func TestDisk(t *testing.T) {
 		want = append(want, disktest.File{Path: f.Path, Data: f.Data})
 	}
 	disktest.ReadBack(t, fmt.Sprintf("%s@@%d", path, off), want)
+}
+
+// TestESPSize: the ESP is the smallest volume for the files, in whole
+// 64-sector steps, and the table stays clean as it grows.
+func TestESPSize(t *testing.T) {
+	for _, tt := range []struct {
+		data    int // bytes of one file besides the two applications
+		sectors uint64
+	}{{0, 64}, {56 * 512, 64}, {56*512 + 1, 128}, {100 << 10, 256}} { // 60 clusters, 4 taken
+		files := espFiles()
+		if tt.data > 0 {
+			files = append(files, fat.File{Path: "EFI/BOOT/EXTRA.BIN", Data: fill(tt.data, 3)})
+		}
+		d, err := universal.New(nil, files, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := universal.FindESP(d)
+		if err != nil || e.Off != 64*512 || e.Len != int64(tt.sectors)*512 {
+			t.Errorf("%d more bytes: ESP at %d, %d bytes, %v; want %d sectors", tt.data, e.Off, e.Len, err, tt.sectors)
+			continue
+		}
+		if tt.data == 100<<10 {
+			path := writeRaw(t, d)
+			disktest.VerifyGPT(t, path)
+			var want []disktest.File
+			for _, f := range files {
+				want = append(want, disktest.File{Path: f.Path, Data: f.Data})
+			}
+			disktest.ReadBack(t, fmt.Sprintf("%s@@%d", path, e.Off), want)
+		}
+	}
 }
 
 func TestFindESP(t *testing.T) {
@@ -224,25 +257,37 @@ func TestReproducible(t *testing.T) {
 	}
 }
 
-// Firmware of Debian's ovmf package.
-const (
-	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
-	ovmfHint = "apt-get install ovmf"
-)
+// uefi is a UEFI firmware and the machine it runs on.
+type uefi struct {
+	name       string
+	qemu, hint string   // the emulator and its Debian package
+	code, vars string   // firmware and its variable store template
+	fwHint     string   // the firmware's Debian package
+	machine    []string // machine, CPU and memory
+	buses      []string
+}
 
-// TestOVMFReadsESP boots the disk on OVMF without an EFI application:
-// OVMF finds no \EFI\BOOT\BOOTX64.EFI, falls back to its built-in UEFI
-// Shell, and the shell runs startup.nsh from the first file system it
-// maps: our FAT in our GPT partition. The script prints a line and
-// powers off, so QEMU exits 0.
-func TestOVMFReadsESP(t *testing.T) {
-	qemu := tooltest.Require(t, "qemu-system-x86_64", tooltest.QemuSystem)
-	for _, f := range []string{ovmfCode, ovmfVars} {
-		if _, err := os.Stat(f); err != nil {
-			tooltest.Missing(t, f+" not found: "+ovmfHint)
-		}
-	}
+// firmwares are Debian's OVMF (x86_64) and AAVMF (aarch64). Memory is
+// above each one's floor: OVMF needs 48 MiB, AAVMF 128 MiB.
+var firmwares = []uefi{
+	{
+		name: "ovmf", qemu: "qemu-system-x86_64", hint: tooltest.QemuSystem,
+		code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd", fwHint: "apt-get install ovmf",
+		machine: []string{"-machine", "q35", "-m", "128"}, buses: []string{"virtio", "sata"},
+	},
+	{
+		name: "aavmf", qemu: "qemu-system-aarch64", hint: "apt-get install qemu-system-arm",
+		code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd", fwHint: "apt-get install qemu-efi-aarch64",
+		machine: []string{"-machine", "virt", "-cpu", "cortex-a57", "-m", "256"}, buses: []string{"virtio"},
+	},
+}
+
+// TestUEFIReadsESP boots the disk on OVMF and AAVMF without an EFI
+// application: the firmware finds no \EFI\BOOT\BOOT*.EFI, falls back to
+// its built-in UEFI Shell, and the shell runs startup.nsh from the first
+// file system it maps: our FAT in our GPT partition. The script prints a
+// line and powers off, so QEMU exits 0.
+func TestUEFIReadsESP(t *testing.T) {
 	// The echoed command line reads "Shell> echo tinyvm-esp-ok": only the
 	// shell's output starts a line with the marker. No BOOTX64.EFI: a
 	// stand-in that is not a PE file would only add a load error.
@@ -257,48 +302,56 @@ func TestOVMFReadsESP(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := writeRaw(t, d)
-	for _, bus := range []string{"virtio", "sata"} {
-		t.Run("q35-"+bus, func(t *testing.T) {
-			out := bootOVMF(t, qemu, path, bus)
-			if !strings.Contains(out, "\ntinyvm-esp-ok") {
-				t.Fatalf("no tinyvm-esp-ok line from startup.nsh on serial:\n%s", out)
-			}
-			// The shell's mapping names our partition by its GUID, start
-			// and length in sectors.
-			hd := fmt.Sprintf("HD(1,GPT,%s,0x40,0x40)", tab.Partitions[0].GUID)
-			if !strings.Contains(out, hd) {
-				t.Errorf("OVMF's mapping table lacks %s:\n%s", hd, out)
-			}
-		})
+	for _, fw := range firmwares {
+		for _, bus := range fw.buses {
+			t.Run(fw.name+"-"+bus, func(t *testing.T) {
+				out := bootUEFI(t, fw, path, bus)
+				if !strings.Contains(out, "\ntinyvm-esp-ok") {
+					t.Fatalf("no tinyvm-esp-ok line from startup.nsh on serial:\n%s", out)
+				}
+				// The shell's mapping names our partition by its GUID,
+				// start and length in sectors.
+				hd := fmt.Sprintf("HD(1,GPT,%s,0x40,0x40)", tab.Partitions[0].GUID)
+				if !strings.Contains(out, hd) {
+					t.Errorf("the shell's mapping table lacks %s:\n%s", hd, out)
+				}
+			})
+		}
 	}
 }
 
-// bootOVMF boots path on q35 with OVMF and returns the serial output once
-// QEMU has exited by itself with status 0.
-func bootOVMF(t *testing.T, qemu, path, bus string) string {
+// bootUEFI boots path with the firmware and returns the serial output
+// once QEMU has exited by itself with status 0.
+func bootUEFI(t *testing.T, fw uefi, path, bus string) string {
 	t.Helper()
+	qemu := tooltest.Require(t, fw.qemu, fw.hint)
+	for _, f := range []string{fw.code, fw.vars} {
+		if _, err := os.Stat(f); err != nil {
+			tooltest.Missing(t, f+" not found: "+fw.fwHint)
+		}
+	}
 	vars := filepath.Join(t.TempDir(), "vars.fd")
-	b, err := os.ReadFile(ovmfVars) // writable state: a copy per boot
+	b, err := os.ReadFile(fw.vars) // writable state: a copy per boot
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(vars, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{
-		"-machine", "q35", "-accel", "tcg", "-m", "128", "-display", "none", "-serial", "stdio", "-monitor", "none",
-		"-nic", "none", // no PXE attempts before the shell
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCode,
-		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
-		"-drive", "file=" + path + ",format=raw,if=none,id=d0",
-	}
+	args := append(slices.Clone(fw.machine),
+		"-accel", "tcg", "-display", "none", "-serial", "stdio", "-monitor", "none",
+		"-nic", "none", // no network boot attempts before the shell
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+fw.code,
+		"-drive", "if=pflash,format=raw,unit=1,file="+vars,
+		"-drive", "file="+path+",format=raw,if=none,id=d0",
+	)
 	switch bus {
 	case "virtio":
 		args = append(args, "-device", "virtio-blk-pci,drive=d0,bootindex=0")
 	case "sata":
 		args = append(args, "-device", "ide-hd,drive=d0,bus=ide.0,bootindex=0")
 	}
-	// Generous: OVMF under TCG on a loaded machine, plus the shell's
+	// Generous: UEFI under TCG on a loaded machine, plus the shell's
 	// five-second startup.nsh countdown.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -307,10 +360,10 @@ func bootOVMF(t *testing.T, qemu, path, bus string) string {
 	cmd.Stdout, cmd.Stderr = &serial, &serial
 	err = cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("OVMF did not power off within the timeout; serial:\n%s", serial.String())
+		t.Fatalf("%s did not power off within the timeout; serial:\n%s", fw.name, serial.String())
 	}
 	if err != nil {
-		t.Fatalf("qemu: %v\n%s", err, serial.String())
+		t.Fatalf("%s: %v\n%s", fw.qemu, err, serial.String())
 	}
 	return serial.String()
 }
