@@ -35,16 +35,12 @@ func efiFiles() []fat.File {
 // TestBuild writes volumes of several shapes and checks each with
 // fsck.fat and by reading every file back with mtools.
 func TestBuild(t *testing.T) {
-	many := make([]fat.File, 40) // more than one root sector and one directory cluster
+	// 20 files in the root (two root sectors), 20 in ROOT and 20 in
+	// SUB/DEEP: 22 entries with . and .., two directory clusters each.
+	many := make([]fat.File, 60)
 	for i := range many {
-		dir := "ROOT"
-		if i%2 == 1 {
-			dir = "SUB/DEEP"
-		}
-		many[i] = fat.File{Path: fmt.Sprintf("%s/F%02d.BIN", dir, i), Data: fill(i*50, byte(i))}
-		if i < 20 {
-			many[i].Path = fmt.Sprintf("R%02d", i)
-		}
+		dir := []string{"", "ROOT/", "SUB/DEEP/"}[i/20]
+		many[i] = fat.File{Path: fmt.Sprintf("%sF%02d.BIN", dir, i), Data: fill(i*50, byte(i))}
 	}
 	tests := []struct {
 		name     string
@@ -59,7 +55,10 @@ func TestBuild(t *testing.T) {
 		{"one empty file", []fat.File{{Path: "EMPTY"}}, 0, 5 * 512, 0}, // one free cluster: fsck.fat wants one
 		{"startup.nsh in the root", append(efiFiles(), fat.File{Path: "startup.nsh", Data: []byte("echo hi\r\n")}), 0, 9 * 512, 5},
 		{"a file of several clusters", []fat.File{{Path: "BIG.BIN", Data: fill(5000, 3)}}, 0, (4 + 10) * 512, 10},
-		{"many files", many, 0, 0, 0},
+		// Directories ROOT 2 clusters, SUB 1, DEEP 2; files of i*50 bytes
+		// take 203 clusters in all. Boot sector, two FATs of one sector,
+		// two root sectors: 213 sectors.
+		{"many files", many, 0, 213 * 512, 208},
 		{"one file in 16 KiB", efiFiles(), 16 << 10, 16 << 10, 4},
 		{"two EFI apps in 2 MiB", efiFiles(), 2 << 20, 2 << 20, 4},    // just under 4085 one-sector clusters
 		{"two EFI apps in 4 MiB", efiFiles(), 4 << 20, 4 << 20, 4},    // two sectors per cluster

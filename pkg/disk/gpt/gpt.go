@@ -370,6 +370,13 @@ func readAt(r io.ReaderAt, size int64, lba uint64) (*Table, error) {
 	if got := crc32.ChecksumIEEE(entries); got != h.PartitionEntryArrayCRC32 {
 		return nil, fmt.Errorf("%w: entry array CRC is %#08x, the entries sum to %#08x", ErrNoTable, h.PartitionEntryArrayCRC32, got)
 	}
+	// The usable range lies between the two tables, each at least the
+	// 16 KiB of entries the spec reserves, and clear of this entry array.
+	entryEnd := h.PartitionEntryLBA + (n+SectorSize-1)/SectorSize // exclusive
+	if h.FirstUsableLBA < FirstUsableLBA || h.LastUsableLBA > sectors-FirstUsableLBA || h.FirstUsableLBA > h.LastUsableLBA ||
+		(h.PartitionEntryLBA <= h.LastUsableLBA && h.FirstUsableLBA < entryEnd) {
+		return nil, fmt.Errorf("%w: usable LBAs %d-%d overlap the tables of a %d-sector disk", ErrNoTable, h.FirstUsableLBA, h.LastUsableLBA, sectors)
+	}
 	t := &Table{DiskGUID: h.DiskGUID}
 	for i := range uint64(h.NumberOfPartitionEntries) {
 		var e Entry
@@ -380,7 +387,7 @@ func readAt(r io.ReaderAt, size int64, lba uint64) (*Table, error) {
 		if e.PartitionTypeGUID == (GUID{}) {
 			continue // unused
 		}
-		if e.StartingLBA < h.FirstUsableLBA || e.EndingLBA > h.LastUsableLBA || e.StartingLBA > e.EndingLBA || h.LastUsableLBA >= sectors {
+		if e.StartingLBA < h.FirstUsableLBA || e.EndingLBA > h.LastUsableLBA || e.StartingLBA > e.EndingLBA {
 			return nil, fmt.Errorf("%w: entry %d spans LBA %d-%d, outside the usable %d-%d", ErrNoTable, i+1, e.StartingLBA, e.EndingLBA, h.FirstUsableLBA, h.LastUsableLBA)
 		}
 		name := e.PartitionName[:]
