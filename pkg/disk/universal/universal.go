@@ -91,7 +91,8 @@ func ESP(files []fat.File, opts ...Option) ([]byte, error) {
 // Partitioned layout); files go on the ESP, such as
 // EFI/BOOT/BOOTX64.EFI. The disk's and the ESP's GUIDs are hashed from
 // the content, so equal inputs give equal bytes. A nil bootCode leaves
-// bytes 0-439 zero, which a BIOS would run: give a UEFI-only disk a stub.
+// bytes 0-439 zero, as gdisk and fdisk write a protective MBR; a BIOS that
+// boots such a disk runs those zeros.
 func New(bootCode []byte, files []fat.File, size int64, opts ...Option) (*disk.Sparse, error) {
 	if size%disk.SectorSize != 0 || size <= 0 {
 		return nil, fmt.Errorf("%w, got %d", disk.ErrSize, size)
