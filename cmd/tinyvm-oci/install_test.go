@@ -70,9 +70,12 @@ func TestInstallFromClone(t *testing.T) {
 	if ran < 3 {
 		t.Fatalf("ran %d README lines, want the version line and the Quick start", ran)
 	}
-	// The commit comes from the toolchain's VCS stamp when the clone is a
-	// git checkout (CI's is).
-	if head, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output(); err == nil {
+	// The commit comes from the toolchain's VCS stamp in a plain clone (CI's
+	// is one); a git worktree's .git is a file, which the toolchain does
+	// not stamp from.
+	if st, err := os.Stat(filepath.Join(root, ".git")); err != nil || !st.IsDir() {
+		t.Logf("not a plain git clone: the commit line is not checked")
+	} else if head, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output(); err == nil {
 		want := "commit: " + strings.TrimSpace(string(head))
 		if !strings.Contains(versionOut, want) {
 			t.Errorf("version after go install prints %q, want a line %q", versionOut, want)
