@@ -47,6 +47,9 @@ type options struct {
 	userAgent string
 	jobs      int
 	maxSize   int64
+	idle      time.Duration
+	// retryAfterLimit is the most all Retry-After waits of one call add up to.
+	retryAfterLimit time.Duration
 }
 
 // DefaultBackoff is the retry schedule: 5 tries, waiting 1, 2, 4 and 8
@@ -71,6 +74,9 @@ func makeOptions(opts []Option) options {
 		userAgent: "tinyvm-oci",
 		jobs:      4,
 		maxSize:   oci.DefaultMaxSize,
+		idle:      DefaultIdleTimeout,
+
+		retryAfterLimit: DefaultRetryAfterLimit,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -105,6 +111,15 @@ func WithJobs(n int) Option { return func(o *options) { o.jobs = n } }
 
 // WithMaxSize limits each file Pull writes (default oci.DefaultMaxSize).
 func WithMaxSize(n int64) Option { return func(o *options) { o.maxSize = n } }
+
+// WithIdleTimeout fails a request as stalled when no byte moves, up or
+// down, for d (default DefaultIdleTimeout).
+func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idle = d } }
+
+// WithRetryAfterLimit bounds the total time one Push or Pull waits for
+// Retry-After answers (default DefaultRetryAfterLimit). A Retry-After
+// beyond what is left fails at once.
+func WithRetryAfterLimit(d time.Duration) Option { return func(o *options) { o.retryAfterLimit = d } }
 
 // ParseReference parses a reference such as 127.0.0.1:5000/512vm:qcow2.
 // Loopback registries, and every registry WithInsecure, may be reached
@@ -141,7 +156,6 @@ func (o options) remoteOptions(ctx context.Context) []ggcr.Option {
 	base := o.transport
 	if base == nil {
 		t := ggcr.DefaultTransport.(*http.Transport).Clone()
-		t.ResponseHeaderTimeout = 2 * time.Minute
 		if o.insecure {
 			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked with --insecure
 		}
@@ -150,7 +164,7 @@ func (o options) remoteOptions(ctx context.Context) []ggcr.Option {
 	ro := []ggcr.Option{
 		ggcr.WithContext(ctx),
 		ggcr.WithAuthFromKeychain(o.keychain),
-		ggcr.WithTransport(&httpGuard{inner: base, insecure: o.insecure}),
+		ggcr.WithTransport(&guard{inner: base, insecure: o.insecure, idle: o.idle, waits: &budget{left: o.retryAfterLimit}}),
 		ggcr.WithRetryBackoff(o.backoff),
 		ggcr.WithRetryStatusCodes(retryStatus...),
 		ggcr.WithRetryPredicate(retryable),
@@ -163,31 +177,6 @@ func (o options) remoteOptions(ctx context.Context) []ggcr.Option {
 	return ro
 }
 
-// httpGuard refuses plain HTTP to registries that are not on loopback,
-// unless insecure.
-type httpGuard struct {
-	inner    http.RoundTripper
-	insecure bool
-}
-
-func (g *httpGuard) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Scheme == "http" && !g.insecure && !IsLoopback(r.URL.Host) {
-		if r.Body != nil {
-			r.Body.Close()
-		}
-		return nil, &HTTPRefusedError{Host: r.URL.Host}
-	}
-	return g.inner.RoundTrip(r)
-}
-
-// HTTPRefusedError is a plain HTTP request to a registry that is not on
-// loopback, without --insecure.
-type HTTPRefusedError struct{ Host string }
-
-func (e *HTTPRefusedError) Error() string {
-	return fmt.Sprintf("plain HTTP to %s refused: only loopback registries use HTTP without --insecure", e.Host)
-}
-
 // retryable reports whether a failed request or upload is worth another
 // try. It extends ggcr's default predicate with the retried statuses:
 // ggcr retries them only at the transport level, and an upload's HEAD or
@@ -197,7 +186,8 @@ func retryable(err error) bool {
 		return false
 	}
 	var hr *HTTPRefusedError
-	if errors.As(err, &hr) {
+	var ra *RetryAfterError
+	if errors.As(err, &hr) || errors.As(err, &ra) || errors.Is(err, oci.ErrTooLarge) {
 		return false
 	}
 	var te *transport.Error
@@ -212,3 +202,4 @@ func retryable(err error) bool {
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, net.ErrClosed)
 }
+
