@@ -169,4 +169,3 @@ func PushTagged(ctx context.Context, repo name.Repository, imgs []oci.Tagged, op
 	}
 	return Push(ctx, refs, vs, opts...)
 }
-
