@@ -294,6 +294,9 @@ func TestRealFaults(t *testing.T) {
 			t.Errorf("fault %d forever: exit %d: %q", f, code, errs)
 		}
 		t.Logf("fault %d forever: %s", f, lastLine(errs))
+		if strings.Contains(errs, "_state") || strings.Contains(errs, "?") && !strings.Contains(errs, "?REDACTED") {
+			t.Errorf("fault %d: an upload URL's query is not redacted: %q", f, errs)
+		}
 		repo, _ := name.NewRepository(reg.Host + "/broken")
 		tags, err := ggcr.List(repo)
 		var te *transport.Error
@@ -304,6 +307,23 @@ func TestRealFaults(t *testing.T) {
 			t.Errorf("fault %d: tags %v written after a failed push", f, tags)
 		}
 	}
+}
+
+// TestRealPatchResetRedacted: docker-registry's upload locations carry
+// the session state in the query (_state=...); a reset during PATCH must
+// not print it.
+func TestRealPatchResetRedacted(t *testing.T) {
+	reg := ocitest.StartRegistry(t, ocitest.RegistryOptions{})
+	patch := func(r *http.Request) bool { return r.Method == http.MethodPatch }
+	bad := faultproxy.New(t, reg.Host, faultproxy.Options{Share: 1, Max: -1, Match: patch, Faults: []faultproxy.Fault{faultproxy.Reset}})
+	code, _, errs := tvo(t, "push", bad.Host+"/broken:raw")
+	if code != exitError || !strings.Contains(lastLine(errs), "?REDACTED") {
+		t.Errorf("exit %d, %q: want a failure naming the redacted upload URL", code, errs)
+	}
+	if strings.Contains(errs, "_state") {
+		t.Errorf("the upload state is printed: %q", errs)
+	}
+	t.Logf("%s", lastLine(errs))
 }
 
 // TestRealInterruptedPull cuts every blob download: pull fails and leaves

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -121,11 +122,19 @@ func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idle 
 // beyond what is left fails at once.
 func WithRetryAfterLimit(d time.Duration) Option { return func(o *options) { o.retryAfterLimit = d } }
 
+// ErrCredentials is a reference with user:password@ in it. Its message
+// never repeats the reference, which holds the secret.
+var ErrCredentials = errors.New("a reference must not hold credentials (user:password@): use docker login or a credential helper")
+
 // ParseReference parses a reference such as 127.0.0.1:5000/512vm:qcow2.
 // Loopback registries, and every registry WithInsecure, may be reached
-// over plain HTTP.
+// over plain HTTP. It refuses credentials in the reference (without
+// repeating them), a scheme, and a port outside 1-65535.
 func ParseReference(s string, opts ...Option) (name.Reference, error) {
 	o := makeOptions(opts)
+	if err := CheckReference(s); err != nil {
+		return nil, err
+	}
 	ref, err := name.ParseReference(s)
 	if err != nil {
 		return nil, fmt.Errorf("bad reference %q: %w", s, err)
@@ -134,6 +143,26 @@ func ParseReference(s string, opts ...Option) (name.Reference, error) {
 		return name.ParseReference(s, name.Insecure)
 	}
 	return ref, nil
+}
+
+// CheckReference refuses what ggcr would accept or echo back: a user and
+// password before the host (ErrCredentials, whose message does not repeat
+// them), a URL scheme, a port out of range. ParseReference calls it;
+// callers that show a reference in their own errors call it first.
+func CheckReference(s string) error {
+	if strings.Contains(s, "://") {
+		return errors.New("bad reference: write HOST/REPOSITORY[:TAG], without a scheme such as https://")
+	}
+	host, _, _ := strings.Cut(s, "/")
+	if strings.Contains(host, "@") {
+		return ErrCredentials
+	}
+	if _, port, err := net.SplitHostPort(host); err == nil && port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("bad reference %q: port %q is not a number from 1 to 65535", s, port)
+		}
+	}
+	return nil
 }
 
 // IsLoopback reports whether host (with or without a port) is
