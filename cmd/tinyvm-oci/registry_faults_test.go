@@ -210,3 +210,22 @@ func mustHead(t *testing.T, ref string) string {
 	}
 	return d.Digest.String()
 }
+
+// TestPushTimeout: --push-timeout ends a push whose uploads stall, with a
+// line that names the flag; no tag is written.
+func TestPushTimeout(t *testing.T) {
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	host := memRegistry(t)
+	patch := func(r *http.Request) bool { return r.Method == http.MethodPatch }
+	proxy := faultproxy.New(t, host, faultproxy.Options{Share: 1, Max: -1, Match: patch, Faults: []faultproxy.Fault{faultproxy.Stall}})
+	code, stdout, stderr := tvo(t, "push", "--push-timeout", "2s", proxy.Host+"/512vm:raw")
+	if code != exitError || stdout != "" || !strings.Contains(lastLine(stderr), "gave up after --push-timeout 2s") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "not pushed: "+proxy.Host+"/512vm:raw") {
+		t.Errorf("stderr %q does not name the tag not pushed", stderr)
+	}
+	if code, _, _ := tvo(t, "push", "--push-timeout", "-1s", host+"/512vm:raw"); code != exitUsage {
+		t.Errorf("--push-timeout -1s: exit %d, want 2", code)
+	}
+}

@@ -100,3 +100,26 @@ func TestStalledUploadRetried(t *testing.T) {
 		t.Errorf("%s: registry has %v, %v", pushed[0], d, err)
 	}
 }
+
+// TestPushRetryAfter: 503 and 429 with Retry-After 1 on uploads are
+// retried no sooner than asked, and the push succeeds.
+func TestPushRetryAfter(t *testing.T) {
+	host := memRegistry(t)
+	uploads := func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/blobs/uploads/") }
+	proxy := faultproxy.New(t, host, faultproxy.Options{Share: 1, Max: 2, Match: uploads, RetryAfter: "1",
+		Faults: []faultproxy.Fault{faultproxy.Status503, faultproxy.Status429}})
+	_, imgs := images(t)
+	start := time.Now()
+	// One upload at a time, so that the two waits cannot overlap.
+	if _, err := remote.PushTagged(context.Background(), repo(t, proxy.Host), imgs[:1], fast, remote.WithJobs(1)); err != nil {
+		t.Fatal(err)
+	}
+	// A lower bound, not a speed limit: the two answers each asked for a
+	// second, and fast's own backoff is milliseconds.
+	if waited := time.Since(start); waited < 2*time.Second {
+		t.Errorf("pushed after %v through two Retry-After: 1 answers", waited)
+	}
+	if _, failed := proxy.Counts(); failed != 2 {
+		t.Errorf("the proxy failed %d requests, want 2", failed)
+	}
+}
