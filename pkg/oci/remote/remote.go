@@ -7,9 +7,15 @@
 //   - plain HTTP only to loopback registries (127.0.0.1, localhost, [::1])
 //     unless WithInsecure: ggcr alone would also fall back to HTTP for
 //     private (RFC 1918) addresses;
-//   - retries with exponential backoff on 5xx, 429, resets and timeouts;
+//   - retries with exponential backoff on 5xx, 429, resets and timeouts,
+//     waiting out Retry-After within a bound (WithRetryAfterLimit);
+//   - an idle timeout on every request (WithIdleTimeout): a registry that
+//     stops sending or reading fails as stalled instead of hanging;
+//   - manifests capped at MaxManifestSize, and the limits of oci.Extract;
+//   - pushes that upload every blob before any manifest and report the
+//     tags written when they fail (PartialError);
 //   - errors of one line naming the registry, the repository and what went
-//     wrong (see Error).
+//     wrong (see Error), with every URL query redacted.
 package remote
 
 import (
