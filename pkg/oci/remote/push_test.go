@@ -26,6 +26,7 @@ func TestBlobsBeforeManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqs := proxy.Requests()
+	t.Logf("%d requests for %d images", len(reqs), len(imgs))
 	firstManifest, lastBlob := -1, -1
 	for i, r := range reqs {
 		if strings.Contains(r, "/manifests/") && firstManifest < 0 {
