@@ -168,7 +168,7 @@ func TestHostilePulls(t *testing.T) {
 	}{
 		{"corrupt gzip", []string{"pull", bad, "-o", t.TempDir()}, []string{"corrupt layer"}, []string{"unreachable"}},
 		{"local error", []string{"pull", good, "-o", filepath.Join(file, "sub")}, []string{"tinyvm-oci: pull into " + filepath.Join(file, "sub")}, []string{"registry " + r.Host}},
-		{"timeout", []string{"pull", "--timeout", "2s", r.Host + "/vm:stall", "-o", t.TempDir()}, []string{"gave up after --timeout 2s"}, nil},
+		{"timeout", []string{"pull", "--timeout", "2s", r.Host + "/vm:stall", "-o", t.TempDir()}, []string{"gave up after --timeout 2s", "timed out"}, []string{"unreachable"}},
 		{"control characters", []string{"pull", escape, "-o", t.TempDir()}, []string{`"evil\x1b]0;pwned\a.raw"`, "unsafe entry"}, []string{"\x1b", "\a"}},
 		{"max-size hint", []string{"pull", good, "--max-size", "2", "-o", t.TempDir()}, []string{"over the size limit of 2", "(--max-size 2)"}, nil},
 	} {

@@ -26,6 +26,7 @@ const (
 	ServerError  = "server error" // 5xx after every retry
 	Refused      = "refused"      // the registry rejected the request otherwise
 	Stalled      = "stalled"      // no byte moved for the idle timeout
+	TimedOut     = "timed out"    // the caller's deadline (pull --timeout) passed
 )
 
 // Error is a failed push or pull: which registry, which repository and
@@ -35,8 +36,9 @@ type Error struct {
 	Registry   string
 	Repository string
 	// Kind is one of Unauthorized, Denied, NotFound, Unreachable,
-	// RateLimited, ServerError, Refused, Stalled, or "" for anything else
-	// (bad content, for one: a corrupt layer is not a network fault).
+	// RateLimited, ServerError, Refused, Stalled, TimedOut, or "" for
+	// anything else (bad content, for one: a corrupt layer is not a
+	// network fault).
 	Kind string
 	Err  error
 }
@@ -101,6 +103,10 @@ func kind(err error) string {
 	switch {
 	case errors.As(err, &se):
 		return Stalled
+	case errors.Is(err, context.DeadlineExceeded):
+		// Only the caller's context has a deadline: the transports' own
+		// timeouts are net.Errors, and stalls StalledErrors.
+		return TimedOut
 	case errors.As(err, &ra) && ra.Status == http.StatusTooManyRequests:
 		return RateLimited
 	case errors.As(err, &ra):
@@ -147,8 +153,7 @@ func kind(err error) string {
 	case errors.As(err, &hr):
 		return Refused
 	case errors.As(err, &ue), errors.As(err, &he), errors.As(err, &de), errors.As(err, &oe),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
 		return Unreachable
 	case errors.As(err, &ne) && ne.Timeout():
 		return Unreachable
