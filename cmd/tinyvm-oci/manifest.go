@@ -111,9 +111,9 @@ Succeeded.`,
 	return cmd
 }
 
-// checkImage refuses an image reference a VM cannot boot: credentials or
-// a bad port (usage errors from remote.ParseReference), and the disks
-// artifact, which is not a containerDisk.
+// checkImage refuses an image reference a VM or DataVolume cannot use:
+// the disks artifact, which holds files, not a containerDisk. (A password
+// or a bad port was refused earlier, by remote.CheckReference.)
 func checkImage(image string) error {
 	if image == "" {
 		return nil
