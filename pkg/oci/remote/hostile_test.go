@@ -21,6 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/faultproxy"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/hostile"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/remote"
@@ -327,5 +328,37 @@ func TestRetryAfter(t *testing.T) {
 		if hits := r.Hits("/v2/vm/manifests/" + long); hits != 1 {
 			t.Errorf("%d with Retry-After 3600: %d requests, want 1", code, hits)
 		}
+	}
+}
+
+// TestRetryAfterBudget: the waits of one pull add up to at most the
+// limit; the answer that would pass it fails at once.
+func TestRetryAfterBudget(t *testing.T) {
+	r := hostile.Start(t)
+	r.Manifest("vm", "busy", hostile.Body{Data: []byte("{}"), Status: http.StatusTooManyRequests, RetryAfter: "1"})
+	err := pullCtx(t, mustRef(t, r.Host+"/vm:busy"), remote.WithRetryAfterLimit(1500*time.Millisecond))
+	oneLine(t, err, remote.RateLimited, "Retry-After 1s", "500ms left")
+	if hits := r.Hits("/v2/vm/manifests/busy"); hits != 2 {
+		t.Errorf("%d requests, want 2: one waited out, one over the budget", hits)
+	}
+}
+
+// TestStalledHeadersRetried: a manifest request that gets no answer at
+// all fails after the idle timeout and is retried.
+func TestStalledHeadersRetried(t *testing.T) {
+	host := memRegistry(t)
+	_, imgs := images(t)
+	if _, err := remote.PushTagged(context.Background(), repo(t, host), imgs[:1], fast); err != nil {
+		t.Fatal(err)
+	}
+	getManifest := func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/")
+	}
+	proxy := faultproxy.New(t, host, faultproxy.Options{Share: 1, Max: 1, Match: getManifest, Faults: []faultproxy.Fault{faultproxy.Stall}})
+	if err := pullCtx(t, mustRef(t, proxy.Host+"/512vm:"+imgs[0].Tag), idle); err != nil {
+		t.Fatalf("pull with one stalled manifest request: %v", err)
+	}
+	if _, failed := proxy.Counts(); failed != 1 {
+		t.Errorf("the proxy stalled %d requests, want 1", failed)
 	}
 }
