@@ -1,10 +1,15 @@
 package main
 
 import (
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/remote"
 )
 
 // newManifestCmd is `tinyvm-oci manifest`, a thin layer over pkg/kubevirt.
@@ -58,6 +63,9 @@ Succeeded.`,
 					return usagef("--size: %w", err)
 				}
 			}
+			if cmd.Flags().Changed("name") && strings.TrimSpace(name) == "" {
+				return usagef("--name must not be empty: give a DNS-1123 label such as %s", kubevirt.DefaultName)
+			}
 			switch {
 			case o.Kind == kubevirt.DataSource && len(args) > 0:
 				return usagef("a datasource takes no REF: it points at a PVC (--pvc)")
@@ -65,12 +73,18 @@ Succeeded.`,
 				return usagef("kind %s needs the image reference REF", o.Kind)
 			case len(args) > 0:
 				o.Image = args[0]
+				if err := remote.CheckReference(strings.TrimSpace(o.Image)); err != nil {
+					return usageError{err} // before anything repeats the reference
+				}
 			}
 			if resolve && o.Kind == kubevirt.DataSource {
 				return usagef("--resolve: a datasource has no image to resolve")
 			}
 			if err := o.Validate(); err != nil {
 				return usageError{err}
+			}
+			if err := checkImage(o.Image); err != nil {
+				return err
 			}
 			if resolve {
 				if o.Image, err = kubevirt.Resolve(cmd.Context(), o.Image); err != nil {
@@ -95,4 +109,21 @@ Succeeded.`,
 	f.StringVar(&pvc, "pvc", "", "datasource: the PVC to point at (default: --name)")
 	f.BoolVar(&resolve, "resolve", false, "look REF's digest up in the registry and pin it")
 	return cmd
+}
+
+// checkImage refuses an image reference a VM or DataVolume cannot use:
+// the disks artifact, which holds files, not a containerDisk. (A password
+// or a bad port was refused earlier, by remote.CheckReference.)
+func checkImage(image string) error {
+	if image == "" {
+		return nil
+	}
+	ref, err := remote.ParseReference(strings.TrimSpace(image))
+	if err != nil {
+		return usageError{err}
+	}
+	if t, ok := ref.(name.Tag); ok && t.TagStr() == oci.ArtifactTag {
+		return usagef("%s is the %q artifact, which holds every format as files and is not a containerDisk: use a format tag such as %s:qcow2", t.Context(), oci.ArtifactTag, t.Context())
+	}
+	return nil
 }

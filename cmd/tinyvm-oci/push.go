@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +26,7 @@ func newPushCmd() *cobra.Command {
 		all, artifact bool
 		insecure      bool
 		output        string
+		timeout       time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "push REF",
@@ -39,7 +43,9 @@ Registries on loopback (127.0.0.1, localhost, [::1]) are reached over plain
 HTTP; any other needs --insecure for that. Credentials come from the docker
 config and credential helpers, and GITHUB_TOKEN for ghcr.io.
 
-stdout gets REF@sha256:... for each tag pushed.`,
+stdout gets REF@sha256:... for each tag pushed. Every blob is uploaded before
+any manifest; when a push fails part way, stdout still lists the tags that
+were written, and stderr names the ones that were not.`,
 		Example: `  tinyvm-oci push ghcr.io/acme/512vm:qcow2      # a containerDisk
   tinyvm-oci push ghcr.io/acme/512vm:disks      # every format as an artifact
   tinyvm-oci push --all ghcr.io/acme/512vm      # every tag at once
@@ -48,6 +54,9 @@ stdout gets REF@sha256:... for each tag pushed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
 				return usagef("--output must be text or json, not %q", output)
+			}
+			if timeout < 0 {
+				return usagef("--push-timeout must not be negative, got %v", timeout)
 			}
 			ropts := []remote.Option{remote.WithInsecure(insecure), remote.WithUserAgent("tinyvm-oci/" + version), remote.WithBackoff(retryBackoff)}
 			ref, err := remote.ParseReference(args[0], ropts...)
@@ -69,14 +78,26 @@ stdout gets REF@sha256:... for each tag pushed.`,
 				go func() { showProgress(cmd.ErrOrStderr(), progress); close(done) }()
 				defer func() { <-done }()
 			}
-			res, pushed, err := publish.Push(cmd.Context(), target, o, version, progress, ropts...)
+			ctx, cancel := withTimeout(cmd.Context(), timeout)
+			defer cancel()
+			res, pushed, err := publish.Push(ctx, target, o, version, progress, ropts...)
 			if res != nil {
 				printSummary(cmd, res, false)
 			}
-			if err != nil {
-				return err
+			var notWritten []remote.Pushed
+			var pe *remote.PartialError
+			if errors.As(err, &pe) {
+				notWritten = pe.NotWritten
 			}
-			return printPushed(cmd.OutOrStdout(), output, pushed)
+			if perr := printPushed(cmd.OutOrStdout(), output, pushed, notWritten); err == nil {
+				err = perr
+			}
+			if err != nil && output == "text" {
+				for _, p := range notWritten {
+					fmt.Fprintf(cmd.ErrOrStderr(), "not pushed: %s\n", p.Ref)
+				}
+			}
+			return timedOut(ctx, "--push-timeout", timeout, err)
 		},
 	}
 	fs := cmd.Flags()
@@ -84,6 +105,7 @@ stdout gets REF@sha256:... for each tag pushed.`,
 	fs.BoolVar(&artifact, "artifact", false, "push the OCI artifact holding every format (or those --format lists)")
 	fs.BoolVar(&insecure, "insecure", false, "allow plain HTTP and unverified TLS to a registry that is not on loopback")
 	fs.StringVar(&output, "output", "text", "stdout format: text (REF@sha256:... per line) or json")
+	fs.DurationVar(&timeout, "push-timeout", 0, "give up the whole push after this long (e.g. 10m; 0: no limit; --timeout is the VM's)")
 	flags.register(fs, "format to push when the tag does not name one (default qcow2); with --all or --artifact, the formats to include (default all)")
 	return cmd
 }
@@ -91,14 +113,21 @@ stdout gets REF@sha256:... for each tag pushed.`,
 type pushedJSON struct {
 	Reference string `json:"reference"`
 	Digest    string `json:"digest"`
-	Pinned    string `json:"pinned"`
+	Pinned    string `json:"pinned,omitempty"`
+	// Written is false for a tag a failed push did not write; Digest is
+	// then what it would have pointed at.
+	Written bool `json:"written"`
 }
 
-func printPushed(w io.Writer, output string, pushed []remote.Pushed) error {
+// printPushed prints the tags written; with json, also those not written.
+func printPushed(w io.Writer, output string, pushed, notWritten []remote.Pushed) error {
 	if output == "json" {
-		out := make([]pushedJSON, len(pushed))
-		for i, p := range pushed {
-			out[i] = pushedJSON{Reference: p.Ref.String(), Digest: p.Digest.String(), Pinned: p.String()}
+		out := make([]pushedJSON, 0, len(pushed)+len(notWritten))
+		for _, p := range pushed {
+			out = append(out, pushedJSON{Reference: p.Ref.String(), Digest: p.Digest.String(), Pinned: p.String(), Written: true})
+		}
+		for _, p := range notWritten {
+			out = append(out, pushedJSON{Reference: p.Ref.String(), Digest: p.Digest.String()})
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -132,4 +161,20 @@ func showProgress(w io.Writer, ch <-chan v1.Update) {
 	if last.Total > 0 {
 		fmt.Fprintln(w)
 	}
+}
+
+// withTimeout bounds ctx by d when d > 0.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d > 0 {
+		return context.WithTimeout(ctx, d)
+	}
+	return context.WithCancel(ctx)
+}
+
+// timedOut says so when err came from ctx's deadline, the flag's limit.
+func timedOut(ctx context.Context, flag string, d time.Duration, err error) error {
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("gave up after %s %v: %w", flag, d, err)
+	}
+	return err
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/faultproxy"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
@@ -268,7 +269,7 @@ func TestRealFaults(t *testing.T) {
 	reg := ocitest.StartRegistry(t, ocitest.RegistryOptions{})
 	// Half of the kinds of request fail once each, with 500, 429 or a
 	// connection reset in turn.
-	proxy := ocitest.NewProxy(t, reg.Host, ocitest.ProxyOptions{Share: 0.5, Max: -1, Once: true, Faults: []ocitest.Fault{ocitest.Status500, ocitest.Status429, ocitest.Reset}})
+	proxy := faultproxy.New(t, reg.Host, faultproxy.Options{Share: 0.5, Max: -1, Once: true, Faults: []faultproxy.Fault{faultproxy.Status500, faultproxy.Status429, faultproxy.Reset}})
 	lines := pushAll(t, proxy.Host)
 	// Three failures or more: each of 500, 429 and reset happened.
 	if n, failed := proxy.Counts(); failed < 3 {
@@ -285,14 +286,17 @@ func TestRealFaults(t *testing.T) {
 
 	// Blob uploads that always fail: non-zero exit, a clear error, and no
 	// tag in the repository.
-	for _, f := range []ocitest.Fault{ocitest.Status500, ocitest.Status429, ocitest.Reset} {
+	for _, f := range []faultproxy.Fault{faultproxy.Status500, faultproxy.Status429, faultproxy.Reset} {
 		uploads := func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/blobs/uploads/") }
-		bad := ocitest.NewProxy(t, reg.Host, ocitest.ProxyOptions{Share: 1, Max: -1, Match: uploads, Faults: []ocitest.Fault{f}})
+		bad := faultproxy.New(t, reg.Host, faultproxy.Options{Share: 1, Max: -1, Match: uploads, Faults: []faultproxy.Fault{f}})
 		code, _, errs := tvo(t, "push", "--all", bad.Host+"/broken")
 		if code != exitError || !strings.HasPrefix(lastLine(errs), "tinyvm-oci: registry "+bad.Host+", repository broken: ") {
 			t.Errorf("fault %d forever: exit %d: %q", f, code, errs)
 		}
 		t.Logf("fault %d forever: %s", f, lastLine(errs))
+		if strings.Contains(errs, "_state") || strings.Contains(errs, "?") && !strings.Contains(errs, "?REDACTED") {
+			t.Errorf("fault %d: an upload URL's query is not redacted: %q", f, errs)
+		}
 		repo, _ := name.NewRepository(reg.Host + "/broken")
 		tags, err := ggcr.List(repo)
 		var te *transport.Error
@@ -305,6 +309,23 @@ func TestRealFaults(t *testing.T) {
 	}
 }
 
+// TestRealPatchResetRedacted: docker-registry's upload locations carry
+// the session state in the query (_state=...); a reset during PATCH must
+// not print it.
+func TestRealPatchResetRedacted(t *testing.T) {
+	reg := ocitest.StartRegistry(t, ocitest.RegistryOptions{})
+	patch := func(r *http.Request) bool { return r.Method == http.MethodPatch }
+	bad := faultproxy.New(t, reg.Host, faultproxy.Options{Share: 1, Max: -1, Match: patch, Faults: []faultproxy.Fault{faultproxy.Reset}})
+	code, _, errs := tvo(t, "push", bad.Host+"/broken:raw")
+	if code != exitError || !strings.Contains(lastLine(errs), "?REDACTED") {
+		t.Errorf("exit %d, %q: want a failure naming the redacted upload URL", code, errs)
+	}
+	if strings.Contains(errs, "_state") {
+		t.Errorf("the upload state is printed: %q", errs)
+	}
+	t.Logf("%s", lastLine(errs))
+}
+
 // TestRealInterruptedPull cuts every blob download: pull fails and leaves
 // nothing, not even a partial file.
 func TestRealInterruptedPull(t *testing.T) {
@@ -313,7 +334,7 @@ func TestRealInterruptedPull(t *testing.T) {
 	blobs := func(r *http.Request) bool {
 		return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:")
 	}
-	cut := ocitest.NewProxy(t, reg.Host, ocitest.ProxyOptions{Share: 1, Max: -1, Match: blobs, Faults: []ocitest.Fault{ocitest.Reset}})
+	cut := faultproxy.New(t, reg.Host, faultproxy.Options{Share: 1, Max: -1, Match: blobs, Faults: []faultproxy.Fault{faultproxy.Reset}})
 	for _, tag := range []string{formats.Types[0].Type, oci.ArtifactTag} {
 		dir := t.TempDir()
 		code, out, errs := tvo(t, "pull", cut.Host+"/512vm:"+tag, "-o", dir)

@@ -12,8 +12,12 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // Errors Extract returns, wrapped with the entry or layer at fault.
@@ -28,7 +32,28 @@ var (
 	ErrNoDisk = errors.New("oci: not exactly one disk file")
 	// ErrDigest is content that does not match its digest.
 	ErrDigest = errors.New("oci: digest mismatch")
+	// ErrCorrupt is a layer that does not decompress or is not a tar: bad
+	// content, not a network fault.
+	ErrCorrupt = errors.New("oci: corrupt layer")
 )
+
+// Limits on what Extract reads besides the files themselves.
+const (
+	// MaxConfigSize is the largest image config Extract reads, 4 MiB;
+	// ours are under 1 KiB. ggcr reads a config into memory whole.
+	MaxConfigSize = 4 << 20
+	// HeaderSlack is what a containerDisk's layers may inflate to beyond
+	// the size limit, in all: tar headers, directories and small files
+	// outside disk/.
+	HeaderSlack = 1 << 20
+	// TailSlack is what may follow the end of a layer's tar: writers pad
+	// archives to whole records (GNU tar to 10 KiB).
+	TailSlack = 64 << 10
+)
+
+// inflatedHook, when set (by tests), is told how many bytes each
+// containerDisk layer inflated to.
+var inflatedHook func(int64)
 
 // IsArtifact reports whether m is an artifact (an artifactType, or the
 // empty config) rather than a container image.
@@ -65,7 +90,7 @@ func Extract(img v1.Image, dir string, opts ...Option) ([]string, error) {
 	if IsArtifact(m) {
 		err = x.artifact(img, m)
 	} else {
-		err = x.containerDisk(img)
+		err = x.containerDisk(img, m)
 	}
 	if err != nil {
 		return nil, err
@@ -113,7 +138,7 @@ func (x *extractor) artifact(img v1.Image, m *v1.Manifest) error {
 		}
 		seen[title] = true
 		if d.Size > x.max || d.Size < 0 {
-			return fmt.Errorf("%w: layer %d (%s) is %d bytes, limit %d", ErrTooLarge, i, title, d.Size, x.max)
+			return fmt.Errorf("%w: layer %d (%q) is %d bytes, over the size limit of %d", ErrTooLarge, i, title, d.Size, x.max)
 		}
 		l, err := img.LayerByDigest(d.Digest)
 		if err != nil {
@@ -139,7 +164,10 @@ func (x *extractor) artifact(img v1.Image, m *v1.Manifest) error {
 	return nil
 }
 
-func (x *extractor) containerDisk(img v1.Image) error {
+func (x *extractor) containerDisk(img v1.Image, m *v1.Manifest) error {
+	if m.Config.Size > MaxConfigSize || m.Config.Size < 0 {
+		return fmt.Errorf("%w: config is %d bytes, limit %d MiB", ErrTooLarge, m.Config.Size, MaxConfigSize>>20)
+	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		return fmt.Errorf("oci: config: %w", err)
@@ -151,21 +179,42 @@ func (x *extractor) containerDisk(img v1.Image) error {
 	if len(cfg.RootFS.DiffIDs) != len(layers) {
 		return fmt.Errorf("%w: config lists %d diff_ids for %d layers", ErrDigest, len(cfg.RootFS.DiffIDs), len(layers))
 	}
+	// Every layer together inflates to at most the file and its headers:
+	// a small gzip layer can hold gigabytes of zeros.
+	budget := x.max + HeaderSlack
 	for i, l := range layers {
-		rc, err := l.Uncompressed()
+		if i < len(m.Layers) && (m.Layers[i].Size > budget || m.Layers[i].Size < 0) {
+			return fmt.Errorf("%w: layer %d is %d compressed bytes, limit %d (the size limit plus %d KiB)", ErrTooLarge, i, m.Layers[i].Size, budget, HeaderSlack>>10)
+		}
+		src := &source{}
+		ul, err := partial.CompressedToLayer(recorded{l, src})
 		if err != nil {
 			return fmt.Errorf("oci: layer %d: %w", i, err)
 		}
+		rc, err := ul.Uncompressed()
+		if err != nil {
+			return layerError(i, src, err)
+		}
+		cr := &bounded{r: rc, left: budget}
 		h := sha256.New()
-		err = x.tar(io.TeeReader(rc, h))
+		err = x.tar(io.TeeReader(cr, h))
 		if err == nil {
 			// Read to the end, so the whole layer is hashed and the
-			// compressed stream's own digest check runs too.
-			_, err = io.Copy(io.Discard, io.TeeReader(rc, h))
+			// compressed stream's own digest check runs too, but no
+			// further than a tar's padding.
+			var n int64
+			n, err = io.Copy(io.Discard, io.TeeReader(io.LimitReader(cr, TailSlack+1), h))
+			if err == nil && n > TailSlack {
+				err = fmt.Errorf("%w: more than %d KiB follow the end of the tar", ErrTooLarge, TailSlack>>10)
+			}
 		}
 		rc.Close()
+		if inflatedHook != nil {
+			inflatedHook(budget - cr.left)
+		}
+		budget = cr.left
 		if err != nil {
-			return fmt.Errorf("layer %d: %w", i, err)
+			return layerError(i, src, err)
 		}
 		if got := sum(h); got != cfg.RootFS.DiffIDs[i] {
 			return fmt.Errorf("%w: layer %d: content %s, config diff_id %s", ErrDigest, i, got, cfg.RootFS.DiffIDs[i])
@@ -177,6 +226,85 @@ func (x *extractor) containerDisk(img v1.Image) error {
 	return nil
 }
 
+// layerError says whose fault a failed layer read is: the source's (the
+// network, as the source saw it), ours (an unsafe entry, a limit, the
+// output directory), or else the content's (gzip or tar that does not
+// parse).
+func layerError(i int, src *source, err error) error {
+	switch {
+	case src.err != nil:
+		return fmt.Errorf("oci: layer %d: %w", i, src.err)
+	case errors.Is(err, ErrUnsafe), errors.Is(err, ErrTooLarge), errors.Is(err, ErrNoDisk),
+		errors.Is(err, ErrDigest), isLocal(err):
+		return fmt.Errorf("layer %d: %w", i, err)
+	}
+	return fmt.Errorf("%w: layer %d: %w", ErrCorrupt, i, err)
+}
+
+// isLocal reports whether err is about the output directory.
+func isLocal(err error) bool {
+	var pe *os.PathError
+	var le *os.LinkError
+	return errors.As(err, &pe) || errors.As(err, &le)
+}
+
+// recorded is a layer whose compressed stream goes through a source, so
+// that read errors of the stream can be told from decompression errors.
+// It has only the compressed side: partial.CompressedToLayer adds
+// decompression (gzip, zstd or none, by the stream's magic).
+type recorded struct {
+	l   v1.Layer
+	src *source
+}
+
+func (r recorded) Digest() (v1.Hash, error)            { return r.l.Digest() }
+func (r recorded) Size() (int64, error)                { return r.l.Size() }
+func (r recorded) MediaType() (types.MediaType, error) { return r.l.MediaType() }
+func (r recorded) Compressed() (io.ReadCloser, error) {
+	rc, err := r.l.Compressed()
+	if err != nil {
+		r.src.err = err
+		return nil, err
+	}
+	r.src.rc = rc
+	return r.src, nil
+}
+
+// source remembers the first error of the stream it reads, other than
+// io.EOF.
+type source struct {
+	rc  io.ReadCloser
+	err error
+}
+
+func (s *source) Read(p []byte) (int, error) {
+	n, err := s.rc.Read(p)
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}
+
+func (s *source) Close() error { return s.rc.Close() }
+
+// bounded reads at most left bytes and fails with ErrTooLarge past them.
+type bounded struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *bounded) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("%w: inflates past the size limit plus %d KiB of headers", ErrTooLarge, HeaderSlack>>10)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
 // tar reads one layer, writing the regular file under disk/ and refusing
 // anything unsafe anywhere in the layer.
 func (x *extractor) tar(r io.Reader) error {
@@ -185,6 +313,9 @@ func (x *extractor) tar(r io.Reader) error {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			return nil
+		}
+		if errors.Is(err, ErrTooLarge) {
+			return err
 		}
 		if err != nil {
 			return fmt.Errorf("oci: tar: %w", err)
@@ -226,10 +357,10 @@ func (x *extractor) tar(r io.Reader) error {
 			return err
 		}
 		if len(x.files) > 0 {
-			return fmt.Errorf("%w: %s/ holds %s and %s; KubeVirt allows only one disk", ErrNoDisk, DiskDir, x.files[0].name, base)
+			return fmt.Errorf("%w: %s/ holds %q and %q; KubeVirt allows only one disk", ErrNoDisk, DiskDir, x.files[0].name, base)
 		}
 		if hdr.Size > x.max {
-			return fmt.Errorf("%w: %q is %d bytes, limit %d", ErrTooLarge, name, hdr.Size, x.max)
+			return fmt.Errorf("%w: %q is %d bytes, over the size limit of %d", ErrTooLarge, name, hdr.Size, x.max)
 		}
 		n, err := x.write(base, tr)
 		if err != nil {
@@ -248,12 +379,16 @@ func (x *extractor) write(name string, r io.Reader) (int64, error) {
 	tmp := "." + name + ".tmp-" + hex.EncodeToString(rnd[:])
 	f, err := x.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return 0, fmt.Errorf("oci: %w", err)
+		var pe *os.PathError
+		if errors.As(err, &pe) && pe.Path == tmp {
+			pe.Path = name
+		}
+		return 0, fmt.Errorf("oci: write %s: %w", name, err)
 	}
 	x.files = append(x.files, &pending{name: name, tmp: tmp})
 	n, err := io.Copy(f, io.LimitReader(r, x.max+1))
 	if err == nil && n > x.max {
-		err = fmt.Errorf("%w: %s is over the %d-byte limit", ErrTooLarge, name, x.max)
+		err = fmt.Errorf("%w: %q is over the size limit of %d bytes", ErrTooLarge, name, x.max)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -262,16 +397,29 @@ func (x *extractor) write(name string, r io.Reader) (int64, error) {
 		err = cerr
 	}
 	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) && pe.Path == tmp {
+			pe.Path = name // the temp name means nothing to the user
+		}
 		return n, fmt.Errorf("oci: write %s: %w", name, err)
 	}
 	return n, nil
 }
 
 // checkName accepts a plain file name: no directory part, not . or ..,
-// not absolute.
+// not absolute, valid UTF-8 without control characters (a terminal
+// escape or a newline in a name would be written and printed raw).
 func checkName(name string) error {
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || !filepath.IsLocal(name) {
 		return fmt.Errorf("%w: %q is not a plain file name", ErrUnsafe, name)
+	}
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("%w: %q is not valid UTF-8", ErrUnsafe, name)
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: %q holds the control or unprintable character %U", ErrUnsafe, name, r)
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -67,6 +68,10 @@ func Resolve(ref name.Reference, all, artifact bool, flagged []formats.Format) (
 		tag = t.TagStr()
 	}
 	switch {
+	case all && hasTag(ref):
+		return Target{}, fmt.Errorf("%w: --all pushes every format under its own tag and would ignore %q; give the repository alone", ErrUsage, tag)
+	case artifact && tag != oci.ArtifactTag && slices.Contains(formats.Names(), tag):
+		return Target{}, fmt.Errorf("%w: tag %q names the %s containerDisk, --artifact pushes the artifact; use the tag %q or drop --artifact", ErrUsage, tag, tag, oci.ArtifactTag)
 	case all:
 		return Target{Ref: ref, Mode: All, Formats: flagged}, nil
 	case artifact || tag == oci.ArtifactTag:
@@ -77,6 +82,13 @@ func Resolve(ref name.Reference, all, artifact bool, flagged []formats.Format) (
 		return Target{}, err
 	}
 	return Target{Ref: ref, Mode: ContainerDisk, Formats: []formats.Format{f}}, nil
+}
+
+// hasTag reports whether the user wrote a tag: ggcr fills in "latest"
+// when there is none, and keeps what was typed in String.
+func hasTag(ref name.Reference) bool {
+	s := ref.String()
+	return strings.Contains(s[strings.LastIndex(s, "/")+1:], ":")
 }
 
 // containerDiskFormat picks the one format a containerDisk push holds.
@@ -101,7 +113,8 @@ func containerDiskFormat(tag string, flagged []formats.Format) (formats.Format, 
 // images (stamped with bo's time and version) and pushes them in one run:
 // every blob before any manifest, so a failed push leaves no tag pointing
 // at missing content. It returns the build result (for its warnings) and
-// what was pushed.
+// the tags written, in order, also when it fails; a push that failed after
+// it started is a *remote.PartialError naming the tags not written.
 //
 // progress, when not nil, receives upload progress; it is closed when
 // Push returns, whether or not the upload started.

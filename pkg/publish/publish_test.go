@@ -48,6 +48,11 @@ func TestResolve(t *testing.T) {
 		{ref: "r.example/vm:x", flagged: "raw,qcow2", err: "holds one format"},
 		{ref: "r.example/vm", all: true, art: true, err: "use one of --all and --artifact"},
 		{ref: "r.example/vm@sha256:" + strings.Repeat("a", 64), err: "not a digest"},
+		{ref: "r.example/vm:qcow2", art: true, err: "--artifact pushes the artifact"},
+		{ref: "r.example/vm:foo", all: true, err: "would ignore \"foo\""},
+		{ref: "r.example:5000/vm:latest", all: true, err: "would ignore \"latest\""},
+		{ref: "r.example:5000/vm", all: true, mode: All},
+		{ref: "r.example/vm:disks", art: true, mode: Artifact},
 	}
 	for _, tt := range tests {
 		ref, err := name.ParseReference(tt.ref)

@@ -1,7 +1,7 @@
 // Package ocitest helps tests of package oci and the CLI: it builds disk
 // files, runs Debian's docker-registry (the CNCF distribution registry) on
-// a free loopback port, and puts a fault-injecting proxy in front of a
-// registry.
+// a free loopback port. The fault proxy is internal/faultproxy and the
+// hostile registry internal/hostile.
 package ocitest
 
 import (

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 )
 
 // What went wrong, as Error.Kind says it.
@@ -22,6 +25,8 @@ const (
 	RateLimited  = "rate limited" // 429 after every retry
 	ServerError  = "server error" // 5xx after every retry
 	Refused      = "refused"      // the registry rejected the request otherwise
+	Stalled      = "stalled"      // no byte moved for the idle timeout
+	TimedOut     = "timed out"    // the caller's deadline (pull --timeout) passed
 )
 
 // Error is a failed push or pull: which registry, which repository and
@@ -31,7 +36,9 @@ type Error struct {
 	Registry   string
 	Repository string
 	// Kind is one of Unauthorized, Denied, NotFound, Unreachable,
-	// RateLimited, ServerError, Refused, or "" for anything else.
+	// RateLimited, ServerError, Refused, Stalled, TimedOut, or "" for
+	// anything else (bad content, for one: a corrupt layer is not a
+	// network fault).
 	Kind string
 	Err  error
 }
@@ -53,11 +60,27 @@ func (e *Error) Error() string {
 	if i := strings.Index(msg, httpsFirst); i >= 0 {
 		msg = msg[i+len(httpsFirst):]
 	}
-	b.WriteString(msg)
+	if e.Kind == Stalled {
+		msg = strings.Replace(msg, stalledPrefix, "", 1) // the kind says it
+	}
+	if strings.Contains(msg, httpsAnswer) {
+		msg += "; the registry speaks plain HTTP: use --insecure to allow that"
+	}
+	b.WriteString(redactQueries(msg))
 	return b.String()
 }
 
-const httpsFirst = "server gave HTTP response to HTTPS client; "
+const (
+	httpsAnswer = "server gave HTTP response to HTTPS client"
+	httpsFirst  = httpsAnswer + "; "
+)
+
+// query is a URL's query string. Upload locations carry session state
+// (_state=...) and some registries put tokens there: every one is
+// redacted, whatever ggcr did or did not redact on its path.
+var query = regexp.MustCompile(`\?[^\s"'?]*=[^\s"']*`)
+
+func redactQueries(s string) string { return query.ReplaceAllString(s, "?REDACTED") }
 
 func (e *Error) Unwrap() error { return e.Err }
 
@@ -75,6 +98,23 @@ func wrap(ref name.Reference, err error) error {
 }
 
 func kind(err error) string {
+	var se *StalledError
+	var ra *RetryAfterError
+	switch {
+	case errors.As(err, &se):
+		return Stalled
+	case errors.Is(err, context.DeadlineExceeded):
+		// Only the caller's context has a deadline: the transports' own
+		// timeouts are net.Errors, and stalls StalledErrors.
+		return TimedOut
+	case errors.As(err, &ra) && ra.Status == http.StatusTooManyRequests:
+		return RateLimited
+	case errors.As(err, &ra):
+		return ServerError
+	case errors.Is(err, oci.ErrTooLarge), errors.Is(err, oci.ErrUnsafe), errors.Is(err, oci.ErrNoDisk),
+		errors.Is(err, oci.ErrDigest), errors.Is(err, oci.ErrCorrupt):
+		return "" // the content is bad, not the connection
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		switch {
@@ -113,12 +153,12 @@ func kind(err error) string {
 	case errors.As(err, &hr):
 		return Refused
 	case errors.As(err, &ue), errors.As(err, &he), errors.As(err, &de), errors.As(err, &oe),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
 		return Unreachable
 	case errors.As(err, &ne) && ne.Timeout():
 		return Unreachable
-	case strings.Contains(err.Error(), "connection reset"), strings.Contains(err.Error(), "EOF"):
+	case strings.Contains(err.Error(), "connection reset"), strings.Contains(err.Error(), "EOF"),
+		strings.Contains(err.Error(), httpsAnswer):
 		return Unreachable
 	}
 	return ""

@@ -2,6 +2,9 @@ package remote
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -15,7 +18,8 @@ var Platform = v1.Platform{OS: "linux", Architecture: "amd64"}
 
 // Pull fetches ref and writes its disk files into dir with oci.Extract:
 // the file under disk/ of a containerDisk, or every titled layer of an
-// artifact. It returns the paths written and the manifest digest.
+// artifact. It returns the paths written and the manifest digest. Errors
+// about dir itself are not *Error: the registry is not at fault.
 func Pull(ctx context.Context, ref name.Reference, dir string, opts ...Option) ([]string, v1.Hash, error) {
 	o := makeOptions(opts)
 	ro := append(o.remoteOptions(ctx), ggcr.WithPlatform(Platform))
@@ -28,7 +32,14 @@ func Pull(ctx context.Context, ref name.Reference, dir string, opts ...Option) (
 		return nil, v1.Hash{}, wrap(ref, err)
 	}
 	paths, err := oci.Extract(img, dir, oci.WithMaxSize(o.maxSize))
-	if err != nil {
+	var pe *os.PathError
+	var le *os.LinkError
+	switch {
+	case err == nil:
+	case errors.As(err, &pe), errors.As(err, &le):
+		// The output directory failed, not the registry.
+		return nil, d, fmt.Errorf("pull into %s: %w", dir, err)
+	default:
 		return nil, d, wrap(ref, err)
 	}
 	return paths, d, nil

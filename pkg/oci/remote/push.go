@@ -3,9 +3,11 @@ package remote
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	ggcr "github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
@@ -20,46 +22,141 @@ type Pushed struct {
 // String is REF@sha256:..., the form the CLI prints.
 func (p Pushed) String() string { return p.Ref.String() + "@" + p.Digest.String() }
 
-// Push writes each image under its reference, in one session: blobs
-// shared between images are uploaded once per repository, connections are
-// reused, and each manifest is written only after all its blobs, so a
-// failed push never leaves a tag pointing at missing content.
+// PartialError is a push that failed after it started: the references it
+// did not write, with the digests they would have had. The ones it wrote
+// are Push's result.
+type PartialError struct {
+	NotWritten []Pushed
+	Err        error
+}
+
+func (e *PartialError) Error() string { return e.Err.Error() }
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// Push writes each image under its reference, in one session and in two
+// phases: first every blob of every image (each once per repository, a
+// few at a time, connections reused), then the manifests, one at a time in
+// the order given. So a failed push never leaves a tag pointing at missing
+// content, and no tag moves until every blob is in place.
+//
+// It returns the references written, in order, even when it fails; the
+// error is then a *PartialError naming the others.
 func Push(ctx context.Context, refs []name.Reference, imgs []v1.Image, opts ...Option) ([]Pushed, error) {
 	o := makeOptions(opts)
-	out, todo, err := plan(refs, imgs)
-	if err != nil || len(todo) == 0 {
-		// ggcr closes the progress channel when it ran; so must we when
-		// it did not, or a reader would wait forever.
-		if o.progress != nil {
-			close(o.progress)
-		}
+	if o.progress != nil {
+		// ggcr's Pusher never closes the channel; we do, on every path,
+		// so that a reader never waits forever.
+		defer close(o.progress)
+	}
+	plan, err := plan(refs, imgs)
+	if err != nil || len(plan) == 0 {
 		return nil, err
 	}
-	if err := ggcr.MultiWrite(todo, o.remoteOptions(ctx)...); err != nil {
-		return nil, wrap(refs[0], err)
+	p, err := ggcr.NewPusher(o.remoteOptions(ctx)...)
+	if err != nil {
+		return nil, &PartialError{NotWritten: plan, Err: wrap(refs[0], err)}
 	}
-	return out, nil
+	if ref, err := uploadBlobs(ctx, p, refs, imgs, o.jobs); err != nil {
+		return nil, &PartialError{NotWritten: plan, Err: wrap(ref, err)}
+	}
+	var written []Pushed
+	for i, ref := range refs {
+		if err := p.Push(ctx, ref, imgs[i]); err != nil {
+			return written, &PartialError{NotWritten: plan[i:], Err: wrap(ref, err)}
+		}
+		written = append(written, plan[i])
+	}
+	return written, nil
+}
+
+// blob is one upload: a layer or config of the image pushed to ref.
+type blob struct {
+	ref   name.Reference
+	layer v1.Layer
+}
+
+// uploadBlobs uploads every layer and config of imgs, each digest once per
+// repository, jobs at a time. After the first failure it starts no more
+// uploads, and returns the failure and the reference it was for.
+func uploadBlobs(ctx context.Context, p *ggcr.Pusher, refs []name.Reference, imgs []v1.Image, jobs int) (name.Reference, error) {
+	var todo []blob
+	seen := map[string]bool{}
+	for i, img := range imgs {
+		layers, err := img.Layers()
+		if err != nil {
+			return refs[i], err
+		}
+		cfg, err := partial.ConfigLayer(img)
+		if err != nil {
+			return refs[i], err
+		}
+		for _, l := range append(layers, cfg) {
+			d, err := l.Digest()
+			if err != nil {
+				return refs[i], err
+			}
+			key := refs[i].Context().Name() + "@" + d.String()
+			if !seen[key] {
+				seen[key] = true
+				todo = append(todo, blob{refs[i], l})
+			}
+		}
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		fail  error
+		where name.Reference
+	)
+	sem := make(chan struct{}, max(jobs, 1))
+	for _, b := range todo {
+		sem <- struct{}{}
+		mu.Lock()
+		stop := fail != nil
+		mu.Unlock()
+		if stop || ctx.Err() != nil {
+			<-sem
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := p.Upload(ctx, b.ref.Context(), b.layer); err != nil {
+				mu.Lock()
+				if fail == nil {
+					fail, where = err, b.ref
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if fail == nil && ctx.Err() != nil {
+		return refs[0], ctx.Err()
+	}
+	return where, fail
 }
 
 // plan pairs references with images and their digests.
-func plan(refs []name.Reference, imgs []v1.Image) ([]Pushed, map[name.Reference]ggcr.Taggable, error) {
+func plan(refs []name.Reference, imgs []v1.Image) ([]Pushed, error) {
 	if len(refs) != len(imgs) {
-		return nil, nil, fmt.Errorf("remote: %d references for %d images", len(refs), len(imgs))
+		return nil, fmt.Errorf("remote: %d references for %d images", len(refs), len(imgs))
 	}
-	todo := make(map[name.Reference]ggcr.Taggable, len(refs))
+	seen := make(map[string]bool, len(refs))
 	out := make([]Pushed, len(refs))
 	for i, ref := range refs {
-		if _, dup := todo[ref]; dup {
-			return nil, nil, fmt.Errorf("remote: %s given twice", ref)
+		if seen[ref.Name()] {
+			return nil, fmt.Errorf("remote: %s given twice", ref)
 		}
-		todo[ref] = imgs[i]
+		seen[ref.Name()] = true
 		d, err := imgs[i].Digest()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		out[i] = Pushed{Ref: ref, Digest: d}
 	}
-	return out, todo, nil
+	return out, nil
 }
 
 // PushTagged pushes tagged images to repo: each under repo:Tag.

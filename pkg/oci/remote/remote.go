@@ -7,9 +7,15 @@
 //   - plain HTTP only to loopback registries (127.0.0.1, localhost, [::1])
 //     unless WithInsecure: ggcr alone would also fall back to HTTP for
 //     private (RFC 1918) addresses;
-//   - retries with exponential backoff on 5xx, 429, resets and timeouts;
+//   - retries with exponential backoff on 5xx, 429, resets and timeouts,
+//     waiting out Retry-After within a bound (WithRetryAfterLimit);
+//   - an idle timeout on every request (WithIdleTimeout): a registry that
+//     stops sending or reading fails as stalled instead of hanging;
+//   - manifests capped at MaxManifestSize, and the limits of oci.Extract;
+//   - pushes that upload every blob before any manifest and report the
+//     tags written when they fail (PartialError);
 //   - errors of one line naming the registry, the repository and what went
-//     wrong (see Error).
+//     wrong (see Error), with every URL query redacted.
 package remote
 
 import (
@@ -21,6 +27,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -47,6 +54,9 @@ type options struct {
 	userAgent string
 	jobs      int
 	maxSize   int64
+	idle      time.Duration
+	// retryAfterLimit is the most all Retry-After waits of one call add up to.
+	retryAfterLimit time.Duration
 }
 
 // DefaultBackoff is the retry schedule: 5 tries, waiting 1, 2, 4 and 8
@@ -71,6 +81,9 @@ func makeOptions(opts []Option) options {
 		userAgent: "tinyvm-oci",
 		jobs:      4,
 		maxSize:   oci.DefaultMaxSize,
+		idle:      DefaultIdleTimeout,
+
+		retryAfterLimit: DefaultRetryAfterLimit,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -106,11 +119,28 @@ func WithJobs(n int) Option { return func(o *options) { o.jobs = n } }
 // WithMaxSize limits each file Pull writes (default oci.DefaultMaxSize).
 func WithMaxSize(n int64) Option { return func(o *options) { o.maxSize = n } }
 
+// WithIdleTimeout fails a request as stalled when no byte moves, up or
+// down, for d (default DefaultIdleTimeout).
+func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idle = d } }
+
+// WithRetryAfterLimit bounds the total time one Push or Pull waits for
+// Retry-After answers (default DefaultRetryAfterLimit). A Retry-After
+// beyond what is left fails at once.
+func WithRetryAfterLimit(d time.Duration) Option { return func(o *options) { o.retryAfterLimit = d } }
+
+// ErrCredentials is a reference with user:password@ in it. Its message
+// never repeats the reference, which holds the secret.
+var ErrCredentials = errors.New("a reference must not hold credentials (user:password@): use docker login or a credential helper")
+
 // ParseReference parses a reference such as 127.0.0.1:5000/512vm:qcow2.
 // Loopback registries, and every registry WithInsecure, may be reached
-// over plain HTTP.
+// over plain HTTP. It refuses credentials in the reference (without
+// repeating them), a scheme, and a port outside 1-65535.
 func ParseReference(s string, opts ...Option) (name.Reference, error) {
 	o := makeOptions(opts)
+	if err := CheckReference(s); err != nil {
+		return nil, err
+	}
 	ref, err := name.ParseReference(s)
 	if err != nil {
 		return nil, fmt.Errorf("bad reference %q: %w", s, err)
@@ -119,6 +149,26 @@ func ParseReference(s string, opts ...Option) (name.Reference, error) {
 		return name.ParseReference(s, name.Insecure)
 	}
 	return ref, nil
+}
+
+// CheckReference refuses what ggcr would accept or echo back: a user and
+// password before the host (ErrCredentials, whose message does not repeat
+// them), a URL scheme, a port out of range. ParseReference calls it;
+// callers that show a reference in their own errors call it first.
+func CheckReference(s string) error {
+	if strings.Contains(s, "://") {
+		return errors.New("bad reference: write HOST/REPOSITORY[:TAG], without a scheme such as https://")
+	}
+	host, _, _ := strings.Cut(s, "/")
+	if strings.Contains(host, "@") {
+		return ErrCredentials
+	}
+	if _, port, err := net.SplitHostPort(host); err == nil && port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("bad reference %q: port %q is not a number from 1 to 65535", s, port)
+		}
+	}
+	return nil
 }
 
 // IsLoopback reports whether host (with or without a port) is
@@ -141,7 +191,6 @@ func (o options) remoteOptions(ctx context.Context) []ggcr.Option {
 	base := o.transport
 	if base == nil {
 		t := ggcr.DefaultTransport.(*http.Transport).Clone()
-		t.ResponseHeaderTimeout = 2 * time.Minute
 		if o.insecure {
 			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked with --insecure
 		}
@@ -150,7 +199,7 @@ func (o options) remoteOptions(ctx context.Context) []ggcr.Option {
 	ro := []ggcr.Option{
 		ggcr.WithContext(ctx),
 		ggcr.WithAuthFromKeychain(o.keychain),
-		ggcr.WithTransport(&httpGuard{inner: base, insecure: o.insecure}),
+		ggcr.WithTransport(&guard{inner: base, insecure: o.insecure, idle: o.idle, waits: &budget{left: o.retryAfterLimit}}),
 		ggcr.WithRetryBackoff(o.backoff),
 		ggcr.WithRetryStatusCodes(retryStatus...),
 		ggcr.WithRetryPredicate(retryable),
@@ -163,31 +212,6 @@ func (o options) remoteOptions(ctx context.Context) []ggcr.Option {
 	return ro
 }
 
-// httpGuard refuses plain HTTP to registries that are not on loopback,
-// unless insecure.
-type httpGuard struct {
-	inner    http.RoundTripper
-	insecure bool
-}
-
-func (g *httpGuard) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Scheme == "http" && !g.insecure && !IsLoopback(r.URL.Host) {
-		if r.Body != nil {
-			r.Body.Close()
-		}
-		return nil, &HTTPRefusedError{Host: r.URL.Host}
-	}
-	return g.inner.RoundTrip(r)
-}
-
-// HTTPRefusedError is a plain HTTP request to a registry that is not on
-// loopback, without --insecure.
-type HTTPRefusedError struct{ Host string }
-
-func (e *HTTPRefusedError) Error() string {
-	return fmt.Sprintf("plain HTTP to %s refused: only loopback registries use HTTP without --insecure", e.Host)
-}
-
 // retryable reports whether a failed request or upload is worth another
 // try. It extends ggcr's default predicate with the retried statuses:
 // ggcr retries them only at the transport level, and an upload's HEAD or
@@ -197,7 +221,8 @@ func retryable(err error) bool {
 		return false
 	}
 	var hr *HTTPRefusedError
-	if errors.As(err, &hr) {
+	var ra *RetryAfterError
+	if errors.As(err, &hr) || errors.As(err, &ra) || errors.Is(err, oci.ErrTooLarge) {
 		return false
 	}
 	var te *transport.Error

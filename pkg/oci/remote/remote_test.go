@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/faultproxy"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/registrytest"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -110,7 +111,7 @@ func sameFile(t *testing.T, a, b string) bool {
 
 func TestRetries(t *testing.T) {
 	host := memRegistry(t)
-	proxy := ocitest.NewProxy(t, host, ocitest.ProxyOptions{Share: 0.5, Max: -1, Once: true, Faults: []ocitest.Fault{ocitest.Status500, ocitest.Status429, ocitest.Reset}})
+	proxy := faultproxy.New(t, host, faultproxy.Options{Share: 0.5, Max: -1, Once: true, Faults: []faultproxy.Fault{faultproxy.Status500, faultproxy.Status429, faultproxy.Reset}})
 	_, imgs := images(t)
 	pushed, err := remote.PushTagged(context.Background(), repo(t, proxy.Host), imgs, fast)
 	if err != nil {
@@ -128,9 +129,9 @@ func TestRetries(t *testing.T) {
 }
 
 func TestFailsForever(t *testing.T) {
-	for _, f := range []ocitest.Fault{ocitest.Status500, ocitest.Status429, ocitest.Reset} {
+	for _, f := range []faultproxy.Fault{faultproxy.Status500, faultproxy.Status429, faultproxy.Reset} {
 		host := memRegistry(t)
-		proxy := ocitest.NewProxy(t, host, ocitest.ProxyOptions{Share: 1, Max: -1, Faults: []ocitest.Fault{f}})
+		proxy := faultproxy.New(t, host, faultproxy.Options{Share: 1, Max: -1, Faults: []faultproxy.Fault{f}})
 		_, imgs := images(t)
 		_, err := remote.PushTagged(context.Background(), repo(t, proxy.Host), imgs, fast)
 		var re *remote.Error
@@ -141,7 +142,7 @@ func TestFailsForever(t *testing.T) {
 		if re.Registry != proxy.Host || re.Repository != "512vm" || strings.Contains(err.Error(), "\n") {
 			t.Errorf("error does not name registry and repository in one line: %v", err)
 		}
-		wantKind := map[ocitest.Fault]string{ocitest.Status500: remote.ServerError, ocitest.Status429: remote.RateLimited, ocitest.Reset: remote.Unreachable}[f]
+		wantKind := map[faultproxy.Fault]string{faultproxy.Status500: remote.ServerError, faultproxy.Status429: remote.RateLimited, faultproxy.Reset: remote.Unreachable}[f]
 		if re.Kind != wantKind {
 			t.Errorf("kind %q, want %q", re.Kind, wantKind)
 		}
