@@ -139,3 +139,16 @@ func SameThroughEncoding[T any](t testing.TB, name string, whole, enc []byte, ma
 		t.Errorf("%s: Inspect of the encoding = %+v, %v; of the file %+v", name, b, err, a)
 	}
 }
+
+// NextData returns the start of the first patch that holds data at or
+// after off, or Len: a Sparse file is an info.SparseReaderAt whose holes
+// are where no patch is, as on a sparse host file.
+func (s *Sparse) NextData(off int64) int64 {
+	next := s.Len
+	for _, c := range s.Patches {
+		if end := c.Off + int64(len(c.Data)); len(c.Data) > 0 && end > off {
+			next = min(next, max(off, c.Off))
+		}
+	}
+	return next
+}

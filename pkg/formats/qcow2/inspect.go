@@ -8,6 +8,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/span"
 )
 
 // Incompatible feature bits (spec "Header", bytes 72-79) that Inspect
@@ -15,6 +16,13 @@ import (
 const (
 	incompatExtendedL2 = 1 << 4 // L2 entries are 16 bytes
 	incompatKnown      = 1<<5 - 1
+)
+
+// Reserved bits of L1 and standard L2 entries, which QEMU requires to be
+// zero (spec "Cluster mapping").
+const (
+	l1Reserved = 0x7f000000000001ff
+	l2Reserved = 0x3f000000000001fe
 )
 
 // Detect reports whether head, the first bytes of a file, starts with the
@@ -32,11 +40,14 @@ func corrupt(format string, a ...any) error {
 	return fmt.Errorf("qcow2: %s: %w", fmt.Sprintf(format, a...), info.ErrCorrupt)
 }
 
-// Inspect reads a qcow2 image's header and walks its active L1 and L2
-// tables to count the stored clusters. It checks every offset it follows
-// against the file size and never reads the same L2 table twice, so its cost
-// is bounded by the file size; anything invalid is an error wrapping
-// info.ErrCorrupt.
+// Inspect reads a qcow2 image's header, refcount table and active L1 and
+// L2 tables, counts the stored clusters and checks, as qemu-img check does
+// with its reference counts, that nothing the image points at lies past
+// the end of the file or overlaps anything else: the header, the tables,
+// the refcount blocks and the data clusters. It reads each table at most
+// once and skips tables in holes of a SparseReaderAt (they read as zeros),
+// so its cost follows the bytes the file stores. Anything invalid is an
+// error wrapping info.ErrCorrupt.
 func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	var raw [headerLength]byte
 	if size < headerV2Length {
@@ -75,8 +86,14 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		if h.IncompatibleFeatures&incompatExtendedL2 != 0 {
 			entry = 2 * entrySize
 		}
+		if h.RefcountOrder > 6 {
+			return nil, corrupt("refcount_order %d above 6", h.RefcountOrder)
+		}
 	default:
 		return nil, corrupt("unsupported version %d", h.Version)
+	}
+	if h.BackingFileOffset != 0 && (h.BackingFileSize > 1023 || h.BackingFileOffset > uint64(cs)-uint64(h.BackingFileSize)) {
+		return nil, corrupt("backing file name of %d bytes at %d is not inside the header cluster", h.BackingFileSize, h.BackingFileOffset)
 	}
 	if h.Size > 1<<62 {
 		return nil, corrupt("virtual size %d out of range", h.Size)
@@ -89,58 +106,90 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	if l1Size*entrySize > maxL1Bytes {
 		return nil, corrupt("l1_size %d above QEMU's limit", l1Size)
 	}
+	var used span.Set // what the image points at, checked for overlaps at the end
+	used.Add(0, cs, "header")
 	if l1Size > 0 {
 		if err := inFile(int64(h.L1TableOffset), l1Size*entrySize, cs, size, "L1 table"); err != nil {
 			return nil, err
 		}
+		used.Add(int64(h.L1TableOffset), align.Up(l1Size*entrySize, cs), "L1 table")
 	}
 	if h.Version == 3 && h.RefcountTableClusters == 0 {
 		return nil, corrupt("refcount_table_clusters is 0")
 	}
-	if err := inFile(int64(h.RefcountTableOffset), int64(h.RefcountTableClusters)*cs, cs, size, "refcount table"); err != nil {
+	rtBytes := int64(h.RefcountTableClusters) * cs
+	if rtBytes > maxRefTableBytes {
+		return nil, corrupt("refcount table of %d clusters above QEMU's limit", h.RefcountTableClusters)
+	}
+	if err := inFile(int64(h.RefcountTableOffset), rtBytes, cs, size, "refcount table"); err != nil {
 		return nil, err
+	}
+	used.Add(int64(h.RefcountTableOffset), rtBytes, "refcount table")
+	if h.NbSnapshots > 0 {
+		if err := inFile(int64(h.SnapshotsOffset), 1, cs, size, "snapshot table"); err != nil {
+			return nil, err
+		}
+	}
+	err := eachEntry(r, int64(h.RefcountTableOffset), rtBytes/entrySize, func(_ int64, e uint64) error {
+		off := int64(e &^ (1<<9 - 1)) // bits 0-8 are reserved
+		if err := inFile(off, cs, cs, size, "refcount block"); err != nil {
+			return err
+		}
+		used.Add(off, cs, "refcount block")
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := overlap(&used); err != nil {
+		return nil, err // name the tables before what they map
 	}
 
 	out := &info.Info{Format: Type, VirtualSize: vsize, FileSize: size, BlockSize: cs}
 	perL2 := cs / entry
 	guestClusters := align.CeilDiv(vsize, cs)
+	// Data clusters may be shared by snapshots, and compressed clusters
+	// share sectors with each other, so each kind is coalesced before it
+	// is checked against the rest.
+	var data, packed span.Set
 	seen := map[int64]bool{}
-	l1 := make([]byte, min(l1Size*entrySize, 64<<10))
 	l2 := make([]byte, cs)
 	var stored int64
-	for i := int64(0); i < l1Size; i++ {
-		chunk := int64(len(l1)) / entrySize
-		if i%chunk == 0 {
-			k := min(chunk, l1Size-i)
-			if _, err := r.ReadAt(l1[:k*entrySize], int64(h.L1TableOffset)+i*entrySize); err != nil {
-				return nil, corrupt("read L1 table: %v", err)
-			}
+	err = eachEntry(r, int64(h.L1TableOffset), min(l1Size, align.CeilDiv(guestClusters, perL2)), func(i int64, e uint64) error {
+		if e&l1Reserved != 0 {
+			return corrupt("L1 entry %d has reserved bits set: %#x", i, e)
 		}
-		e := binary.BigEndian.Uint64(l1[(i%chunk)*entrySize:])
 		off := int64(e & offsetMask)
-		if off == 0 || i*perL2 >= guestClusters {
-			continue // unallocated, or entries past the virtual size
-		}
 		if seen[off] {
-			return nil, corrupt("L2 table at %#x is used twice", off)
+			return corrupt("L2 table at %#x is used twice", off)
 		}
 		seen[off] = true
 		if err := inFile(off, cs, cs, size, "L2 table"); err != nil {
-			return nil, err
+			return err
+		}
+		used.Add(off, cs, "L2 table")
+		if info.IsHole(r, off, cs) {
+			return nil // all zeros: every entry unallocated
 		}
 		if _, err := r.ReadAt(l2, off); err != nil {
-			return nil, corrupt("read L2 table at %#x: %v", off, err)
+			return corrupt("read L2 table at %#x: %v", off, err)
 		}
 		for j := int64(0); j < perL2 && i*perL2+j < guestClusters; j++ {
 			e := binary.BigEndian.Uint64(l2[j*entry:])
 			if e&flagCompressed != 0 {
 				x := 62 - (h.ClusterBits - 8)
-				if coff := int64(e & (1<<x - 1)); coff >= size {
-					return nil, corrupt("compressed cluster at %#x past the end of the file", coff)
+				coff := int64(e & (1<<x - 1))
+				end := coff&^(sectorSize-1) + (int64(e>>x&(1<<(62-x)-1))+1)*sectorSize
+				if coff >= size || end > align.Up(size, sectorSize) {
+					return corrupt("compressed cluster at %#x past the end of the file", coff)
 				}
+				packed.Add(coff, end-coff, "compressed cluster")
 				out.Compressed = true
 				stored++
 				continue
+			}
+			if e&l2Reserved != 0 {
+				return corrupt("L2 entry %d of the table at %#x has reserved bits set: %#x", j, off, e)
 			}
 			off := int64(e & offsetMask)
 			if e&flagZero != 0 && entry == entrySize && h.Version == 3 {
@@ -153,13 +202,63 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 				continue
 			}
 			if off%cs != 0 || off >= size {
-				return nil, corrupt("data cluster at %#x not aligned or past the end of the file", off)
+				return corrupt("data cluster at %#x not aligned or past the end of the file", off)
 			}
+			data.Add(off, cs, "data cluster")
 			stored++
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if h.NbSnapshots > 0 {
+		data.Coalesce()
+	}
+	packed.Coalesce()
+	used.AddSet(&data)
+	used.AddSet(&packed)
+	if err := overlap(&used); err != nil {
+		return nil, err
 	}
 	out.Allocated = stored * cs
 	return out, nil
+}
+
+// overlap reports two things in s that share a cluster.
+func overlap(s *span.Set) error {
+	if a, b, ok := s.Overlap(); ok {
+		return corrupt("%s at %#x overlaps %s at %#x", b.What, b.Off, a.What, a.Off)
+	}
+	return nil
+}
+
+// eachEntry calls fn for each non-zero 8-byte entry of the table of n
+// entries at off, reading it in chunks and skipping chunks in holes.
+func eachEntry(r io.ReaderAt, off, n int64, fn func(i int64, e uint64) error) error {
+	const chunk = 64 << 10 / entrySize
+	buf := make([]byte, min(n, chunk)*entrySize)
+	for i := int64(0); i < n; {
+		k := min(chunk, n-i)
+		p := buf[:k*entrySize]
+		at := off + i*entrySize
+		if next := info.NextData(r, at); next > at {
+			i = min(n, i+(next-at)/entrySize) // zeros up to next
+			continue
+		}
+		if _, err := r.ReadAt(p, at); err != nil {
+			return corrupt("read table at %#x: %v", at, err)
+		}
+		for j := range k {
+			if e := binary.BigEndian.Uint64(p[j*entrySize:]); e&offsetMask != 0 {
+				if err := fn(i+j, e); err != nil {
+					return err
+				}
+			}
+		}
+		i += k
+	}
+	return nil
 }
 
 // inFile checks that a table of n bytes at off is cluster-aligned and lies

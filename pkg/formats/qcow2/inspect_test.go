@@ -1,0 +1,105 @@
+package qcow2
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+)
+
+// writeImage writes d with o and returns the file and its layout.
+func writeImage(t testing.TB, size int64, o Options) ([]byte, *layout) {
+	t.Helper()
+	d := formattest.BootDisk(t, size)
+	var buf bytes.Buffer
+	if err := Write(&buf, d, o); err != nil {
+		t.Fatal(err)
+	}
+	l, err := plan(d, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), l
+}
+
+// put64 sets the big-endian word at off.
+func put64(off int64, v uint64) func([]byte) []byte {
+	return func(b []byte) []byte {
+		binary.BigEndian.PutUint64(b[off:], v)
+		return b
+	}
+}
+
+// TestInspectCorrupt is the record of what inspect and qemu-img check
+// make of images whose tables point into each other or past the end.
+func TestInspectCorrupt(t *testing.T) {
+	b, l := writeImage(t, gib, Options{}) // two L1 entries, one L2 table
+	end := uint64(len(b))
+	l2e := binary.BigEndian.Uint64(b[l.l2Off:]) // maps the boot sector
+	formattest.CheckCorruptions(t, "qcow2", b, Inspect, []formattest.Corruption{
+		{Name: "L1 entry points at the L1 table", Patch: put64(l.l1Off, uint64(l.l1Off)|flagCopied), QemuRejects: true},
+		{Name: "two L1 entries share one L2 table", Patch: put64(l.l1Off+8, uint64(l.l2Off)|flagCopied), QemuRejects: true},
+		{Name: "two L2 entries share one data cluster", Patch: put64(l.l2Off+8, l2e), QemuRejects: true},
+		{Name: "data cluster is the L2 table", Patch: put64(l.l2Off, uint64(l.l2Off)|flagCopied), QemuRejects: true},
+		{Name: "data cluster is the refcount table", Patch: put64(l.l2Off+8, uint64(l.rtOff)|flagCopied), QemuRejects: true},
+		{Name: "L1 table at the header", Patch: put64(40, 0), QemuRejects: true},
+		{Name: "data cluster past the end", Patch: put64(l.l2Off, (end+uint64(l.cs))&^uint64(l.cs-1)|flagCopied), QemuRejects: true},
+		{Name: "L2 table past the end", Patch: put64(l.l1Off, 1<<40|flagCopied), QemuRejects: true},
+		{Name: "L1 table over the refcount table", Patch: put64(40, uint64(l.rtOff)), QemuRejects: true},
+		{Name: "refcount block at the L1 table", Patch: put64(l.rtOff, uint64(l.l1Off)), QemuRejects: true},
+		{Name: "refcount table past the end", Patch: put64(48, 1<<40), QemuRejects: true},
+	})
+}
+
+// TestMutants is FuzzInspect's deterministic counterpart: mutants of the
+// writer's outputs never panic, fail only as corrupt, and cost at most a
+// few reads of the file.
+func TestMutants(t *testing.T) {
+	formattest.MutationTest(t, fuzzSeeds(t), 4000, Inspect, func(size int64) int64 { return 3*size + 64<<10 })
+}
+
+// sparseImage is a 64 GiB virtual disk in 512-byte clusters whose 2^21 L1
+// entries each point at their own L2 table, spread over a 64 GiB sparse
+// file: tables that exist only as holes. It returns the file and the
+// bytes it really stores.
+func sparseImage(t testing.TB) (*formattest.Sparse, int64) {
+	b, l := writeImage(t, 64*gib, Options{ClusterSize: 512})
+	const stride = 32 << 10
+	base := int64(len(b))
+	for i := int64(1); i < l.l1Size; i++ {
+		binary.BigEndian.PutUint64(b[l.l1Off+8*i:], uint64(base+i*stride)|flagCopied)
+	}
+	return &formattest.Sparse{Len: base + l.l1Size*stride, Patches: []formattest.Patch{{Off: 0, Data: b}}}, base
+}
+
+// TestSparseCost inspects sparseImage: the bytes read follow the bytes the
+// file stores (16 MiB, mostly the L1 table), not its 64 GiB, because the
+// L2 tables in holes are known to be zeros without reading them.
+func TestSparseCost(t *testing.T) {
+	f, stored := sparseImage(t)
+	c := &formattest.Counter{R: f}
+	inf, err := Inspect(c, f.Len)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inf.Allocated != 512 {
+		t.Errorf("allocated %d, want the one boot-sector cluster", inf.Allocated)
+	}
+	if c.Bytes > 2*stored {
+		t.Errorf("read %d bytes of a file storing %d (apparent size %d)", c.Bytes, stored, f.Len)
+	}
+	t.Logf("read %d bytes in %d calls; the file stores %d of %d", c.Bytes, c.Calls, stored, f.Len)
+}
+
+func BenchmarkInspectSparse(b *testing.B) {
+	f, _ := sparseImage(b)
+	for b.Loop() {
+		if _, err := Inspect(f, f.Len); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+var _ info.SparseReaderAt = (*formattest.Sparse)(nil)
