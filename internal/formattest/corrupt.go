@@ -124,18 +124,22 @@ func firstLine(s string) string {
 // is an edge (0, all ones, the file size, 2^50) or a copy of another word
 // of the file (an offset now pointing where another does), a 512-byte
 // block copied over another (a table aliasing another), a zeroed range,
-// and a cut.
-func Mutate(rnd *rand.Rand, b []byte) []byte {
+// and a cut. Half of the changes land in the 4 KiB after one of the hot
+// offsets, where the format keeps its headers and tables (offset 0 when
+// hot is empty): a random position in a file of megabytes would almost
+// always be data.
+func Mutate(rnd *rand.Rand, b []byte, hot []int) []byte {
 	b = slices.Clone(b)
+	if len(hot) == 0 {
+		hot = []int{0}
+	}
 	for range 1 + rnd.IntN(4) {
 		if len(b) == 0 {
 			return b
 		}
-		// Headers and tables sit near the start of small images: half
-		// of the changes go to the first 4 KiB.
-		pos := rnd.IntN(len(b))
-		if rnd.IntN(2) == 0 {
-			pos = rnd.IntN(min(len(b), 4096))
+				pos := rnd.IntN(len(b))
+		if h := hot[rnd.IntN(len(hot))]; rnd.IntN(2) == 0 && h < len(b) {
+			pos = h + rnd.IntN(min(len(b)-h, 4096))
 		}
 		switch rnd.IntN(8) {
 		case 0:
@@ -188,13 +192,13 @@ func Mutate(rnd *rand.Rand, b []byte) []byte {
 // panic, must fail only with errors wrapping info.ErrCorrupt, must report
 // no negative size, and must read at most budget(size) bytes of a file
 // of size bytes, so that its work follows the file and not the sizes it
-// claims.
-func MutationTest(t *testing.T, seeds [][]byte, n int, inspect InspectFunc, budget func(size int64) int64) {
+// claims. hot is passed to Mutate.
+func MutationTest(t *testing.T, seeds [][]byte, hot []int, n int, inspect InspectFunc, budget func(size int64) int64) {
 	t.Helper()
 	rnd := rand.New(rand.NewPCG(12, 2026))
 	var failures, corrupt int
 	for i := range n {
-		b := Mutate(rnd, seeds[rnd.IntN(len(seeds))])
+		b := Mutate(rnd, seeds[rnd.IntN(len(seeds))], hot)
 		c := &Counter{R: bytes.NewReader(b)}
 		inf, err, panicked := inspectSafely(inspect, c, int64(len(b)))
 		var msg string

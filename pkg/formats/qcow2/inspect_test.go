@@ -57,7 +57,7 @@ func TestInspectCorrupt(t *testing.T) {
 // writer's outputs never panic, fail only as corrupt, and cost at most a
 // few reads of the file.
 func TestMutants(t *testing.T) {
-	formattest.MutationTest(t, fuzzSeeds(t), 4000, Inspect, func(size int64) int64 { return 3*size + 64<<10 })
+	formattest.MutationTest(t, fuzzSeeds(t), nil, 4000, Inspect, func(size int64) int64 { return 3*size + 64<<10 })
 }
 
 // sparseImage is a 64 GiB virtual disk in 512-byte clusters whose 2^21 L1

@@ -84,7 +84,7 @@ func TestMutants(t *testing.T) {
 			seeds = append(seeds, image(t, size, sub))
 		}
 	}
-	formattest.MutationTest(t, seeds, 4000, vmdk.Inspect, func(size int64) int64 { return 3*size + 64<<10 })
+	formattest.MutationTest(t, seeds, nil, 4000, vmdk.Inspect, func(size int64) int64 { return 3*size + 64<<10 })
 }
 
 // sparseExtent is a 64 TiB extent whose 2^21 grain tables each sit in
