@@ -137,7 +137,7 @@ func Mutate(rnd *rand.Rand, b []byte, hot []int) []byte {
 		if len(b) == 0 {
 			return b
 		}
-				pos := rnd.IntN(len(b))
+		pos := rnd.IntN(len(b))
 		if h := hot[rnd.IntN(len(hot))]; rnd.IntN(2) == 0 && h < len(b) {
 			pos = h + rnd.IntN(min(len(b)-h, 4096))
 		}
