@@ -25,7 +25,9 @@ func putBAT(i int, v func(b []byte) uint32) func([]byte) []byte {
 	}
 }
 
-func sectorOf(off int64) func([]byte) uint32 { return func([]byte) uint32 { return uint32(off / sectorSize) } }
+func sectorOf(off int64) func([]byte) uint32 {
+	return func([]byte) uint32 { return uint32(off / sectorSize) }
+}
 
 // setHeader changes the dynamic header and fixes its checksum.
 func setHeader(f func(h *DynamicHeader)) func([]byte) []byte {
