@@ -58,7 +58,7 @@ func (s *section) NextData(off int64) int64 { return NextData(s.r, s.off+off) - 
 // invalid UTF-8 into inspect's output. A name that starts with a quote is
 // quoted too, so the two forms cannot be confused.
 func Quote(s string) string {
-	if s == "" || s[0] == '"' || !utf8.ValidString(s) {
+	if s != "" && (s[0] == '"' || !utf8.ValidString(s)) {
 		return strconv.Quote(s)
 	}
 	for _, r := range s {

@@ -114,7 +114,7 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		}
 	}
 	if m, ok := members[href]; ok && strings.HasSuffix(strings.ToLower(href), ".vmdk") {
-		vi, err := vmdk.Inspect(io.NewSectionReader(r, m.off, m.size), m.size)
+		vi, err := vmdk.Inspect(info.Section(r, m.off, m.size), m.size)
 		if err != nil {
 			return nil, fmt.Errorf("ova: %s: %w", href, err)
 		}

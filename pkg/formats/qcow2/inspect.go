@@ -160,17 +160,19 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 			return corrupt("L1 entry %d has reserved bits set: %#x", i, e)
 		}
 		off := int64(e & offsetMask)
-		if seen[off] {
-			return corrupt("L2 table at %#x is used twice", off)
-		}
-		seen[off] = true
 		if err := inFile(off, cs, cs, size, "L2 table"); err != nil {
 			return err
 		}
+		// Tables in holes are all zeros: every entry unallocated. They
+		// are not read, and the final overlap check finds them shared.
 		used.Add(off, cs, "L2 table")
 		if info.IsHole(r, off, cs) {
-			return nil // all zeros: every entry unallocated
+			return nil
 		}
+		if seen[off] { // never read a table twice
+			return corrupt("L2 table at %#x is used twice", off)
+		}
+		seen[off] = true
 		if _, err := r.ReadAt(l2, off); err != nil {
 			return corrupt("read L2 table at %#x: %v", off, err)
 		}

@@ -83,20 +83,22 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		if off >= sectors || gtBytes > (sectors-off)*SectorSize {
 			return fmt.Errorf("vmdk: grain table %d at sector %d is past the end: %w", t, off, info.ErrCorrupt)
 		}
-		if seen[off] {
-			return fmt.Errorf("vmdk: grain table at sector %d is used twice: %w", off, info.ErrCorrupt)
-		}
-		seen[off] = true
 		// Tables that do not overlap all fit in the file: more of them
 		// than that means some overlap, and reading on would cost more
 		// than the file holds.
 		if tables++; tables*gtBytes > uint64(size) {
 			return fmt.Errorf("vmdk: %d grain tables do not fit in %d bytes without overlapping: %w", tables, size, info.ErrCorrupt)
 		}
+		// Tables in holes are all zeros: every grain sparse. They are
+		// not read, and the final overlap check finds them shared.
 		used.Add(int64(off), int64(align.CeilDiv(gtBytes, SectorSize)), "grain table")
 		if info.IsHole(r, int64(off)*SectorSize, int64(gtBytes)) {
-			return nil // all zeros: every grain sparse
+			return nil
 		}
+		if seen[off] { // never read a table twice
+			return fmt.Errorf("vmdk: grain table at sector %d is used twice: %w", off, info.ErrCorrupt)
+		}
+		seen[off] = true
 		if err := readFull(r, gt, int64(off)*SectorSize, size); err != nil {
 			return fmt.Errorf("vmdk: grain table %d: %w", t, err)
 		}

@@ -22,8 +22,31 @@ func (s Span) End() int64 { return s.Off + s.Len }
 
 // Set collects spans. The zero value is an empty set.
 type Set struct {
-	spans []Span
+	spans []span   // pointer-free, so millions cost the collector nothing
+	names []string // what each kind of span holds
 }
+
+// span is a Span with its What as an index into Set.names.
+type span struct {
+	off, len int64
+	kind     int
+}
+
+func (x span) end() int64 { return x.off + x.len }
+
+// kind returns the index of what in s.names, adding it when new. Sets
+// hold a handful of kinds, so a scan is the fastest lookup.
+func (s *Set) kind(what string) int {
+	for i, n := range s.names {
+		if n == what {
+			return i
+		}
+	}
+	s.names = append(s.names, what)
+	return len(s.names) - 1
+}
+
+func (s *Set) export(x span) Span { return Span{x.off, x.len, s.names[x.kind]} }
 
 // Add records the n bytes at off as holding what. A span that starts where
 // the last one added ends and holds the same kind of thing extends it.
@@ -32,13 +55,14 @@ func (s *Set) Add(off, n int64, what string) {
 	if n <= 0 {
 		return
 	}
-	if k := len(s.spans); k > 0 {
-		if l := &s.spans[k-1]; l.What == what && l.End() == off {
-			l.Len += n
+	k := s.kind(what)
+	if i := len(s.spans); i > 0 {
+		if l := &s.spans[i-1]; l.kind == k && l.end() == off {
+			l.len += n
 			return
 		}
 	}
-	s.spans = append(s.spans, Span{off, n, what})
+	s.spans = append(s.spans, span{off, n, k})
 }
 
 // Len returns how many spans the set holds after merging.
@@ -47,8 +71,8 @@ func (s *Set) Len() int { return len(s.spans) }
 // Overlap returns two spans that share at least one byte, the one that
 // starts first as a, and reports whether there are any.
 func (s *Set) Overlap() (a, b Span, ok bool) {
-	slices.SortFunc(s.spans, func(x, y Span) int {
-		return cmp.Or(cmp.Compare(x.Off, y.Off), cmp.Compare(y.Len, x.Len))
+	slices.SortFunc(s.spans, func(x, y span) int {
+		return cmp.Or(cmp.Compare(x.off, y.off), cmp.Compare(y.len, x.len))
 	})
 	if len(s.spans) == 0 {
 		return a, b, false
@@ -57,10 +81,10 @@ func (s *Set) Overlap() (a, b Span, ok bool) {
 	// before its end overlaps it.
 	far := s.spans[0]
 	for _, t := range s.spans[1:] {
-		if t.Off < far.End() {
-			return far, t, true
+		if t.off < far.end() {
+			return s.export(far), s.export(t), true
 		}
-		if t.End() > far.End() {
+		if t.end() > far.end() {
 			far = t
 		}
 	}
@@ -72,11 +96,11 @@ func (s *Set) Overlap() (a, b Span, ok bool) {
 // clusters packed into one sector, clusters shared by snapshots) but not
 // with anything else. Merged spans keep the first one's What.
 func (s *Set) Coalesce() {
-	slices.SortFunc(s.spans, func(x, y Span) int { return cmp.Compare(x.Off, y.Off) })
+	slices.SortFunc(s.spans, func(x, y span) int { return cmp.Compare(x.off, y.off) })
 	out := s.spans[:0]
 	for _, t := range s.spans {
-		if k := len(out); k > 0 && t.Off <= out[k-1].End() {
-			out[k-1].Len = max(out[k-1].End(), t.End()) - out[k-1].Off
+		if k := len(out); k > 0 && t.off <= out[k-1].end() {
+			out[k-1].len = max(out[k-1].end(), t.end()) - out[k-1].off
 			continue
 		}
 		out = append(out, t)
@@ -87,6 +111,6 @@ func (s *Set) Coalesce() {
 // AddSet adds every span of t to s.
 func (s *Set) AddSet(t *Set) {
 	for _, x := range t.spans {
-		s.Add(x.Off, x.Len, x.What)
+		s.Add(x.off, x.len, t.names[x.kind])
 	}
 }

@@ -1,0 +1,209 @@
+package inspect
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/ova"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/qcow2"
+)
+
+func writeFile(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestNotDisk: files no format claims and that are not raw disks either
+// are reported as such, with what could be read, and an error.
+func TestNotDisk(t *testing.T) {
+	boot := formattest.BootSector(t)
+	for _, c := range []struct {
+		name string
+		b    []byte
+		why  string
+	}{
+		{"empty", nil, "empty"},
+		{"hostname", []byte("vm\n"), "3 bytes is not a whole number of 512-byte sectors"},
+		{"text sectors", bytes.Repeat([]byte("not a disk\n"), 512/11*2+2)[:1024], "no boot signature"},
+		{"boot sector and a byte", append(append([]byte{}, boot...), 0), "513 bytes"},
+	} {
+		inf, err := File(writeFile(t, "f", c.b))
+		if !errors.Is(err, info.ErrNotDisk) || !strings.Contains(err.Error(), c.why) {
+			t.Errorf("%s: error %v, want ErrNotDisk saying %q", c.name, err, c.why)
+			continue
+		}
+		if inf == nil || inf.Format != "raw" || inf.FileSize != int64(len(c.b)) || !strings.Contains(inf.NotDisk, c.why) {
+			t.Errorf("%s: info %+v, want raw, the size and the reason", c.name, inf)
+		}
+	}
+	// A boot sector is a raw disk, however small.
+	if inf, err := File(writeFile(t, "boot.raw", boot)); err != nil || inf.NotDisk != "" || inf.VirtualSize != 512 {
+		t.Errorf("boot sector: %+v, %v", inf, err)
+	}
+}
+
+// TestNotRegular: FIFOs, devices and directories are refused at once with
+// one line naming what they are; a FIFO never blocks the call.
+func TestNotRegular(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	for path, what := range map[string]string{
+		fifo:        "a named pipe (FIFO), not a regular file",
+		"/dev/null": "a character device, not a regular file",
+		t.TempDir(): "a directory, not a regular file",
+	} {
+		done := make(chan error, 1)
+		go func() { _, err := File(path); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), what) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s: %v, want one line saying it is %s", path, err, what)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s: inspect blocked", path)
+		}
+	}
+}
+
+// TestCancel: a done context stops inspect with the context's error, not
+// a report of corruption.
+func TestCancel(t *testing.T) {
+	p, _ := sparseQcow2(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := FileContext(ctx, p)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, info.ErrCorrupt) {
+		t.Errorf("cancelled: %v, want context.Canceled only", err)
+	}
+}
+
+// TestCorruptReported: a corrupt image gives the error and an Info naming
+// the format and the reason.
+func TestCorruptReported(t *testing.T) {
+	inf, err := File(writeFile(t, "bad.qcow2", []byte("QFI\xfb\x00\x00\x00\x03")))
+	if !errors.Is(err, info.ErrCorrupt) || inf == nil || inf.Format != "qcow2" || inf.Corrupt == "" || inf.FileSize != 8 {
+		t.Errorf("truncated qcow2: %+v, %v", inf, err)
+	}
+}
+
+// hostileOVA is the writer's OVA with one more member, whose name holds
+// a terminal escape and a newline.
+func hostileOVA(t *testing.T) (path, evil string) {
+	t.Helper()
+	var good bytes.Buffer
+	if err := ova.Write(&good, formattest.BootDisk(t, 1<<20), ova.Options{Name: "vm"}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	tr := tar.NewReader(&good)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw.WriteHeader(h)
+		io.Copy(tw, tr)
+	}
+	evil = "\x1b]0;owned\x07\x1b[2J\nnot-a-file.txt"
+	tw.WriteHeader(&tar.Header{Name: evil, Mode: 0o644, Size: 1, Format: tar.FormatPAX})
+	tw.Write([]byte{1})
+	tw.Close()
+	return writeFile(t, "vm.ova", out.Bytes()), evil
+}
+
+// TestQuotedNames: names from the file reach the caller quoted.
+func TestQuotedNames(t *testing.T) {
+	p, evil := hostileOVA(t)
+	inf, err := File(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"\x1b]0;owned\a\x1b[2J\nnot-a-file.txt"`
+	if len(inf.Files) != 4 || inf.Files[3] != want {
+		t.Fatalf("files %q, want the last quoted as %s", inf.Files, want)
+	}
+	for _, f := range inf.Files {
+		if strings.ContainsAny(f, "\x1b\n\a") || f == evil {
+			t.Errorf("member name %q printed raw", f)
+		}
+	}
+}
+
+// sparseQcow2 writes a qcow2 of a 64 GiB disk in 512-byte clusters whose
+// 2^21 L1 entries each point at an L2 table of its own, spread over a
+// 64 GiB sparse file: the case that took 112 s when every table was read.
+// It returns the path and the bytes the file really stores.
+func sparseQcow2(t testing.TB) (string, int64) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := qcow2.Write(&buf, formattest.BootDisk(t, 64<<30), qcow2.Options{ClusterSize: 512}); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	l1Size := int64(binary.BigEndian.Uint32(b[36:]))
+	l1Off := int64(binary.BigEndian.Uint64(b[40:]))
+	base := int64(len(b))
+	const stride = 32 << 10
+	for i := int64(1); i < l1Size; i++ {
+		binary.BigEndian.PutUint64(b[l1Off+8*i:], uint64(base+i*stride)|1<<63)
+	}
+	p := filepath.Join(t.TempDir(), "sparse.qcow2")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, base+l1Size*stride); err != nil {
+		t.Fatal(err)
+	}
+	return p, base
+}
+
+// TestSparseCost counts the bytes read from sparseQcow2: they follow the
+// 16 MiB the file stores, not its 64 GiB.
+func TestSparseCost(t *testing.T) {
+	p, stored := sparseQcow2(t)
+	inf, r, err := inspectFile(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.known {
+		t.Skip("the file system does not report holes (SEEK_DATA)")
+	}
+	if inf.VirtualSize != 64<<30 || inf.FileSize < 64<<30 {
+		t.Errorf("info %+v", inf)
+	}
+	if r.bytes > 2*stored+1<<20 {
+		t.Errorf("read %d bytes of a file storing %d, apparent size %d", r.bytes, stored, inf.FileSize)
+	}
+	t.Logf("read %d bytes; %d data extents; the file stores %d of %d", r.bytes, len(r.data), stored, inf.FileSize)
+}
+
+func BenchmarkInspectSparse(b *testing.B) {
+	p, _ := sparseQcow2(b)
+	for b.Loop() {
+		if _, err := File(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
