@@ -321,3 +321,10 @@ func memberSize(t *testing.T, file []byte, name string) int64 {
 		}
 	}
 }
+
+// TestMutants is FuzzInspect's deterministic counterpart: the tar headers,
+// the OVF and the VMDK inside are all within the hot first 8 KiB.
+func TestMutants(t *testing.T) {
+	seeds := [][]byte{build(t, MiB), build(t, GiB)}
+	formattest.MutationTest(t, seeds, []int{0, 512, 1024, 2048, 4096}, 3000, ova.Inspect, func(size int64) int64 { return 3*size + 64<<10 })
+}
