@@ -53,3 +53,32 @@ func TestScattered(t *testing.T) {
 		t.Fatal("Scattered must not know its extents")
 	}
 }
+
+func TestSparseWriter(t *testing.T) {
+	var w SparseWriter
+	want := make([]byte, 5*sparseBlock+100)
+	want[10] = 1
+	want[3*sparseBlock+5] = 2
+	want[3*sparseBlock+sparseBlock-1] = 3
+	want[5*sparseBlock+99] = 4
+	// Written in odd pieces, so blocks arrive split.
+	for b := want; len(b) > 0; {
+		k := min(len(b), 777)
+		w.Write(b[:k])
+		b = b[k:]
+	}
+	f := &w.File
+	got := make([]byte, f.Len)
+	if _, err := f.ReadAt(got, 0); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the sparse file reads back differently")
+	}
+	if f.Stored() > 3*sparseBlock+100 {
+		t.Errorf("stores %d bytes for three blocks of data", f.Stored())
+	}
+	if f.NextData(sparseBlock) != 3*sparseBlock || f.NextData(0) != 0 {
+		t.Errorf("NextData: %d, %d", f.NextData(sparseBlock), f.NextData(0))
+	}
+}

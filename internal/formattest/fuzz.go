@@ -152,3 +152,49 @@ func (s *Sparse) NextData(off int64) int64 {
 	}
 	return next
 }
+
+// SparseWriter is an io.Writer that keeps only the 4 KiB blocks of what is
+// written that are not all zeros, as a Sparse file whose holes are the
+// rest: a writer's image of a 64 TiB disk, tables of zeros and all, costs
+// the memory of its data. File is the result.
+type SparseWriter struct {
+	File Sparse
+}
+
+// sparseBlock is the granularity of SparseWriter's holes.
+const sparseBlock = 4096
+
+// Write keeps the non-zero blocks of p.
+func (w *SparseWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		off := w.File.Len
+		k := min(len(p), sparseBlock-int(off%sparseBlock))
+		piece := p[:k]
+		p = p[k:]
+		w.File.Len += int64(k)
+		if disk.IsZero(piece) {
+			continue
+		}
+		if last := len(w.File.Patches) - 1; last >= 0 && w.File.Patches[last].Off+int64(len(w.File.Patches[last].Data)) == off {
+			w.File.Patches[last].Data = append(w.File.Patches[last].Data, piece...)
+			continue
+		}
+		// A block written in pieces keeps its zeros before the piece.
+		start := off &^ (sparseBlock - 1)
+		if last := len(w.File.Patches) - 1; last >= 0 {
+			start = max(start, w.File.Patches[last].Off+int64(len(w.File.Patches[last].Data)))
+		}
+		w.File.Patches = append(w.File.Patches, Patch{start, append(make([]byte, off-start), piece...)})
+	}
+	return n, nil
+}
+
+// Stored returns the bytes the file keeps: the length of its patches.
+func (s *Sparse) Stored() int64 {
+	var n int64
+	for _, c := range s.Patches {
+		n += int64(len(c.Data))
+	}
+	return n
+}

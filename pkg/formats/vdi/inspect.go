@@ -53,7 +53,7 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		return nil, corrupt("header size %d is smaller than %d", h.HeaderSize, header1Size)
 	case h.ImageType != TypeDynamic && h.ImageType != TypeFixed:
 		return nil, corrupt("unsupported image type %d", h.ImageType)
-	case h.BlocksOffset < headerOffset+header1Size || h.BlocksOffset%sectorSize != 0:
+	case h.BlocksOffset < headerOffset+max(header1Size, h.HeaderSize) || h.BlocksOffset%sectorSize != 0:
 		return nil, corrupt("bad block map offset %d", h.BlocksOffset)
 	case h.DataOffset%sectorSize != 0 ||
 		int64(h.DataOffset) < int64(h.BlocksOffset)+4*int64(h.Blocks):

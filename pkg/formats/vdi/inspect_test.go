@@ -3,9 +3,11 @@ package vdi
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"testing"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 )
 
 func image(t testing.TB, size int64) []byte {
@@ -76,4 +78,29 @@ func TestMutants(t *testing.T) {
 		seeds = append(seeds, b.Bytes())
 	}
 	formattest.MutationTest(t, seeds, nil, 3000, Inspect, func(size int64) int64 { return 2*size + 64<<10 })
+}
+
+// TestSparseCost: with the block map of a 1 TiB disk in a
+// hole (zeros: every entry pointing at data block 0), inspect fails at the
+// second entry instead of reading the map.
+func TestSparseCost(t *testing.T) {
+	var w formattest.SparseWriter
+	const size = 1 << 40
+	if err := Write(&w, formattest.BootDisk(t, size)); err != nil {
+		t.Fatal(err)
+	}
+	f := &w.File
+	c := &formattest.Counter{R: f}
+	if _, err := Inspect(c, f.Len); err != nil {
+		t.Fatal(err)
+	}
+	if c.Bytes > 2*f.Stored()+64<<10 {
+		t.Errorf("read %d bytes of a file storing %d", c.Bytes, f.Stored())
+	}
+	mapOff := int64(binary.LittleEndian.Uint32(f.Patches[0].Data[blocksOffsetField:]))
+	holed := formattest.Sparse{Len: f.Len, Patches: []formattest.Patch{{Off: 0, Data: f.Patches[0].Data[:mapOff]}}}
+	c = &formattest.Counter{R: &holed}
+	if _, err := Inspect(c, holed.Len); !errors.Is(err, info.ErrCorrupt) || c.Bytes > 128<<10 {
+		t.Errorf("block map in a hole: %v after reading %d bytes, want ErrCorrupt at once", err, c.Bytes)
+	}
 }

@@ -3,9 +3,11 @@ package vhd
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"testing"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 )
 
 func dynamic(t testing.TB, size int64) []byte {
@@ -76,4 +78,37 @@ func TestMutants(t *testing.T) {
 		hot = append(hot, b.Len()-footerSize) // the footer, the only header of a fixed disk
 	}
 	formattest.MutationTest(t, seeds, append(hot, 0, batOffset), 4000, Inspect, func(size int64) int64 { return 2*size + 64<<10 })
+}
+
+// TestSparseCost: the writer's 2040 GiB dynamic disk has a 4 MiB BAT of
+// 0xFFFFFFFF, which is data and read in full. With the BAT in a hole
+// instead (zeros: every block at offset 0, on the footer copy) inspect
+// fails at the first entry rather than reading the 4 MiB.
+func TestSparseCost(t *testing.T) {
+	var w formattest.SparseWriter
+	if err := Write(&w, formattest.BootDisk(t, MaxSize), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	f := &w.File
+	c := &formattest.Counter{R: f}
+	if _, err := Inspect(c, f.Len); err != nil {
+		t.Fatal(err)
+	}
+	if c.Bytes > 2*f.Stored()+64<<10 {
+		t.Errorf("read %d bytes of a file storing %d", c.Bytes, f.Stored())
+	}
+	// Punch the BAT out: keep the structures before it, the blocks and the footer.
+	var holed formattest.Sparse
+	holed.Len = f.Len
+	for _, p := range f.Patches {
+		if p.Off+int64(len(p.Data)) <= batOffset || p.Off >= batOffset+4<<20 {
+			holed.Patches = append(holed.Patches, p)
+		} else if p.Off < batOffset {
+			holed.Patches = append(holed.Patches, formattest.Patch{Off: p.Off, Data: p.Data[:batOffset-p.Off]})
+		}
+	}
+	c = &formattest.Counter{R: &holed}
+	if _, err := Inspect(c, holed.Len); !errors.Is(err, info.ErrCorrupt) || c.Bytes > 128<<10 {
+		t.Errorf("BAT in a hole: %v after reading %d bytes, want ErrCorrupt at once", err, c.Bytes)
+	}
 }
