@@ -14,6 +14,7 @@ import (
 // Incompatible feature bits (spec "Header", bytes 72-79) that Inspect
 // understands; any other bit makes QEMU refuse the image.
 const (
+	incompatDataFile   = 1 << 2 // guest data is in an external file
 	incompatExtendedL2 = 1 << 4 // L2 entries are 16 bytes
 	incompatKnown      = 1<<5 - 1
 )
@@ -130,12 +131,14 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 			return nil, err
 		}
 	}
-	err := eachEntry(r, int64(h.RefcountTableOffset), rtBytes/entrySize, func(_ int64, e uint64) error {
-		off := int64(e &^ (1<<9 - 1)) // bits 0-8 are reserved
+	refBlocks := map[int64]int64{} // refcount block index -> offset
+	err := eachEntry(r, int64(h.RefcountTableOffset), rtBytes/entrySize, refTableMask, func(i int64, e uint64) error {
+		off := int64(e & refTableMask)
 		if err := inFile(off, cs, cs, size, "refcount block"); err != nil {
 			return err
 		}
 		used.Add(off, cs, "refcount block")
+		refBlocks[i] = off
 		return nil
 	})
 	if err != nil {
@@ -155,7 +158,8 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	seen := map[int64]bool{}
 	l2 := make([]byte, cs)
 	var stored int64
-	err = eachEntry(r, int64(h.L1TableOffset), min(l1Size, align.CeilDiv(guestClusters, perL2)), func(i int64, e uint64) error {
+	external := h.IncompatibleFeatures&incompatDataFile != 0
+	err = eachEntry(r, int64(h.L1TableOffset), min(l1Size, align.CeilDiv(guestClusters, perL2)), offsetMask, func(i int64, e uint64) error {
 		if e&l1Reserved != 0 {
 			return corrupt("L1 entry %d has reserved bits set: %#x", i, e)
 		}
@@ -203,6 +207,10 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 				}
 				continue
 			}
+			if external {
+				stored++ // an offset in the data file, not in this one
+				continue
+			}
 			if off%cs != 0 || off >= size {
 				return corrupt("data cluster at %#x not aligned or past the end of the file", off)
 			}
@@ -223,6 +231,13 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	if err := overlap(&used); err != nil {
 		return nil, err
 	}
+	refBits := int64(1) << h.RefcountOrder
+	if h.Version == 2 {
+		refBits = 16
+	}
+	if err := checkRefcounts(r, &used, refBlocks, cs, refBits); err != nil {
+		return nil, err
+	}
 	out.Allocated = stored * cs
 	return out, nil
 }
@@ -235,9 +250,58 @@ func overlap(s *span.Set) error {
 	return nil
 }
 
-// eachEntry calls fn for each non-zero 8-byte entry of the table of n
-// entries at off, reading it in chunks and skipping chunks in holes.
-func eachEntry(r io.ReaderAt, off, n int64, fn func(i int64, e uint64) error) error {
+// refTableMask is the offset in a refcount table entry.
+const refTableMask = ^uint64(1<<9 - 1)
+
+// checkRefcounts checks, as qemu-img check does, that every cluster the
+// image uses has a refcount above zero: a table or cluster that points
+// where the image never allocated is corrupt, and so is one in a hole
+// (a refcount block of zeros). used must be sorted, as Overlap leaves it,
+// so each refcount block is read once. Leaks (refcounts of clusters no
+// one uses) are not corruption, as qemu-img check says too.
+func checkRefcounts(r io.ReaderAt, used *span.Set, blocks map[int64]int64, cs, refBits int64) error {
+	perBlock := cs * 8 / refBits
+	cur, loaded := int64(-1), false
+	block := make([]byte, cs)
+	return used.Each(func(s span.Span) error {
+		for c := s.Off / cs; c < align.CeilDiv(s.End(), cs); c++ {
+			if bi := c / perBlock; bi != cur {
+				cur, loaded = bi, false
+				off, ok := blocks[bi]
+				if ok && !info.IsHole(r, off, cs) {
+					if _, err := r.ReadAt(block, off); err != nil {
+						return corrupt("read refcount block at %#x: %v", off, err)
+					}
+					loaded = true
+				}
+			}
+			if !loaded || refcount(block, c%perBlock, refBits) == 0 {
+				return corrupt("%s at %#x is in cluster %d, whose refcount is 0", s.What, s.Off, c)
+			}
+		}
+		return nil
+	})
+}
+
+// refcount returns entry i of a refcount block of refBits-bit entries.
+func refcount(block []byte, i, refBits int64) uint64 {
+	if refBits >= 8 {
+		w := refBits / 8
+		var v uint64
+		for _, b := range block[i*w : i*w+w] {
+			v = v<<8 | uint64(b)
+		}
+		return v
+	}
+	// Sub-byte refcounts fill each byte from its least significant bit.
+	b := block[i*refBits/8]
+	return uint64(b>>(i*refBits%8)) & (1<<refBits - 1)
+}
+
+// eachEntry calls fn for each 8-byte entry of the table of n entries at
+// off that has a bit of mask set, reading it in chunks and skipping chunks
+// in holes.
+func eachEntry(r io.ReaderAt, off, n int64, mask uint64, fn func(i int64, e uint64) error) error {
 	const chunk = 64 << 10 / entrySize
 	buf := make([]byte, min(n, chunk)*entrySize)
 	for i := int64(0); i < n; {
@@ -252,7 +316,7 @@ func eachEntry(r io.ReaderAt, off, n int64, fn func(i int64, e uint64) error) er
 			return corrupt("read table at %#x: %v", at, err)
 		}
 		for j := range k {
-			if e := binary.BigEndian.Uint64(p[j*entrySize:]); e&offsetMask != 0 {
+			if e := binary.BigEndian.Uint64(p[j*entrySize:]); e&mask != 0 {
 				if err := fn(i+j, e); err != nil {
 					return err
 				}

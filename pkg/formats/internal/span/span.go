@@ -91,6 +91,17 @@ func (s *Set) Overlap() (a, b Span, ok bool) {
 	return a, b, false
 }
 
+// Each calls fn for each span in the set's order (ascending offset after
+// Overlap), stopping at the first error.
+func (s *Set) Each(fn func(Span) error) error {
+	for _, x := range s.spans {
+		if err := fn(s.export(x)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Coalesce merges the spans of the set that overlap or touch into one, for
 // things that may legitimately share bytes among themselves (compressed
 // clusters packed into one sector, clusters shared by snapshots) but not
