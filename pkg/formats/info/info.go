@@ -36,7 +36,8 @@ type Info struct {
 	Compressed bool `json:"compressed,omitempty"`
 	// ElTorito is the boot entry of an ISO.
 	ElTorito *ElTorito `json:"elTorito,omitempty"`
-	// Files lists the members of an archive (ova).
+	// Files lists the members of an archive (ova). pkg/inspect quotes
+	// the names that hold control characters (see Quote).
 	Files []string `json:"files,omitempty"`
 	// DiskOffset and DiskSize locate the disk inside an archive (ova), so
 	// QEMU can read it in place.
