@@ -68,8 +68,13 @@ func inspectFile(ctx context.Context, path string) (*info.Info, *reader, error) 
 	size := st.Size()
 	r := newReader(ctx, f, size)
 	inf, err := inspect(r, size)
-	if ctx.Err() != nil {
-		return nil, r, fmt.Errorf("inspect %s: %w", name, context.Cause(ctx))
+	if err := ctx.Err(); err != nil {
+		// Wrap both: the generic exit-code mapping looks for
+		// context.Canceled, the user wants to read the cause (a signal).
+		if cause := context.Cause(ctx); cause != nil && cause != err {
+			return nil, r, fmt.Errorf("inspect %s: %w (%w)", name, err, cause)
+		}
+		return nil, r, fmt.Errorf("inspect %s: %w", name, err)
 	}
 	if inf != nil {
 		inf.FileSize = size

@@ -77,6 +77,7 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	compressed := h.Flags&flagCompressed != 0
 	gtBytes := uint64(h.NumGTEsPerGT) * 4
 	gt := make([]byte, gtBytes)
+	gh := make([]byte, grainHeaderSize)
 	seen := map[uint64]bool{}
 	var allocated, tables uint64
 	err := eachGTE(r, int64(h.GDOffset)*SectorSize, numGTs, func(t, off uint64) error {
@@ -114,7 +115,21 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 				return fmt.Errorf("vmdk: grain %d at sector %d is past the end: %w", t*uint64(h.NumGTEsPerGT)+i, e, info.ErrCorrupt)
 			}
 			if compressed {
-				grains.Add(int64(e), 1, "compressed grain")
+				// The grain's own header gives the guest sector it holds
+				// and its length, which places it among the others.
+				g := t*uint64(h.NumGTEsPerGT) + i
+				if err := readFull(r, gh, int64(e)*SectorSize, size); err != nil {
+					return fmt.Errorf("vmdk: grain %d: %w", g, err)
+				}
+				lba, n := binary.LittleEndian.Uint64(gh), uint64(binary.LittleEndian.Uint32(gh[8:]))
+				if lba != g*h.GrainSize {
+					return fmt.Errorf("vmdk: grain %d at sector %d says it holds guest sector %d: %w", g, e, lba, info.ErrCorrupt)
+				}
+				secs := align.CeilDiv(grainHeaderSize+n, SectorSize)
+				if secs > sectors-e {
+					return fmt.Errorf("vmdk: compressed grain %d of %d bytes at sector %d runs past the end: %w", g, n, e, info.ErrCorrupt)
+				}
+				grains.Add(int64(e), int64(secs), "compressed grain")
 			} else {
 				grains.Add(int64(e), int64(h.GrainSize), "grain")
 			}

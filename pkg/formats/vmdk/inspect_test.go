@@ -76,6 +76,42 @@ func TestInspectOverlaps(t *testing.T) {
 	})
 }
 
+// TestInspectStreamOverlaps: compressed grains whose headers disagree
+// with the grain table, run past the end or overlap. qemu-img check reads
+// only where the grains start, so it accepts all but the last.
+func TestInspectStreamOverlaps(t *testing.T) {
+	var buf bytes.Buffer
+	d := formattest.Scattered(MiB, map[int64]byte{0: 1, 2 * vmdk.GrainSize: 2})
+	if err := vmdk.Write(&buf, d, vmdk.Options{Subformat: vmdk.StreamOptimized}); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	// The footer (second-to-last sector pair) holds the real gdOffset.
+	footer := int64(len(b)) - 2*sector
+	gdAt := int64(binary.LittleEndian.Uint64(b[footer+gdOffsetField:])) * sector
+	gtAt := int64(binary.LittleEndian.Uint32(b[gdAt:])) * sector
+	grain := func(i int64) int64 { return int64(binary.LittleEndian.Uint32(b[gtAt+4*i:])) * sector }
+	sectors := uint32(len(b) / sector)
+	formattest.CheckCorruptions(t, "vmdk", b, vmdk.Inspect, []formattest.Corruption{
+		{Name: "grain header names another guest sector", Patch: func(b []byte) []byte {
+			binary.LittleEndian.PutUint64(b[grain(0):], 7*vmdk.GrainSectors)
+			return b
+		}},
+		{Name: "compressed grain runs past the end", Patch: func(b []byte) []byte {
+			binary.LittleEndian.PutUint32(b[grain(0)+8:], 1<<30)
+			return b
+		}},
+		{Name: "two grain table entries share a compressed grain", Patch: func(b []byte) []byte {
+			binary.LittleEndian.PutUint32(b[gtAt+4*2:], uint32(grain(0)/sector))
+			return b
+		}},
+		{Name: "compressed grain past the end", Patch: func(b []byte) []byte {
+			binary.LittleEndian.PutUint32(b[gtAt:], sectors+10)
+			return b
+		}, QemuRejects: true},
+	})
+}
+
 // TestMutants is FuzzInspect's deterministic counterpart.
 func TestMutants(t *testing.T) {
 	var seeds [][]byte
