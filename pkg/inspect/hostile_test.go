@@ -230,3 +230,29 @@ func BenchmarkInspectSparse(b *testing.B) {
 		}
 	}
 }
+
+// cancelAfter is a context that is done after its Err has been asked n
+// times: a cancel that lands in the middle of the walk, deterministically.
+type cancelAfter struct {
+	context.Context
+	n int
+}
+
+func (c *cancelAfter) Err() error {
+	if c.n--; c.n < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestCancelMidway: a context done during the walk stops it with the
+// context's error at the next read, not with a report of corruption.
+func TestCancelMidway(t *testing.T) {
+	p, _ := sparseQcow2(t)
+	for n := 1; n < 8; n++ {
+		_, err := FileContext(&cancelAfter{context.Background(), n}, p)
+		if !errors.Is(err, context.Canceled) || errors.Is(err, info.ErrCorrupt) {
+			t.Errorf("cancelled after %d checks: %v, want context.Canceled only", n, err)
+		}
+	}
+}
