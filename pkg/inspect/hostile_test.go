@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -254,5 +255,23 @@ func TestCancelMidway(t *testing.T) {
 		if !errors.Is(err, context.Canceled) || errors.Is(err, info.ErrCorrupt) {
 			t.Errorf("cancelled after %d checks: %v, want context.Canceled only", n, err)
 		}
+	}
+}
+
+// TestEscapedErrors: a path with control characters is quoted in the
+// error, and text from a parser is escaped, while errors.Is still works.
+func TestEscapedErrors(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "evil\x1b[2J\nname")
+	if err := os.WriteFile(p, []byte("vm\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := File(p)
+	if !errors.Is(err, info.ErrNotDisk) || strings.ContainsAny(err.Error(), "\x1b\n") || !strings.Contains(err.Error(), `evil\x1b[2J\nname"`) {
+		t.Errorf("error %q, want the path quoted", err)
+	}
+	e := escapedError{fmt.Errorf("xml: bad \x1b]0;t\x07 at %w", info.ErrCorrupt)}
+	if !errors.Is(e, info.ErrCorrupt) || strings.ContainsAny(e.Error(), "\x1b\x07") {
+		t.Errorf("escapedError %q", e.Error())
 	}
 }

@@ -86,10 +86,18 @@ func inspectFile(ctx context.Context, path string) (*info.Info, *reader, error) 
 		}
 	}
 	if err != nil {
-		return inf, r, fmt.Errorf("%s: %w", name, err)
+		return inf, r, escapedError{fmt.Errorf("%s: %w", name, err)}
 	}
 	return inf, r, nil
 }
+
+// escapedError is an error whose text, which may quote bytes of the file
+// (a parser's complaint), is escaped for printing; errors.Is and As see
+// the error inside.
+type escapedError struct{ err error }
+
+func (e escapedError) Error() string { return info.Escape(e.err.Error()) }
+func (e escapedError) Unwrap() error { return e.err }
 
 // inspect detects the format of the file r of size bytes and reads it.
 func inspect(r io.ReaderAt, size int64) (*info.Info, error) {
@@ -102,7 +110,7 @@ func inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		if !errors.Is(err, info.ErrCorrupt) {
 			return nil, err
 		}
-		return &info.Info{Format: format.Type, Corrupt: err.Error()},
+		return &info.Info{Format: format.Type, Corrupt: info.Escape(err.Error())},
 			fmt.Errorf("not a valid %s file: %w", format.Type, err)
 	}
 	if format.Type == raw.Type {

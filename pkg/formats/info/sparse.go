@@ -1,8 +1,10 @@
 package info
 
 import (
+	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -67,4 +69,25 @@ func Quote(s string) string {
 		}
 	}
 	return s
+}
+
+// Escape returns s with each rune that is not printable, and each byte
+// that is not UTF-8, replaced by its Go escape (\x1b, \n, \u009b), and
+// everything else as it is: for messages that may hold text from a file.
+func Escape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case !strconv.IsPrint(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }

@@ -24,6 +24,19 @@ func TestQuote(t *testing.T) {
 	}
 }
 
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		`vmdk: bad magic "KDMV"`: `vmdk: bad magic "KDMV"`,
+		"ova: \x1b[2J\nline":     `ova: \x1b[2J\nline`,
+		"bad \xff byte, é kept":  `bad \xff byte, é kept`,
+		"csi \u009b":             `csi \u009b`,
+	} {
+		if got := Escape(in); got != want {
+			t.Errorf("Escape(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
 // holes is a SparseReaderAt whose data is at [100, 200).
 type holes struct{ *bytes.Reader }
 
