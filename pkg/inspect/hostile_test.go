@@ -209,6 +209,9 @@ func TestSparseCost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !r.asked {
+		t.Fatal("the qcow2 reader never asked where the holes are")
+	}
 	if !r.known {
 		t.Skip("the file system does not report holes (SEEK_DATA)")
 	}

@@ -180,8 +180,10 @@ func regular(name string, st fs.FileInfo) error {
 type reader struct {
 	ctx   context.Context
 	f     *os.File
-	data  []extent // where the data is, ascending; nil when unknown
-	known bool
+	size  int64
+	data  []extent // where the data is, ascending
+	known bool     // data lists the extents; false: every byte may be data
+	asked bool     // the extents have been looked up
 	bytes int64
 }
 
@@ -189,9 +191,7 @@ type reader struct {
 type extent struct{ off, end int64 }
 
 func newReader(ctx context.Context, f *os.File, size int64) *reader {
-	r := &reader{ctx: ctx, f: f}
-	r.data, r.known = dataExtents(ctx, f, size)
-	return r
+	return &reader{ctx: ctx, f: f, size: size}
 }
 
 // ReadAt reads the file unless ctx is done.
@@ -204,7 +204,13 @@ func (r *reader) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // NextData returns the start of the first data extent that ends after off.
+// The extents are looked up on the first call: the formats whose tables
+// can be sparse ask, the others never pay for it.
 func (r *reader) NextData(off int64) int64 {
+	if !r.asked {
+		r.data, r.known = dataExtents(r.ctx, r.f, r.size)
+		r.asked = true
+	}
 	if !r.known {
 		return off
 	}
