@@ -44,9 +44,3 @@ func dataExtents(ctx context.Context, f *os.File, size int64) ([]extent, bool) {
 	}
 	return out, true
 }
-
-// open opens path for reading without blocking on a FIFO or becoming a
-// terminal's controlling process.
-func open(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
-}
