@@ -3,6 +3,7 @@ package formattest
 import (
 	"bytes"
 	"io"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 
@@ -80,5 +81,29 @@ func TestSparseWriter(t *testing.T) {
 	}
 	if f.NextData(sparseBlock) != 3*sparseBlock || f.NextData(0) != 0 {
 		t.Errorf("NextData: %d, %d", f.NextData(sparseBlock), f.NextData(0))
+	}
+}
+
+// TestMutate: the same seed gives the same mutants, which differ from the
+// input and leave it untouched, so a failing mutant can be reproduced.
+func TestMutate(t *testing.T) {
+	in := bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 8}, 1024)
+	orig := bytes.Clone(in)
+	a, b := rand.New(rand.NewPCG(1, 2)), rand.New(rand.NewPCG(1, 2))
+	changed := 0
+	for range 200 {
+		x, y := Mutate(a, in, []int{4096}), Mutate(b, in, []int{4096})
+		if !bytes.Equal(x, y) {
+			t.Fatal("the same seed gave different mutants")
+		}
+		if !bytes.Equal(x, in) {
+			changed++
+		}
+	}
+	if !bytes.Equal(in, orig) {
+		t.Error("Mutate changed its input")
+	}
+	if changed < 150 {
+		t.Errorf("only %d of 200 mutants differ from the input", changed)
 	}
 }
