@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
+	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 )
 
@@ -123,3 +127,45 @@ func BenchmarkInspectSparse(b *testing.B) {
 }
 
 var _ info.SparseReaderAt = (*formattest.Sparse)(nil)
+
+// TestInspectQemuVariants: images QEMU writes with every refcount width,
+// version 2, 512-byte clusters, extended L2 entries, compression and an
+// internal snapshot, after writes, zero writes and a discard, pass
+// qemu-img check and must pass inspect: its checks reject no valid file.
+func TestInspectQemuVariants(t *testing.T) {
+	qemuImg := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
+	qemuIO := tooltest.Require(t, "qemu-io", tooltest.QemuUtils)
+	dir := t.TempDir()
+	for i, o := range []string{
+		"compat=0.10", "refcount_bits=1", "refcount_bits=2", "refcount_bits=4", "refcount_bits=8",
+		"refcount_bits=32", "refcount_bits=64", "cluster_size=512,refcount_bits=1",
+		"extended_l2=on,cluster_size=128k", "lazy_refcounts=on",
+	} {
+		p := filepath.Join(dir, fmt.Sprintf("v%d.qcow2", i))
+		formattest.Run(t, qemuImg, "create", "-q", "-f", "qcow2", "-o", o, p, "1G")
+		formattest.Run(t, qemuIO, "-f", "qcow2", "-c", "write -P 0x55 0 1M", "-c", "write -P 0xaa 500M 2M",
+			"-c", "write -z 10M 1M", "-c", "discard 500M 64k", p)
+		files := []string{p}
+		if i == 0 {
+			// A compressed copy, and an internal snapshot that shares
+			// clusters with the active image.
+			c := filepath.Join(dir, "compressed.qcow2")
+			formattest.Run(t, qemuImg, "convert", "-c", "-O", "qcow2", p, c)
+			s := filepath.Join(dir, "snapshot.qcow2")
+			formattest.Run(t, qemuImg, "convert", "-O", "qcow2", p, s)
+			formattest.Run(t, qemuImg, "snapshot", "-c", "snap1", s)
+			formattest.Run(t, qemuIO, "-f", "qcow2", "-c", "write -P 0x11 0 64k", s)
+			files = append(files, c, s)
+		}
+		for _, f := range files {
+			formattest.Run(t, qemuImg, "check", "-q", "-f", "qcow2", f)
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Inspect(bytes.NewReader(b), int64(len(b))); err != nil {
+				t.Errorf("%s (%s): %v", filepath.Base(f), o, err)
+			}
+		}
+	}
+}
