@@ -246,8 +246,16 @@ func TestEscapedErrors(t *testing.T) {
 	if !errors.Is(err, info.ErrNotDisk) || strings.ContainsAny(err.Error(), "\x1b\n") || !strings.Contains(err.Error(), `evil\x1b[2J\nname"`) {
 		t.Errorf("error %q, want the path quoted", err)
 	}
-	e := escapedError{fmt.Errorf("xml: bad \x1b]0;t\x07 at %w", info.ErrCorrupt)}
+	e := escape(fmt.Errorf("xml: bad \x1b]0;t\x07 at %w", info.ErrCorrupt))
 	if !errors.Is(e, info.ErrCorrupt) || strings.ContainsAny(e.Error(), "\x1b\x07") {
-		t.Errorf("escapedError %q", e.Error())
+		t.Errorf("escaped error %q", e.Error())
+	}
+	// os errors name the path as given.
+	_, err = File(filepath.Join(dir, "missing\x1b[2J"))
+	if !errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "\x1b") {
+		t.Errorf("missing file: %q", err)
+	}
+	if plain := errors.New("plain"); escape(plain) != plain {
+		t.Error("an error without control characters is wrapped")
 	}
 }

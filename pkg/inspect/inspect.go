@@ -39,7 +39,7 @@ func File(path string) (*info.Info, error) {
 // NotDisk, so the caller can print the facts and still fail.
 func FileContext(ctx context.Context, path string) (*info.Info, error) {
 	inf, _, err := inspectFile(ctx, path)
-	return inf, err
+	return inf, escape(err)
 }
 
 // inspectFile is FileContext, returning the reader too so that tests can
@@ -86,14 +86,23 @@ func inspectFile(ctx context.Context, path string) (*info.Info, *reader, error) 
 		}
 	}
 	if err != nil {
-		return inf, r, escapedError{fmt.Errorf("%s: %w", name, err)}
+		return inf, r, fmt.Errorf("%s: %w", name, err)
 	}
 	return inf, r, nil
 }
 
-// escapedError is an error whose text, which may quote bytes of the file
-// (a parser's complaint), is escaped for printing; errors.Is and As see
-// the error inside.
+// escape returns err, or an escapedError when its text holds control
+// characters: a path from the command line in an os error, bytes of the
+// file in a parser's complaint.
+func escape(err error) error {
+	if err == nil || info.Escape(err.Error()) == err.Error() {
+		return err
+	}
+	return escapedError{err}
+}
+
+// escapedError is an error whose text is escaped for printing; errors.Is
+// and As see the error inside.
 type escapedError struct{ err error }
 
 func (e escapedError) Error() string { return info.Escape(e.err.Error()) }
