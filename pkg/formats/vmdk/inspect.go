@@ -110,7 +110,7 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 				continue // sparse, or a zeroed grain with no data
 			}
 			// A plain grain must fit in the file; a compressed one has its
-			// size in its own header, so only its start can be checked.
+			// size in its own header, read below, so here only its start.
 			if e >= sectors || (!compressed && h.GrainSize > sectors-e) {
 				return fmt.Errorf("vmdk: grain %d at sector %d is past the end: %w", t*uint64(h.NumGTEsPerGT)+i, e, info.ErrCorrupt)
 			}
