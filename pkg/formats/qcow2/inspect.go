@@ -127,7 +127,7 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	}
 	used.Add(int64(h.RefcountTableOffset), rtBytes, "refcount table")
 	if h.NbSnapshots > 0 {
-		if err := inFile(int64(h.SnapshotsOffset), 1, cs, size, "snapshot table"); err != nil {
+		if err := snapshots(r, size, cs, &h, &used); err != nil {
 			return nil, err
 		}
 	}
@@ -240,6 +240,59 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	}
 	out.Allocated = stored * cs
 	return out, nil
+}
+
+// QEMU's limits on internal snapshots (block/qcow2.h).
+const (
+	maxSnapshots      = 65536
+	maxSnapshotsBytes = 64 << 20
+	maxSnapshotExtra  = 1024
+	snapshotFixedLen  = 40 // the fields before the extra data
+)
+
+// snapshots reads the snapshot table and adds it and each snapshot's L1
+// table to used. The snapshots' L2 tables and clusters are shared with the
+// active image, legitimately, so they are not walked: the active ones are.
+func snapshots(r io.ReaderAt, size, cs int64, h *header, used *span.Set) error {
+	if h.NbSnapshots > maxSnapshots {
+		return corrupt("%d snapshots, above QEMU's limit", h.NbSnapshots)
+	}
+	start := int64(h.SnapshotsOffset)
+	if err := inFile(start, 1, cs, size, "snapshot table"); err != nil {
+		return err
+	}
+	var fixed [snapshotFixedLen]byte
+	off := start
+	for i := range int64(h.NbSnapshots) {
+		if off-start+snapshotFixedLen > maxSnapshotsBytes || off > size-snapshotFixedLen {
+			return corrupt("snapshot %d at %#x runs past the end of the file or QEMU's limit", i, off)
+		}
+		if _, err := r.ReadAt(fixed[:], off); err != nil {
+			return corrupt("read snapshot %d: %v", i, err)
+		}
+		be := binary.BigEndian
+		l1Off, l1Size := int64(be.Uint64(fixed[0:])), int64(be.Uint32(fixed[8:]))
+		idLen, nameLen := int64(be.Uint16(fixed[12:])), int64(be.Uint16(fixed[14:]))
+		extra := int64(be.Uint32(fixed[36:]))
+		if extra > maxSnapshotExtra {
+			return corrupt("snapshot %d has %d bytes of extra data", i, extra)
+		}
+		if l1Size*entrySize > maxL1Bytes {
+			return corrupt("snapshot %d: l1_size %d above QEMU's limit", i, l1Size)
+		}
+		if l1Size > 0 {
+			if err := inFile(l1Off, l1Size*entrySize, cs, size, fmt.Sprintf("snapshot %d L1 table", i)); err != nil {
+				return err
+			}
+			used.Add(l1Off, align.Up(l1Size*entrySize, cs), "snapshot L1 table")
+		}
+		off += align.Up(snapshotFixedLen+extra+idLen+nameLen, 8)
+	}
+	if off-start > maxSnapshotsBytes || off > size {
+		return corrupt("snapshot table of %d bytes at %#x runs past the end of the file or QEMU's limit", off-start, start)
+	}
+	used.Add(start, align.Up(off-start, cs), "snapshot table")
+	return nil
 }
 
 // overlap reports two things in s that share a cluster.

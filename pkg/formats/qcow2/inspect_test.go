@@ -169,3 +169,28 @@ func TestInspectQemuVariants(t *testing.T) {
 		}
 	}
 }
+
+// TestInspectSnapshots: an image with an internal snapshot, made by QEMU,
+// whose snapshot table or snapshot L1 table is moved onto other tables
+// or past the end.
+func TestInspectSnapshots(t *testing.T) {
+	qemuImg := tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
+	qemuIO := tooltest.Require(t, "qemu-io", tooltest.QemuUtils)
+	p := filepath.Join(t.TempDir(), "snap.qcow2")
+	formattest.Run(t, qemuImg, "create", "-q", "-f", "qcow2", p, "1G")
+	formattest.Run(t, qemuIO, "-f", "qcow2", "-c", "write -P 0x55 0 1M", p)
+	formattest.Run(t, qemuImg, "snapshot", "-c", "snap1", p)
+	formattest.Run(t, qemuIO, "-f", "qcow2", "-c", "write -P 0x11 0 64k", p)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := binary.BigEndian
+	l1Off, snapOff := be.Uint64(b[40:]), int64(be.Uint64(b[64:]))
+	formattest.CheckCorruptions(t, "qcow2", b, Inspect, []formattest.Corruption{
+		{Name: "snapshot L1 table is the active L1 table", Patch: put64(snapOff, l1Off), QemuRejects: true},
+		{Name: "snapshot L1 table past the end", Patch: put64(snapOff, 1<<40), QemuRejects: true},
+		{Name: "snapshot table past the end", Patch: put64(64, 1<<40), QemuRejects: true},
+		{Name: "snapshot table is the L1 table", Patch: put64(64, l1Off), QemuRejects: true},
+	})
+}
