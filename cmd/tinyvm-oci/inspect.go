@@ -16,6 +16,11 @@ func newInspectCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inspect FILE",
 		Short: "Detect a disk file's format and print its facts",
+		Long: `inspect finds a disk file's format by its magic bytes and prints its facts.
+It checks the tables as qemu-img check does (offsets inside the file, no two
+tables or blocks overlapping) and exits 1 for a corrupt image or a file
+that is not a disk image, after printing what it could read. Names read
+from the file are quoted when they hold control characters.`,
 		Example: `  tinyvm-oci inspect dist/512-byte-vm.qcow2
   tinyvm-oci inspect --output json dist/512-byte-vm.iso`,
 		Args: exactArgs(1),
@@ -23,17 +28,22 @@ func newInspectCmd() *cobra.Command {
 			if output != "text" && output != "json" {
 				return usagef("--output %q: use text or json", output)
 			}
-			inf, err := inspect.File(args[0])
-			if err != nil {
+			inf, err := inspect.FileContext(cmd.Context(), args[0])
+			if inf == nil {
 				return err
 			}
+			// A corrupt file or one that is not a disk still shows what
+			// could be read, and then fails.
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(inf)
+				if jerr := enc.Encode(inf); jerr != nil {
+					return jerr
+				}
+			} else {
+				printInfo(cmd.OutOrStdout(), inf)
 			}
-			printInfo(cmd.OutOrStdout(), inf)
-			return nil
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&output, "output", "text", "text or json")
@@ -43,6 +53,12 @@ func newInspectCmd() *cobra.Command {
 func printInfo(w io.Writer, inf *info.Info) {
 	row := func(k string, v any) { fmt.Fprintf(w, "%-14s %v\n", k+":", v) }
 	row("format", inf.Format)
+	if inf.Corrupt != "" {
+		// Nothing past the format can be trusted.
+		row("file size", fmt.Sprintf("%d bytes", inf.FileSize))
+		row("corrupt", inf.Corrupt)
+		return
+	}
 	if inf.Subformat != "" {
 		row("subformat", inf.Subformat)
 	}
@@ -61,6 +77,9 @@ func printInfo(w io.Writer, inf *info.Info) {
 	if e := inf.ElTorito; e != nil {
 		row("el torito", fmt.Sprintf("platform %d, bootable %v, emulation %s, load segment 0x%X, %d sectors at LBA %d (catalog at LBA %d), hybrid %v",
 			e.Platform, e.Bootable, e.Emulation, e.LoadSegment, e.SectorCount, e.ImageLBA, e.CatalogLBA, e.Hybrid))
+	}
+	if inf.NotDisk != "" {
+		row("not a disk", inf.NotDisk)
 	}
 }
 

@@ -3,6 +3,7 @@ package formattest
 import (
 	"bytes"
 	"io"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 
@@ -51,5 +52,58 @@ func TestScattered(t *testing.T) {
 	}
 	if _, ok := d.(disk.Extenter); ok {
 		t.Fatal("Scattered must not know its extents")
+	}
+}
+
+func TestSparseWriter(t *testing.T) {
+	var w SparseWriter
+	want := make([]byte, 5*sparseBlock+100)
+	want[10] = 1
+	want[3*sparseBlock+5] = 2
+	want[3*sparseBlock+sparseBlock-1] = 3
+	want[5*sparseBlock+99] = 4
+	// Written in odd pieces, so blocks arrive split.
+	for b := want; len(b) > 0; {
+		k := min(len(b), 777)
+		w.Write(b[:k])
+		b = b[k:]
+	}
+	f := &w.File
+	got := make([]byte, f.Len)
+	if _, err := f.ReadAt(got, 0); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the sparse file reads back differently")
+	}
+	if f.Stored() > 3*sparseBlock+100 {
+		t.Errorf("stores %d bytes for three blocks of data", f.Stored())
+	}
+	if f.NextData(sparseBlock) != 3*sparseBlock || f.NextData(0) != 0 {
+		t.Errorf("NextData: %d, %d", f.NextData(sparseBlock), f.NextData(0))
+	}
+}
+
+// TestMutate: the same seed gives the same mutants, which differ from the
+// input and leave it untouched, so a failing mutant can be reproduced.
+func TestMutate(t *testing.T) {
+	in := bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 8}, 1024)
+	orig := bytes.Clone(in)
+	a, b := rand.New(rand.NewPCG(1, 2)), rand.New(rand.NewPCG(1, 2))
+	changed := 0
+	for range 200 {
+		x, y := Mutate(a, in, []int{4096}), Mutate(b, in, []int{4096})
+		if !bytes.Equal(x, y) {
+			t.Fatal("the same seed gave different mutants")
+		}
+		if !bytes.Equal(x, in) {
+			changed++
+		}
+	}
+	if !bytes.Equal(in, orig) {
+		t.Error("Mutate changed its input")
+	}
+	if changed < 150 {
+		t.Errorf("only %d of 200 mutants differ from the input", changed)
 	}
 }

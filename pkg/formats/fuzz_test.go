@@ -3,8 +3,11 @@ package formats_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"testing"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
@@ -51,4 +54,34 @@ func FuzzDetectInspect(f *testing.F) {
 			t.Errorf("%s: negative sizes %+v", ft.Type, inf)
 		}
 	})
+}
+
+// TestMutants is FuzzDetectInspect's deterministic counterpart: mutants of
+// every writer's output are detected and inspected as `tinyvm-oci
+// inspect` does, with the shared checks of formattest.MutationTest.
+func TestMutants(t *testing.T) {
+	s, err := sector.Build(sector.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := disk.New(s.Bytes(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seeds [][]byte
+	for _, ft := range formats.Types {
+		var buf bytes.Buffer
+		if err := ft.Write(&buf, d, formats.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		seeds = append(seeds, buf.Bytes())
+	}
+	detectInspect := func(r io.ReaderAt, size int64) (*info.Info, error) {
+		ft, err := formats.Detect(r, size)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", info.ErrCorrupt, err)
+		}
+		return ft.Inspect(r, size)
+	}
+	formattest.MutationTest(t, seeds, nil, 3000, detectInspect, func(size int64) int64 { return 3*size + 256<<10 })
 }

@@ -5,8 +5,14 @@ package info
 import "errors"
 
 // ErrCorrupt is wrapped by every format's Inspect for a file that is not
-// valid: bad magic, truncated tables, offsets past the end.
+// valid: bad magic, truncated tables, offsets past the end, tables that
+// overlap each other or the headers.
 var ErrCorrupt = errors.New("corrupt or truncated image")
+
+// ErrNotDisk is wrapped by inspect's error for a file that no format
+// claims and that is not a raw disk either: empty, a size that is not a
+// whole number of 512-byte sectors, or no boot signature.
+var ErrNotDisk = errors.New("not a disk image")
 
 // Info is what inspect prints about one disk file.
 type Info struct {
@@ -30,12 +36,17 @@ type Info struct {
 	Compressed bool `json:"compressed,omitempty"`
 	// ElTorito is the boot entry of an ISO.
 	ElTorito *ElTorito `json:"elTorito,omitempty"`
-	// Files lists the members of an archive (ova).
+	// Files lists the members of an archive (ova). pkg/inspect quotes
+	// the names that hold control characters (see Quote).
 	Files []string `json:"files,omitempty"`
 	// DiskOffset and DiskSize locate the disk inside an archive (ova), so
 	// QEMU can read it in place.
 	DiskOffset int64 `json:"diskOffset,omitempty"`
 	DiskSize   int64 `json:"diskSize,omitempty"`
+	// Corrupt is why a file in a known format is not valid, when it is not.
+	Corrupt string `json:"corrupt,omitempty"`
+	// NotDisk is why a file is not a disk image at all, when it is not.
+	NotDisk string `json:"notDisk,omitempty"`
 }
 
 // ElTorito is an ISO's initial boot catalog entry.

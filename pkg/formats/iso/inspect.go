@@ -84,6 +84,7 @@ var emulationBytes = []int64{
 // ElTorito. Errors for malformed or truncated images wrap info.ErrCorrupt.
 func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	var pvd, br []byte
+	var descEnd int64 // the block after the terminator
 	for i := int64(0); ; i++ {
 		if i == maxDescriptors {
 			return nil, corrupt("no volume descriptor set terminator in %d descriptors", maxDescriptors)
@@ -97,6 +98,7 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		}
 		typ := b[vdTypeOffset]
 		if typ == vdTypeTerminator {
+			descEnd = pvdLBA + i + 1
 			break
 		}
 		switch {
@@ -138,6 +140,9 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	catLBA := int64(binary.LittleEndian.Uint32(br[brCatalogOffset:]))
 	if catLBA >= int64(blocks) {
 		return nil, corrupt("boot catalog at block %d is outside the %d-block volume", catLBA, blocks)
+	}
+	if catLBA < descEnd {
+		return nil, corrupt("boot catalog at block %d lies in the system area or the volume descriptors (blocks 0 to %d)", catLBA, descEnd-1)
 	}
 	cat, err := readBlock(r, size, catLBA)
 	if err != nil {
@@ -181,6 +186,9 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	}
 	if et.ImageLBA*BlockSize+need > volume {
 		return nil, corrupt("boot image of %d bytes at block %d runs past the %d-block volume", need, et.ImageLBA, blocks)
+	}
+	if end := et.ImageLBA*BlockSize + max(need, 1); et.ImageLBA < descEnd || (et.ImageLBA <= catLBA && catLBA*BlockSize < end) {
+		return nil, corrupt("boot image at block %d overlaps the volume descriptors or the boot catalog at block %d", et.ImageLBA, catLBA)
 	}
 
 	// Hybrid: the system area starts with an MBR boot sector.

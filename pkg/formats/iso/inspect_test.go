@@ -280,3 +280,39 @@ func FuzzInspect(f *testing.F) {
 		}
 	})
 }
+
+// TestInspectOverlaps: a boot catalog or boot image on the volume
+// descriptors, or an image over the catalog, is corrupt. (QEMU reads an
+// ISO as raw, so there is no qemu-img oracle; TestInspectXorrisoImages
+// shows xorriso's own images pass.)
+func TestInspectOverlaps(t *testing.T) {
+	good := build(t, formattest.BootDisk(t, mib), Options{Time: stamp})
+	put := func(off int, v uint32) []byte {
+		b := bytes.Clone(good)
+		binary.LittleEndian.PutUint32(b[off:], v)
+		return b
+	}
+	for name, b := range map[string][]byte{
+		"catalog on the primary volume descriptor": put(bootRecordLBA*BlockSize+brCatalogOffset, pvdLBA),
+		"catalog in the system area":               put(bootRecordLBA*BlockSize+brCatalogOffset, 3),
+		"image on the terminator":                  put(catalogLBA*BlockSize+initOffset+initLBAOffset, pvdLBA+2),
+		"image on the catalog":                     put(catalogLBA*BlockSize+initOffset+initLBAOffset, catalogLBA),
+	} {
+		if _, err := inspectBytes(b); !errors.Is(err, info.ErrCorrupt) {
+			t.Errorf("%s: %v, want ErrCorrupt", name, err)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestMutants is FuzzInspect's deterministic counterpart.
+func TestMutants(t *testing.T) {
+	var seeds [][]byte
+	for _, v := range variants {
+		data := build(t, formattest.BootDisk(t, mib), v.o)
+		seeds = append(seeds, data, data[:metaBlocks*BlockSize])
+	}
+	hot := []int{0, pvdLBA * BlockSize, bootRecordLBA * BlockSize, (pvdLBA + 2) * BlockSize, catalogLBA * BlockSize}
+	formattest.MutationTest(t, seeds, hot, 3000, Inspect, func(size int64) int64 { return 2*size + 256<<10 })
+}

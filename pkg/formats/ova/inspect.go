@@ -114,12 +114,12 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		}
 	}
 	if m, ok := members[href]; ok && strings.HasSuffix(strings.ToLower(href), ".vmdk") {
-		vi, err := vmdk.Inspect(io.NewSectionReader(r, m.off, m.size), m.size)
+		vi, err := vmdk.Inspect(info.Section(r, m.off, m.size), m.size)
 		if err != nil {
-			return nil, fmt.Errorf("ova: %s: %w", href, err)
+			return nil, fmt.Errorf("ova: %q: %w", href, err)
 		}
 		if vi.VirtualSize != capacity {
-			return nil, fmt.Errorf("ova: OVF capacity %d but %s holds %d bytes: %w", capacity, href, vi.VirtualSize, info.ErrCorrupt)
+			return nil, fmt.Errorf("ova: OVF capacity %d but %q holds %d bytes: %w", capacity, href, vi.VirtualSize, info.ErrCorrupt)
 		}
 		out.Subformat = vi.Subformat
 		out.DiskOffset, out.DiskSize = m.off, m.size

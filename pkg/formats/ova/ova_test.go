@@ -321,3 +321,34 @@ func memberSize(t *testing.T, file []byte, name string) int64 {
 		}
 	}
 }
+
+// TestMutants is FuzzInspect's deterministic counterpart: the tar headers,
+// the OVF and the VMDK inside are all within the hot first 8 KiB.
+func TestMutants(t *testing.T) {
+	seeds := [][]byte{build(t, MiB), build(t, GiB)}
+	formattest.MutationTest(t, seeds, []int{0, 512, 1024, 2048, 4096}, 3000, ova.Inspect, func(size int64) int64 { return 3*size + 64<<10 })
+}
+
+// TestSparseCost inspects the OVA of a 2 TiB disk as a sparse file: the
+// VMDK's grain directory inside the tar is mostly zeros, holes that the
+// VMDK reader skips through the archive member, so the bytes read follow
+// the bytes stored.
+func TestSparseCost(t *testing.T) {
+	var w formattest.SparseWriter
+	if err := ova.Write(&w, formattest.BootDisk(t, 2*TiB), ova.Options{Time: stamp}); err != nil {
+		t.Fatal(err)
+	}
+	f := &w.File
+	c := &formattest.Counter{R: f}
+	inf, err := ova.Inspect(c, f.Len)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inf.VirtualSize != 2*TiB {
+		t.Errorf("info %+v", inf)
+	}
+	if c.Bytes > 2*f.Stored()+64<<10 {
+		t.Errorf("read %d bytes of a file storing %d (apparent size %d)", c.Bytes, f.Stored(), f.Len)
+	}
+	t.Logf("read %d bytes in %d calls; the file stores %d of %d", c.Bytes, c.Calls, f.Stored(), f.Len)
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"slices"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 )
@@ -52,7 +53,7 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		return nil, corrupt("header size %d is smaller than %d", h.HeaderSize, header1Size)
 	case h.ImageType != TypeDynamic && h.ImageType != TypeFixed:
 		return nil, corrupt("unsupported image type %d", h.ImageType)
-	case h.BlocksOffset < headerOffset+header1Size || h.BlocksOffset%sectorSize != 0:
+	case h.BlocksOffset < headerOffset+max(header1Size, h.HeaderSize) || h.BlocksOffset%sectorSize != 0:
 		return nil, corrupt("bad block map offset %d", h.BlocksOffset)
 	case h.DataOffset%sectorSize != 0 ||
 		int64(h.DataOffset) < int64(h.BlocksOffset)+4*int64(h.Blocks):
@@ -106,17 +107,19 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 }
 
 // scanBlockMap reads n entries at off in chunks, calls fn for each stored
-// block and returns how many there are. A block index used twice is an
-// error, as qemu-img check reports it.
+// block and returns how many there are. A data block used twice is an
+// error, as qemu-img check reports it. The stored indexes are kept in a
+// slice, four bytes per entry read, and sorted at the end; a repeat of
+// the entry before fails at once, so a block map in a hole (zeros, all
+// pointing at block 0) costs two entries, not the map's size.
 func scanBlockMap(r io.ReaderAt, off int64, n uint32, fn func(i, v uint32) error) (uint32, error) {
 	const chunk = 64 << 10
 	buf := make([]byte, chunk)
-	seen := map[uint32]bool{}
-	var count uint32
+	var used []uint32
 	for i := uint32(0); i < n; {
 		k := min(int64(n-i)*4, chunk)
-		if _, err := r.ReadAt(buf[:k], off+int64(i)*4); err != nil && err != io.EOF {
-			return 0, fmt.Errorf("vdi: read block map: %w", err)
+		if m, err := r.ReadAt(buf[:k], off+int64(i)*4); int64(m) < k {
+			return 0, corrupt("read block map: %v", err)
 		}
 		for j := int64(0); j < k; j, i = j+4, i+1 {
 			v := binary.LittleEndian.Uint32(buf[j:])
@@ -126,12 +129,17 @@ func scanBlockMap(r io.ReaderAt, off int64, n uint32, fn func(i, v uint32) error
 			if err := fn(i, v); err != nil {
 				return 0, err
 			}
-			if seen[v] {
+			if len(used) > 0 && used[len(used)-1] == v {
 				return 0, corrupt("data block %d is used twice", v)
 			}
-			seen[v] = true
-			count++
+			used = append(used, v)
 		}
 	}
-	return count, nil
+	slices.Sort(used)
+	for i := 1; i < len(used); i++ {
+		if used[i] == used[i-1] {
+			return 0, corrupt("data block %d is used twice", used[i])
+		}
+	}
+	return uint32(len(used)), nil
 }

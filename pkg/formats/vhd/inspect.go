@@ -8,6 +8,7 @@ import (
 	"math/bits"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/span"
 )
 
 // Detect reports whether a file is a VHD: the footer cookie at offset 0
@@ -122,12 +123,40 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	}
 	bsize := int64(h.BlockSize)
 	bmap := (bsize/sectorSize/8 + sectorSize - 1) / sectorSize * sectorSize
+	// The structures no block may overlap, checked entry by entry so that
+	// a BAT of zeros (every block at offset 0) fails at its first entry.
+	fixed := []span.Span{
+		{Off: 0, Len: footerSize, What: "footer copy"},
+		{Off: int64(f.DataOffset), Len: headerSize, What: "dynamic header"},
+		{Off: int64(h.TableOffset), Len: 4 * int64(h.MaxTableEntries), What: "BAT"},
+		{Off: size - footerSize, Len: footerSize, What: "footer"},
+	}
+	var meta span.Set
+	for _, s := range fixed {
+		meta.Add(s.Off, s.Len, s.What)
+	}
+	if a, b, ok := meta.Overlap(); ok {
+		return nil, corrupt("%s at %d overlaps %s at %d", b.What, b.Off, a.What, a.Off)
+	}
+	var blocks span.Set
 	count, err := scanBAT(r, int64(h.TableOffset), h.MaxTableEntries, func(i, v uint32) error {
-		if end := int64(v)*sectorSize + bmap + bsize; end > size {
+		start := int64(v) * sectorSize
+		if end := start + bmap + bsize; end > size {
 			return corrupt("block %d ends at %d, past the end of the %d-byte file", i, end, size)
 		}
+		for _, s := range fixed {
+			if start < s.End() && s.Off < start+bmap+bsize {
+				return corrupt("block %d at %d overlaps the %s at %d", i, start, s.What, s.Off)
+			}
+		}
+		blocks.Add(start, bmap+bsize, "block")
 		return nil
 	})
+	if err == nil {
+		if a, b, ok := blocks.Overlap(); ok {
+			err = corrupt("the blocks at %d and %d overlap", a.Off, b.Off)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
+	spans "github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/span"
 )
 
 // Detect reports whether head, the first bytes of a file, starts with the
@@ -105,6 +106,9 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	if h.LogLength%mib != 0 {
 		return nil, corrupt("log length %d is not a multiple of 1 MiB", h.LogLength)
 	}
+	if err := inFile(h.LogOffset, uint64(h.LogLength), size, "log"); err != nil {
+		return nil, err
+	}
 	regions := []span{{0, headerSectionSize}, {h.LogOffset, uint64(h.LogLength)}}
 
 	bat, meta, err := readRegionTable(r, size)
@@ -115,6 +119,9 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		s := span{e.FileOffset, uint64(e.Length)}
 		if s.off < mib || s.off%mib != 0 {
 			return nil, corrupt("region at offset %d is not 1 MiB aligned past the header section", s.off)
+		}
+		if err := inFile(s.off, s.len, size, "region"); err != nil {
+			return nil, err
 		}
 		if overlaps(regions, s) {
 			return nil, corrupt("region at offset %d overlaps another", s.off)
@@ -147,6 +154,15 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		BlockSize:   m.blockSize,
 		Allocated:   stored * m.blockSize,
 	}, nil
+}
+
+// inFile checks, as QEMU's vhdx_region_check does, that the n bytes at
+// off lie inside a file of size bytes.
+func inFile(off, n uint64, size int64, what string) error {
+	if off > uint64(size) || n > uint64(size)-off {
+		return corrupt("%s of %d bytes at offset %d runs past the end of the %d-byte file", what, n, off, size)
+	}
+	return nil
 }
 
 // span is a byte range of the file.
@@ -289,13 +305,20 @@ func readMetadata(r io.ReaderAt, size int64, region regionTableEntry) (metadata,
 }
 
 // scanBAT streams the BAT, validating every entry, and returns how many
-// payload blocks are fully present.
+// payload blocks are fully present. Chunks of the BAT in holes are zeros,
+// blocks not present, and are skipped unread.
 func scanBAT(r io.ReaderAt, size, off int64, g geometry, regions []span) (int64, error) {
 	var stored int64
+	var blocks spans.Set
 	buf := make([]byte, 64*kib)
 	for i := int64(0); i < g.entries; {
 		n := min(int64(len(buf)), (g.entries-i)*8)
-		if err := readAt(r, size, buf[:n], off+i*8, "BAT"); err != nil {
+		at := off + i*8
+		if next := info.NextData(r, at); next > at {
+			i = min(g.entries, i+(next-at)/8)
+			continue
+		}
+		if err := readAt(r, size, buf[:n], at, "BAT"); err != nil {
 			return 0, err
 		}
 		for k := int64(0); k < n; k, i = k+8, i+1 {
@@ -318,11 +341,15 @@ func scanBAT(r io.ReaderAt, size, off int64, g geometry, regions []span) (int64,
 				if overlaps(regions, span{fileOff, length}) {
 					return 0, corrupt("block %d at offset %d overlaps a region", b, fileOff)
 				}
+				blocks.Add(int64(fileOff), int64(length), "block")
 				stored++
 			default:
 				return 0, corrupt("payload entry %d in state %d", i, state)
 			}
 		}
+	}
+	if a, b, ok := blocks.Overlap(); ok {
+		return 0, corrupt("the blocks at offsets %d and %d overlap", a.Off, b.Off)
 	}
 	return stored, nil
 }

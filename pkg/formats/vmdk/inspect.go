@@ -8,6 +8,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/align"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/internal/span"
 )
 
 // Detect reports whether head starts with a sparse extent's magic "KDMV".
@@ -36,7 +37,8 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	if err := h.check(); err != nil {
 		return nil, err
 	}
-	if h.GDOffset == gdAtEnd {
+	footer := h.GDOffset == gdAtEnd
+	if footer {
 		if err := readFooter(r, size, &h); err != nil {
 			return nil, err
 		}
@@ -48,28 +50,58 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 	sectors := uint64(size) / SectorSize
 	numGrains := align.CeilDiv(h.Capacity, h.GrainSize)
 	numGTs := align.CeilDiv(numGrains, uint64(h.NumGTEsPerGT))
-	if h.GDOffset == 0 || h.GDOffset >= sectors || numGTs*4 > (sectors-h.GDOffset)*SectorSize {
+	if numGTs > maxGTs {
+		return nil, fmt.Errorf("vmdk: grain directory of %d entries above QEMU's limit: %w", numGTs, info.ErrCorrupt)
+	}
+	gdSectors := align.CeilDiv(numGTs*4, SectorSize)
+	if h.GDOffset == 0 {
+		return nil, fmt.Errorf("vmdk: grain directory at sector 0 overlaps the header: %w", info.ErrCorrupt)
+	}
+	if h.GDOffset >= sectors || numGTs*4 > (sectors-h.GDOffset)*SectorSize {
 		return nil, fmt.Errorf("vmdk: grain directory at sector %d with %d entries is past the end: %w", h.GDOffset, numGTs, info.ErrCorrupt)
 	}
-	gd := make([]byte, numGTs*4)
-	if err := readFull(r, gd, int64(h.GDOffset)*SectorSize, size); err != nil {
-		return nil, fmt.Errorf("vmdk: grain directory: %w", err)
+	// What the extent points at, in sectors, checked for overlaps at the
+	// end as qemu-img check would find them: tables over the header,
+	// a grain directory pointing at itself, grains sharing sectors.
+	var used, grains span.Set
+	used.Add(0, 1, "header")
+	used.Add(int64(h.DescriptorOffset), int64(min(h.DescriptorSize, sectors)), "descriptor")
+	used.Add(int64(h.GDOffset), int64(gdSectors), "grain directory")
+	if h.Flags&flagRedundantGD != 0 && h.RGDOffset != 0 {
+		used.Add(int64(h.RGDOffset), int64(gdSectors), "redundant grain directory")
+	}
+	if footer {
+		used.Add(int64(sectors)-footerTail/SectorSize, footerTail/SectorSize, "footer")
 	}
 
 	compressed := h.Flags&flagCompressed != 0
 	gtBytes := uint64(h.NumGTEsPerGT) * 4
 	gt := make([]byte, gtBytes)
-	var allocated uint64
-	for t := range numGTs {
-		off := uint64(binary.LittleEndian.Uint32(gd[4*t:]))
-		if off == 0 {
-			continue // no table: every grain it covers is sparse
-		}
+	gh := make([]byte, grainHeaderSize)
+	seen := map[uint64]bool{}
+	var allocated, tables uint64
+	err := eachGTE(r, int64(h.GDOffset)*SectorSize, numGTs, func(t, off uint64) error {
 		if off >= sectors || gtBytes > (sectors-off)*SectorSize {
-			return nil, fmt.Errorf("vmdk: grain table %d at sector %d is past the end: %w", t, off, info.ErrCorrupt)
+			return fmt.Errorf("vmdk: grain table %d at sector %d is past the end: %w", t, off, info.ErrCorrupt)
 		}
+		// Tables that do not overlap all fit in the file: more of them
+		// than that means some overlap, and reading on would cost more
+		// than the file holds.
+		if tables++; tables*gtBytes > uint64(size) {
+			return fmt.Errorf("vmdk: %d grain tables do not fit in %d bytes without overlapping: %w", tables, size, info.ErrCorrupt)
+		}
+		// Tables in holes are all zeros: every grain sparse. They are
+		// not read, and the final overlap check finds them shared.
+		used.Add(int64(off), int64(align.CeilDiv(gtBytes, SectorSize)), "grain table")
+		if info.IsHole(r, int64(off)*SectorSize, int64(gtBytes)) {
+			return nil
+		}
+		if seen[off] { // never read a table twice
+			return fmt.Errorf("vmdk: grain table at sector %d is used twice: %w", off, info.ErrCorrupt)
+		}
+		seen[off] = true
 		if err := readFull(r, gt, int64(off)*SectorSize, size); err != nil {
-			return nil, fmt.Errorf("vmdk: grain table %d: %w", t, err)
+			return fmt.Errorf("vmdk: grain table %d: %w", t, err)
 		}
 		n := min(uint64(h.NumGTEsPerGT), numGrains-t*uint64(h.NumGTEsPerGT))
 		for i := range n {
@@ -78,12 +110,44 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 				continue // sparse, or a zeroed grain with no data
 			}
 			// A plain grain must fit in the file; a compressed one has its
-			// size in its own header, so only its start can be checked.
+			// size in its own header, read below, so here only its start.
 			if e >= sectors || (!compressed && h.GrainSize > sectors-e) {
-				return nil, fmt.Errorf("vmdk: grain %d at sector %d is past the end: %w", t*uint64(h.NumGTEsPerGT)+i, e, info.ErrCorrupt)
+				return fmt.Errorf("vmdk: grain %d at sector %d is past the end: %w", t*uint64(h.NumGTEsPerGT)+i, e, info.ErrCorrupt)
+			}
+			if compressed {
+				// The grain's own header gives the guest sector it holds
+				// and its length, which places it among the others.
+				g := t*uint64(h.NumGTEsPerGT) + i
+				if err := readFull(r, gh, int64(e)*SectorSize, size); err != nil {
+					return fmt.Errorf("vmdk: grain %d: %w", g, err)
+				}
+				lba, n := binary.LittleEndian.Uint64(gh), uint64(binary.LittleEndian.Uint32(gh[8:]))
+				if lba != g*h.GrainSize {
+					return fmt.Errorf("vmdk: grain %d at sector %d says it holds guest sector %d: %w", g, e, lba, info.ErrCorrupt)
+				}
+				secs := align.CeilDiv(grainHeaderSize+n, SectorSize)
+				if secs > sectors-e {
+					return fmt.Errorf("vmdk: compressed grain %d of %d bytes at sector %d runs past the end: %w", g, n, e, info.ErrCorrupt)
+				}
+				grains.Add(int64(e), int64(secs), "compressed grain")
+			} else {
+				grains.Add(int64(e), int64(h.GrainSize), "grain")
 			}
 			allocated++
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Tables first, so a directory pointing at itself is named as such
+	// rather than by the grains its misread entries seem to map.
+	if err := overlap(&used); err != nil {
+		return nil, err
+	}
+	used.AddSet(&grains)
+	if err := overlap(&used); err != nil {
+		return nil, err
 	}
 
 	sub := ""
@@ -114,6 +178,47 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		Allocated:   int64(allocated * grain),
 		Compressed:  compressed,
 	}, nil
+}
+
+// overlap reports two things in s that share a sector.
+func overlap(s *span.Set) error {
+	if a, b, ok := s.Overlap(); ok {
+		return fmt.Errorf("vmdk: %s at sector %d overlaps %s at sector %d: %w", b.What, b.Off, a.What, a.Off, info.ErrCorrupt)
+	}
+	return nil
+}
+
+// maxGTs is the most grain directory entries QEMU accepts ("L1 size too
+// big").
+const maxGTs = 512 << 20
+
+// eachGTE calls fn with the index and sector of each non-zero entry of the
+// grain directory of n entries at off, reading it in chunks and skipping
+// chunks in holes.
+func eachGTE(r io.ReaderAt, off int64, n uint64, fn func(t, sector uint64) error) error {
+	const chunk = 64 << 10 / 4
+	buf := make([]byte, min(n, chunk)*4)
+	for t := uint64(0); t < n; {
+		k := min(chunk, n-t)
+		at := off + int64(t)*4
+		if next := info.NextData(r, at); next > at {
+			t = min(n, t+uint64(next-at)/4) // zeros up to next
+			continue
+		}
+		p := buf[:k*4]
+		if n, err := r.ReadAt(p, at); n < len(p) {
+			return fmt.Errorf("vmdk: grain directory: %w: %v", info.ErrCorrupt, err)
+		}
+		for j := range k {
+			if e := uint64(binary.LittleEndian.Uint32(p[4*j:])); e != 0 {
+				if err := fn(t+j, e); err != nil {
+					return err
+				}
+			}
+		}
+		t += k
+	}
+	return nil
 }
 
 // readFooter replaces h with the footer of a stream-optimized file: the
