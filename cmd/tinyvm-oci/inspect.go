@@ -77,6 +77,9 @@ func printInfo(w io.Writer, inf *info.Info) {
 	if e := inf.ElTorito; e != nil {
 		row("el torito", fmt.Sprintf("platform %d, bootable %v, emulation %s, load segment 0x%X, %d sectors at LBA %d (catalog at LBA %d), hybrid %v",
 			e.Platform, e.Bootable, e.Emulation, e.LoadSegment, e.SectorCount, e.ImageLBA, e.CatalogLBA, e.Hybrid))
+		if e.EFI != nil {
+			row("el torito efi", fmt.Sprintf("FAT image of %d sectors at LBA %d", e.EFI.SectorCount, e.EFI.ImageLBA))
+		}
 	}
 	if inf.NotDisk != "" {
 		row("not a disk", inf.NotDisk)

@@ -68,4 +68,16 @@ type ElTorito struct {
 	CatalogLBA int64 `json:"catalogLBA"`
 	// Hybrid is true when the system area holds an MBR boot sector too.
 	Hybrid bool `json:"hybrid"`
+	// EFI is the section entry for platform 0xEF (UEFI), if the catalog
+	// has one.
+	EFI *EFIBoot `json:"efi,omitempty"`
+}
+
+// EFIBoot is an ISO's El Torito entry for UEFI: a FAT image that the
+// firmware mounts as a file system.
+type EFIBoot struct {
+	// SectorCount is the FAT image's size in 512-byte sectors.
+	SectorCount int `json:"sectorCount"`
+	// ImageLBA is the 2048-byte block where the FAT image starts.
+	ImageLBA int64 `json:"imageLBA"`
 }

@@ -40,6 +40,18 @@
 // boot sector (within one 2048-byte block). Floppy emulation uses count 1
 // too: the BIOS then serves the emulated drive from the image itself.
 //
+// # EFI entry
+//
+// When the disk is the universal GPT disk (pkg/disk/universal), its EFI
+// system partition is copied into the volume as EFI.IMG;1, right after the
+// BIOS boot image, and the catalog gets a final section header for platform
+// 0xEF (El Torito 2.4) with one bootable no-emulation entry whose sector
+// count is the image's size in 512-byte sectors (2.5). UEFI firmware mounts
+// that FAT image and runs \EFI\BOOT\BOOTX64.EFI or BOOTAA64.EFI from it. A
+// disk with no BIOS code (UEFI only) keeps the initial entry El Torito
+// requires, marked not bootable. A BIOS-only disk gets no EFI entry, and
+// the image is byte for byte what it was before.
+//
 // # Hybrid
 //
 // The system area is free for any use (ECMA-119 6.2.1), so its first 512
@@ -49,10 +61,12 @@
 // Syslinux's isohybrid also writes a partition entry covering the image
 // (type 0x17 by default) at bytes 446-509 of the MBR and pads the file to a
 // whole MiB. This package does not: those bytes
-// belong to the boot program, whose budget runs to byte 509, and a BIOS boots
+// belong to the bare boot program, whose budget runs to byte 509, and a BIOS boots
 // an MBR without looking at its partition table. Overwriting program bytes
 // would break the VM whenever the program grows past byte 445. The cost is
-// that partitioning tools see the hard disk as unpartitioned.
+// that partitioning tools see the hard disk as unpartitioned. A universal
+// disk's protective MBR entry is cleared: the ISO holds no GPT for it to
+// protect.
 //
 // A BIOS reading the image as a hard disk must accept its small size:
 // SeaBIOS derives a zero cylinder count for disks under 1008 sectors and

@@ -191,6 +191,12 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		return nil, corrupt("boot image at block %d overlaps the volume descriptors or the boot catalog at block %d", et.ImageLBA, catLBA)
 	}
 
+	efi, err := efiEntry(cat, volume, descEnd)
+	if err != nil {
+		return nil, err
+	}
+	et.EFI = efi
+
 	// Hybrid: the system area starts with an MBR boot sector.
 	mbr := make([]byte, bootSectorSize)
 	if n, _ := r.ReadAt(mbr, 0); n == len(mbr) {
@@ -206,4 +212,28 @@ func Inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		in.Subformat = "hard-disk"
 	}
 	return in, nil
+}
+
+// efiEntry reads the section after the initial entry when it is a final
+// section header for platform 0xEF with one bootable no-emulation entry,
+// as Write makes it; anything else there is not an EFI entry of ours and
+// is left alone. The image must lie inside the volume, after the
+// descriptors.
+func efiEntry(cat []byte, volume, descEnd int64) (*info.EFIBoot, error) {
+	sh := cat[sectionHeaderOffset:]
+	if (sh[shIndicatorOffset] != finalSectionHeader && sh[shIndicatorOffset] != 0x90) || sh[shPlatformOffset] != platformEFI {
+		return nil, nil
+	}
+	e := cat[sectionEntryOffset:]
+	if binary.LittleEndian.Uint16(sh[shCountOffset:]) == 0 || e[initIndicatorOffset] != bootable {
+		return nil, nil
+	}
+	efi := &info.EFIBoot{
+		SectorCount: int(binary.LittleEndian.Uint16(e[initCountOffset:])),
+		ImageLBA:    int64(binary.LittleEndian.Uint32(e[initLBAOffset:])),
+	}
+	if efi.ImageLBA < descEnd || efi.ImageLBA*BlockSize+int64(efi.SectorCount)*loadUnit > volume {
+		return nil, corrupt("EFI boot image of %d sectors at block %d lies outside the volume's data", efi.SectorCount, efi.ImageLBA)
+	}
+	return efi, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/universal"
 )
 
 // Type is the format's name.
@@ -206,6 +207,23 @@ const (
 	notBootable         = 0x00
 )
 
+// Section header and section entry (El Torito 2.4, 2.5): the EFI entry
+// follows the initial entry, at catalog offsets 64 and 96.
+const (
+	sectionHeaderOffset  = 2 * catalogEntrySize
+	sectionEntryOffset   = 3 * catalogEntrySize
+	shIndicatorOffset    = 0 // 0x90 more headers follow, 0x91 final header
+	shPlatformOffset     = 1 // platform ID of the entries that follow
+	shCountOffset        = 2 // LE 16-bit: section entries that follow
+	shIDStringOffset     = 4 // 28 bytes
+	shIDStringLen        = 28
+	finalSectionHeader   = 0x91
+	platformEFI          = 0xEF
+	efiImageName         = "EFI.IMG;1"
+	maxEFIImageSectors   = 0xFFFF // the entry's 16-bit sector count
+	efiImageSectorFactor = loadUnit
+)
+
 // Boot media types (El Torito 2.2, "Boot media type").
 const (
 	mediaNoEmulation = 0
@@ -217,6 +235,9 @@ const (
 
 // mbrSignatureOffset is where a boot sector ends with 0x55 0xAA.
 const mbrSignatureOffset = 510
+
+// mbrTableOffset is where an MBR's partition table starts.
+const mbrTableOffset = 446
 
 // primaryVolumeDescriptor holds the PVD fields this package sets
 // (ECMA-119 8.4); every other field is spaces or zero.
@@ -440,11 +461,36 @@ func (o Options) layout() layout {
 	return layout{media: mediaNoEmulation, imageBytes: bootSectorSize, imageBlocks: 1}
 }
 
-// Size returns the size of the file Write produces for o: 49,152 bytes
-// with no emulation, 1,521,664 with floppy emulation. It does not depend on
-// the disk.
+// Size returns the size of the file Write produces for o from a disk
+// without an EFI system partition: 49,152 bytes with no emulation,
+// 1,521,664 with floppy emulation. A disk with an ESP adds the ESP's
+// size, rounded up to whole blocks, for the EFI boot image.
 func Size(o Options) int64 {
 	return (metaBlocks + o.layout().imageBlocks) * BlockSize
+}
+
+// ErrESP is returned for an EFI system partition the El Torito EFI entry
+// cannot point at.
+var ErrESP = errors.New("iso: EFI system partition too large for an El Torito entry")
+
+// readESP returns the disk's EFI system partition, the FAT image the EFI
+// boot entry points at, or nil when the disk has none (a BIOS-only disk).
+func readESP(d disk.Disk) ([]byte, error) {
+	e, err := universal.FindESP(d)
+	if errors.Is(err, universal.ErrNoESP) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if e.Len/efiImageSectorFactor > maxEFIImageSectors {
+		return nil, fmt.Errorf("%w: %d bytes, the most is %d", ErrESP, e.Len, maxEFIImageSectors*efiImageSectorFactor)
+	}
+	esp := make([]byte, e.Len)
+	if _, err := disk.Section(d, e.Off, e.Len).ReadAt(esp, 0); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("iso: read the EFI system partition: %w", err)
+	}
+	return esp, nil
 }
 
 // Write streams an ISO image that boots d's boot sector to w. Only the
@@ -464,13 +510,24 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 	if err != nil {
 		return fmt.Errorf("iso: read boot sector: %w", err)
 	}
-	total := metaBlocks + l.imageBlocks
+	esp, err := readESP(d)
+	if err != nil {
+		return err
+	}
+	// The EFI boot image (the ESP) follows the BIOS boot image.
+	efiLBA := metaBlocks + l.imageBlocks
+	efiBlocks := (int64(len(esp)) + BlockSize - 1) / BlockSize
+	total := efiLBA + efiBlocks
 	meta := make([]byte, metaBlocks*BlockSize)
 	block := func(lba int) []byte { return meta[lba*BlockSize : (lba+1)*BlockSize] }
 
 	// System area: the boot sector as the MBR, so the file boots as a
-	// hard disk too. Bytes 446-509 stay the program's (see doc.go).
+	// hard disk too. Bytes 446-509 stay the program's (see doc.go), except
+	// a universal disk's protective GPT entry: the ISO holds no GPT.
 	copy(meta, bootSector)
+	if esp != nil {
+		clear(meta[mbrTableOffset:mbrSignatureOffset])
+	}
 
 	// The path tables list the one directory, the root.
 	root := pathRecord{Extent: rootLBA, Parent: 1, ID: "\x00"}
@@ -483,6 +540,9 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 		{Extent: rootLBA, DataLen: BlockSize, Recorded: t, Flags: drFlagDirectory, ID: "\x01"},
 		{Extent: catalogLBA, DataLen: BlockSize, Recorded: t, ID: "BOOT.CAT;1"},
 		{Extent: imageLBA, DataLen: uint32(l.imageBytes), Recorded: t, ID: "BOOT.IMG;1"},
+	}
+	if esp != nil {
+		records = append(records, dirRecord{Extent: uint32(efiLBA), DataLen: uint32(len(esp)), Recorded: t, ID: efiImageName})
 	}
 	off := 0
 	for _, r := range records {
@@ -514,6 +574,24 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 		SectorCount: loadSectors,
 		ImageLBA:    imageLBA,
 	}.marshal(catalog[initOffset:])
+	if !hasBootCode(bootSector) {
+		// A UEFI-only disk: the BIOS entry El Torito requires first is
+		// there, but not bootable, so a BIOS does not run zeros.
+		catalog[initOffset+initIndicatorOffset] = notBootable
+	}
+	if esp != nil {
+		sh := catalog[sectionHeaderOffset:]
+		sh[shIndicatorOffset] = finalSectionHeader
+		sh[shPlatformOffset] = platformEFI
+		binary.LittleEndian.PutUint16(sh[shCountOffset:], 1)
+		putString(sh[shIDStringOffset:], ApplicationID, shIDStringLen, 0)
+		initialEntry{
+			Indicator:   bootable,
+			Media:       mediaNoEmulation,
+			SectorCount: uint16(len(esp) / efiImageSectorFactor),
+			ImageLBA:    uint32(efiLBA),
+		}.marshal(catalog[sectionEntryOffset:])
+	}
 
 	if _, err := w.Write(meta); err != nil {
 		return fmt.Errorf("iso: %w", err)
@@ -524,9 +602,23 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 		if _, err := w.Write(img); err != nil {
 			return fmt.Errorf("iso: %w", err)
 		}
-		return nil
+	} else if err := writeFloppy(w, d); err != nil {
+		return err
 	}
-	return writeFloppy(w, d)
+	if esp != nil {
+		img := make([]byte, efiBlocks*BlockSize)
+		copy(img, esp)
+		if _, err := w.Write(img); err != nil {
+			return fmt.Errorf("iso: %w", err)
+		}
+	}
+	return nil
+}
+
+// hasBootCode reports whether the MBR carries a BIOS program: a UEFI-only
+// disk's protective MBR has zeros before the disk signature.
+func hasBootCode(mbr []byte) bool {
+	return !disk.IsZero(mbr[:universal.BootCodeSize])
 }
 
 // floppyChunk is how much of the floppy image is read and written at once.
