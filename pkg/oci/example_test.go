@@ -71,12 +71,12 @@ func ExampleContainerDisk() {
 		cfg, _ := img.ConfigFile()
 		m, _ := img.Manifest()
 		layers[m.Layers[0].Digest.String()] = true
-		fmt.Println(d.Platform, d.MediaType, "config", cfg.OS+"/"+cfg.Architecture)
+		fmt.Println(d.Platform, d.MediaType, "config", cfg.Platform())
 	}
 	fmt.Println(len(layers), "layer blob for", len(im.Manifests), "entries")
 	// Output:
 	// application/vnd.oci.image.index.v1+json
 	// linux/amd64 application/vnd.oci.image.manifest.v1+json config linux/amd64
-	// linux/arm64 application/vnd.oci.image.manifest.v1+json config linux/arm64
+	// linux/arm64/v8 application/vnd.oci.image.manifest.v1+json config linux/arm64/v8
 	// 1 layer blob for 2 entries
 }

@@ -30,12 +30,13 @@ type Taggable interface {
 
 // containerDiskImage is one architecture's entry of a containerDisk index:
 // the layer l, a linux/arch config, and the annotations ann on the manifest
-// and as config labels. Only the config's architecture differs between
-// entries, so the amd64 entry is the single-platform containerDisk of
-// earlier releases, byte for byte.
+// and as config labels. Only the config's architecture and variant differ
+// between entries, so the amd64 entry is the single-platform containerDisk
+// of earlier releases, byte for byte.
 func containerDiskImage(f File, l *diskLayer, arch string, ann map[string]string, o options) (v1.Image, error) {
 	cfg := v1.ConfigFile{
 		Architecture: arch,
+		Variant:      variants[arch],
 		OS:           OS,
 		Created:      v1.Time{Time: o.created},
 		RootFS:       v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{l.diffID}},

@@ -21,6 +21,12 @@ const OS = "linux"
 // UEFI on aarch64), so every entry holds the same layer.
 var Architectures = []string{"amd64", "arm64"}
 
+// variants are the platform variants the entries name. arm64 is ARMv8:
+// containerd and containers/image treat linux/arm64 and linux/arm64/v8 as
+// one platform, but crane and ggcr match linux/arm64/v8 only when the
+// index says v8 (and linux/arm64 either way), so the index says v8.
+var variants = map[string]string{"arm64": "v8"}
+
 // ErrArchitecture is returned when WithArchitectures names an architecture
 // the index cannot list, names one twice, or names none.
 var ErrArchitecture = errors.New("oci: bad architecture")
@@ -54,7 +60,7 @@ func (o options) architectures() ([]string, error) {
 
 // ContainerDisk returns the KubeVirt containerDisk of f as an OCI image
 // index (application/vnd.oci.image.index.v1+json) with one entry per
-// architecture (WithArchitectures; default linux/amd64 and linux/arm64),
+// architecture (WithArchitectures; default linux/amd64 and linux/arm64/v8),
 // its platform in the index descriptor. Each entry is a full image: the
 // same gzip layer holding disk/<file name>, its own linux/ARCH config, and
 // the standard annotations plus AnnotationFormat on its manifest (as
@@ -105,7 +111,7 @@ func ContainerDisk(f File, opts ...Option) (v1.ImageIndex, error) {
 			MediaType: types.OCIManifestSchema1,
 			Size:      n,
 			Digest:    d,
-			Platform:  &v1.Platform{OS: OS, Architecture: arch},
+			Platform:  &v1.Platform{OS: OS, Architecture: arch, Variant: variants[arch]},
 		})
 		imgs[d] = img
 	}

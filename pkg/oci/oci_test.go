@@ -30,6 +30,10 @@ var update = flag.Bool("update", false, "rewrite testdata/oci-digests.txt")
 
 const goldenPath = "../../testdata/oci-digests.txt"
 
+// variant is what each entry's platform and config must say: ARMv8 for
+// arm64, so that every client's platform matching finds it.
+var variant = map[string]string{"amd64": "", "arm64": "v8"}
+
 func TestContainerDisk(t *testing.T) {
 	files := ocitest.Files(t, t.TempDir(), build.Options{})
 	for _, f := range files {
@@ -65,8 +69,8 @@ func TestContainerDisk(t *testing.T) {
 			var configs [][]byte
 			for i, arch := range []string{"amd64", "arm64"} {
 				d := ix.Manifests[i]
-				if d.MediaType != "application/vnd.oci.image.manifest.v1+json" || d.Platform.OS != "linux" || d.Platform.Architecture != arch || d.Platform.Variant != "" {
-					t.Errorf("entry %d: %+v, want an image manifest for linux/%s", i, d, arch)
+				if d.MediaType != "application/vnd.oci.image.manifest.v1+json" || d.Platform.OS != "linux" || d.Platform.Architecture != arch || d.Platform.Variant != variant[arch] {
+					t.Errorf("entry %d: %+v, want an image manifest for linux/%s variant %q", i, d, arch, variant[arch])
 				}
 				h, err := v1.NewHash(d.Digest)
 				if err != nil {
@@ -79,7 +83,7 @@ func TestContainerDisk(t *testing.T) {
 				if got, _ := img.Digest(); got != h {
 					t.Errorf("entry %d digest %s, image %s", i, h, got)
 				}
-				checkDiskImage(t, f, img, arch, want)
+				checkDiskImage(t, f, img, arch, variant[arch], want)
 				m, _ := img.Manifest()
 				layers = append(layers, m.Layers[0].Digest)
 				cfg, _ := img.RawConfigFile()
@@ -88,8 +92,17 @@ func TestContainerDisk(t *testing.T) {
 			if layers[0] != layers[1] {
 				t.Errorf("the entries have different layers %s and %s: the disk is universal", layers[0], layers[1])
 			}
-			// The configs differ in their architecture and nothing else.
-			if arm := bytes.Replace(configs[1], []byte(`"architecture":"arm64"`), []byte(`"architecture":"amd64"`), 1); !bytes.Equal(arm, configs[0]) {
+			// The configs differ in their architecture and variant and
+			// nothing else.
+			var c0, c1 map[string]any
+			if err := errors.Join(json.Unmarshal(configs[0], &c0), json.Unmarshal(configs[1], &c1)); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []map[string]any{c0, c1} {
+				delete(c, "architecture")
+				delete(c, "variant")
+			}
+			if !equalJSON(t, c0, c1) {
 				t.Errorf("configs differ beyond the architecture:\n%s\n%s", configs[0], configs[1])
 			}
 		})
@@ -98,7 +111,7 @@ func TestContainerDisk(t *testing.T) {
 
 // checkDiskImage checks one index entry: an OCI image for linux/arch whose
 // one layer holds disk/ and f's bytes, owned by the qemu user.
-func checkDiskImage(t *testing.T, f oci.File, img v1.Image, arch string, want map[string]string) {
+func checkDiskImage(t *testing.T, f oci.File, img v1.Image, arch, variant string, want map[string]string) {
 	t.Helper()
 	if err := validate.Image(img); err != nil {
 		t.Fatalf("validate.Image: %v", err)
@@ -125,8 +138,8 @@ func checkDiskImage(t *testing.T, f oci.File, img v1.Image, arch string, want ma
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.OS != "linux" || cfg.Architecture != arch || !cfg.Created.Time.Equal(formats.DefaultTime) {
-		t.Errorf("config os %q arch %q created %v, want linux/%s", cfg.OS, cfg.Architecture, cfg.Created, arch)
+	if cfg.OS != "linux" || cfg.Architecture != arch || cfg.Variant != variant || !cfg.Created.Time.Equal(formats.DefaultTime) {
+		t.Errorf("config os %q arch %q variant %q created %v, want linux/%s variant %q", cfg.OS, cfg.Architecture, cfg.Variant, cfg.Created, arch, variant)
 	}
 	for k, v := range want {
 		if cfg.Config.Labels[k] != v {
