@@ -473,7 +473,7 @@ func tagDigests(lines []string) []string {
 // why in the commit.
 func TestGolden(t *testing.T) {
 	got := strings.Join(digests(t, t.TempDir()), "\n") + "\n"
-	header := fmt.Sprintf("# tag manifest-digest of the default images (tinyvm-oci build defaults, version %q);\n# each containerDisk tag is an image index, followed by its entries as tag os/arch manifest-digest\n# made with %s; gzip bytes may change with the Go version (docs/oci.md)\n", oci.DefaultVersion, runtime.Version())
+	header := fmt.Sprintf("# tag manifest-digest of the default images (tinyvm-oci build defaults, version %q);\n# each containerDisk tag is an image index, followed by its entries as tag os/arch[/variant] manifest-digest\n# made with %s; gzip bytes may change with the Go version (docs/oci.md)\n", oci.DefaultVersion, runtime.Version())
 	if *update {
 		if err := os.WriteFile(goldenPath, []byte(header+got), 0o644); err != nil {
 			t.Fatal(err)
