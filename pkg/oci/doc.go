@@ -12,7 +12,7 @@
 // node's runtime picks its own:
 //
 //	index     application/vnd.oci.image.index.v1+json
-//	          platform linux/amd64, linux/arm64 (WithArchitectures)
+//	          platform linux/amd64, linux/arm64/v8 (WithArchitectures)
 //	manifest  application/vnd.oci.image.manifest.v1+json, one per entry
 //	config    application/vnd.oci.image.config.v1+json (linux/ARCH)
 //	layer     application/vnd.oci.image.layer.v1.tar+gzip, the same blob
