@@ -66,7 +66,7 @@ oras_push() {
 skopeo_all() {
   local repo=$1
   for t in $tags; do
-    skopeo copy --dest-tls-verify=false "oci:$work/dist/oci:$t" "docker://$host/$repo:$t"
+    skopeo copy --all --dest-tls-verify=false "oci:$work/dist/oci:$t" "docker://$host/$repo:$t"
   done
 }
 

@@ -122,10 +122,11 @@ func (e *docsEnv) rewrite(line string) string {
 		return line
 	}
 	for tool, flag := range map[string]string{
-		"oras pull ":   "oras pull --plain-http ",
-		"oras cp ":     "oras cp --to-plain-http ",
-		"skopeo copy ": "skopeo copy --dest-tls-verify=false --src-tls-verify=false ",
-		"crane push ":  "crane push --insecure ",
+		"oras pull ":      "oras pull --plain-http ",
+		"oras cp ":        "oras cp --to-plain-http ",
+		"skopeo copy ":    "skopeo copy --dest-tls-verify=false --src-tls-verify=false ",
+		"skopeo inspect ": "skopeo inspect --tls-verify=false ",
+		"crane push ":     "crane push --insecure ",
 	} {
 		line = strings.Replace(line, tool, flag, 1)
 	}

@@ -16,6 +16,7 @@ import (
 func newManifestCmd() *cobra.Command {
 	var (
 		kind, name, namespace, runStrategy, pullMethod, size, pvc string
+		firmware, arch                                            string
 		resolve                                                   bool
 	)
 	cmd := &cobra.Command{
@@ -31,13 +32,17 @@ from the docker config). A datasource takes no REF: it points at the PVC a
 DataVolume filled (--pvc, default --name).
 
 The VM boots the disk on virtio with BIOS output on the serial console
-(virtctl console NAME) in 2Mi of guest memory. Pair --run-strategy Once
-with an image built with --then poweroff: the VM runs once and its VMI ends
-Succeeded.`,
+(virtctl console NAME) in 2Mi of guest memory. --firmware efi boots it with
+UEFI instead (OVMF, Secure Boot off) in 48Mi; --arch arm64 writes
+spec.architecture: arm64 and boots with UEFI (AAVMF; arm64 has no BIOS) in
+128Mi. Pair --run-strategy Once with an image built with --then poweroff:
+the VM runs once and its VMI ends Succeeded.`,
 		Example: `  tinyvm-oci manifest ghcr.io/acme/512vm:qcow2 > vm.yaml
   tinyvm-oci manifest --resolve 127.0.0.1:5000/512vm:qcow2
   tinyvm-oci manifest --kind vmi --namespace ci 127.0.0.1:5000/512vm:qcow2
   tinyvm-oci manifest --run-strategy Once --name fixture ghcr.io/acme/512vm:qcow2
+  tinyvm-oci manifest --firmware efi ghcr.io/acme/512vm:qcow2
+  tinyvm-oci manifest --arch arm64 --kind vmi ghcr.io/acme/512vm:qcow2
   tinyvm-oci manifest --kind datavolume --pull-method node --size 1MiB ghcr.io/acme/512vm:qcow2
   tinyvm-oci manifest --kind datasource --namespace os-images --pvc 512vm`,
 		Args: cobra.MaximumNArgs(1),
@@ -56,6 +61,16 @@ Succeeded.`,
 			if cmd.Flags().Changed("pull-method") {
 				if o.PullMethod, err = kubevirt.ParsePullMethod(pullMethod); err != nil {
 					return usagef("--pull-method: %w", err)
+				}
+			}
+			if cmd.Flags().Changed("firmware") {
+				if o.Firmware, err = kubevirt.ParseFirmware(firmware); err != nil {
+					return usagef("--firmware: %w", err)
+				}
+			}
+			if cmd.Flags().Changed("arch") {
+				if o.Arch, err = kubevirt.ParseArch(arch); err != nil {
+					return usagef("--arch: %w", err)
 				}
 			}
 			if cmd.Flags().Changed("size") {
@@ -107,6 +122,8 @@ Succeeded.`,
 	f.StringVar(&pullMethod, "pull-method", string(kubevirt.DefaultPullMethod), "datavolume: pod (importer pod pulls) or node (kubelet pulls)")
 	f.StringVar(&size, "size", "1MiB", "datavolume: the disk's virtual size; storage is this rounded up to whole MiB")
 	f.StringVar(&pvc, "pvc", "", "datasource: the PVC to point at (default: --name)")
+	f.StringVar(&firmware, "firmware", "", "vm, vmi: bios or efi (default bios; efi on arm64, which has no BIOS)")
+	f.StringVar(&arch, "arch", "", "vm, vmi: spec.architecture, amd64 or arm64 (default: none, the cluster's)")
 	f.BoolVar(&resolve, "resolve", false, "look REF's digest up in the registry and pin it")
 	return cmd
 }

@@ -70,6 +70,9 @@ func TestManifestGolden(t *testing.T) {
 		"vm-once-pinned.yaml":        {"--run-strategy", "once", "--name", "fixture", "--namespace", "ci", "registry.example.com/512vm:qcow2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
 		"datavolume-node-10gib.yaml": {"--kind", "datavolume", "--name", "golden-512vm", "--namespace", "os-images", "--pull-method", "node", "--size", "10GiB", "ghcr.io/acme/512vm@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
 		"datasource-pvc.yaml":        {"--kind", "datasource", "--namespace", "os-images", "--pvc", "golden-512vm"},
+		"vm-efi.yaml":                {"--firmware", "efi", "registry.example.com/512vm:qcow2"},
+		"vm-arm64.yaml":              {"--arch", "arm64", "registry.example.com/512vm:qcow2"},
+		"vmi-efi-amd64.yaml":         {"--kind", "vmi", "--name", "512vm-efi", "--arch", "AMD64", "--firmware", "UEFI", "registry.example.com/512vm:qcow2"},
 	} {
 		want, err := os.ReadFile(filepath.Join("..", "..", "testdata", "kubevirt", file))
 		if err != nil {
@@ -116,6 +119,11 @@ func TestManifestErrors(t *testing.T) {
 		{[]string{"manifest", "--kind", "datasource", "r/x"}, 2, "a datasource takes no REF"},
 		{[]string{"manifest", "--kind", "datasource", "--resolve"}, 2, "--resolve: a datasource has no image"},
 		{[]string{"manifest", "a/b", "c/d"}, 2, "accepts at most 1 arg"},
+		{[]string{"manifest", "--firmware", "coreboot", "r/x"}, 2, `--firmware: kubevirt: bad firmware "coreboot": use bios, efi`},
+		{[]string{"manifest", "--arch", "s390x", "r/x"}, 2, `--arch: kubevirt: bad architecture "s390x": use amd64, arm64`},
+		{[]string{"manifest", "--arch", "arm64", "--firmware", "bios", "r/x"}, 2, "kubevirt: bad firmware: arm64 boots UEFI only: use efi"},
+		{[]string{"manifest", "--kind", "datavolume", "--arch", "arm64", "r/x"}, 2, "an architecture is for kind vm or vmi, not datavolume"},
+		{[]string{"manifest", "--kind", "datasource", "--firmware", "efi"}, 2, "a firmware is for kind vm or vmi, not datasource"},
 	}
 	for _, c := range cases {
 		code, stdout, stderr := cli(t, c.args...)

@@ -186,7 +186,8 @@ func TestRealLayout(t *testing.T) {
 		ref := line[:strings.Index(line, "@")]
 		tag := ref[strings.LastIndex(ref, ":")+1:]
 		dst := reg.Host + "/fromlayout:" + tag
-		runTool(t, skopeo, "copy", "--dest-tls-verify=false", "--preserve-digests", "oci:"+filepath.Join(dist, "oci")+":"+tag, "docker://"+dst)
+		// --all: a containerDisk tag is an index, copied with every entry.
+		runTool(t, skopeo, "copy", "--all", "--dest-tls-verify=false", "--preserve-digests", "oci:"+filepath.Join(dist, "oci")+":"+tag, "docker://"+dst)
 		r, _ := name.ParseReference(dst)
 		d, err := ggcr.Head(r)
 		if err != nil {

@@ -117,3 +117,97 @@ func (w *watchBuffer) matched() bool {
 	defer w.mu.Unlock()
 	return w.hit
 }
+
+// uefiShell is what OVMF and AAVMF print on serial when they start their
+// built-in UEFI shell, an EFI application: with no disk attached, the
+// boot manager falls back to it.
+const uefiShell = "UEFI Interactive Shell"
+
+// firmwareCase is one UEFI firmware and the machine it runs on.
+type firmwareCase struct {
+	name, qemu, install string
+	code, vars, pkg     string
+	machine             []string
+	floor, below        int64  // MiB
+	crash               string // what the firmware prints when it faults
+}
+
+// TestFirmwareMemoryFloors grounds OVMFMemoryMiB and AAVMFMemoryMiB in
+// QEMU and Debian's firmware (ovmf, qemu-efi-aarch64). With the floor,
+// the firmware runs its boot manager and starts an EFI application (its
+// own shell, as no disk is attached); with less (32 and 64 MiB) it takes
+// a CPU exception before it gets there. (The universal disk's own EFI
+// programs then boot within the same floor; the boot matrix of issue 8
+// runs them.)
+func TestFirmwareMemoryFloors(t *testing.T) {
+	cases := []firmwareCase{
+		{
+			name: "OVMF", qemu: "qemu-system-x86_64", install: tooltest.QemuSystem,
+			code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd", pkg: "ovmf",
+			machine: []string{"-machine", "q35"},
+			floor:   OVMFMemoryMiB, below: 32, crash: "!!!! X64 Exception",
+		},
+		{
+			name: "AAVMF", qemu: "qemu-system-aarch64", install: "apt-get install qemu-system-arm",
+			code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd", pkg: "qemu-efi-aarch64",
+			machine: []string{"-machine", "virt", "-cpu", "cortex-a57"},
+			floor:   AAVMFMemoryMiB, below: 64, crash: "Synchronous Exception",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			qemu := tooltest.Require(t, c.qemu, c.install)
+			for _, f := range []string{c.code, c.vars} {
+				if _, err := os.Stat(f); err != nil {
+					tooltest.Missing(t, fmt.Sprintf("%s firmware: %v: apt-get install %s", c.name, err, c.pkg))
+				}
+			}
+			if out := firmwareUntil(t, qemu, c, c.floor); !strings.Contains(out, uefiShell) {
+				t.Errorf("%s with %d MiB did not start an EFI application; serial:\n%s", c.name, c.floor, out)
+			}
+			if out := firmwareUntil(t, qemu, c, c.below); !strings.Contains(out, c.crash) || strings.Contains(out, uefiShell) {
+				t.Errorf("%s with %d MiB was expected to fault before its shell, so a smaller floor might do; serial:\n%s", c.name, c.below, out)
+			}
+		})
+	}
+}
+
+// firmwareUntil starts c's firmware with memMiB of RAM and no disk, and
+// returns the serial output once it starts its shell or faults. Three
+// minutes is far more than either takes under TCG; reaching it fails the
+// test.
+func firmwareUntil(t *testing.T, qemu string, c firmwareCase, memMiB int64) string {
+	t.Helper()
+	// The variable store is writable state: each run gets a fresh copy.
+	vars := filepath.Join(t.TempDir(), filepath.Base(c.vars))
+	b, err := os.ReadFile(c.vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(vars, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	args := append([]string{"-accel", "tcg"}, c.machine...)
+	args = append(args,
+		"-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-net", "none",
+		"-m", fmt.Sprintf("%dM", memMiB),
+		"-drive", "if=pflash,format=raw,readonly=on,file="+c.code,
+		"-drive", "if=pflash,format=raw,file="+vars,
+	)
+	cmd := exec.CommandContext(ctx, qemu, args...)
+	out := &watchBuffer{stop: cancel, markers: []string{uefiShell, c.crash}}
+	cmd.Stdout = out
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	if out.matched() {
+		return out.String() // killed on purpose at the marker
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("%s with %d MiB neither started its shell nor faulted within three minutes; serial:\n%s", c.name, memMiB, out.String())
+	}
+	t.Fatalf("%s with %d MiB exited: %v: %s\nserial:\n%s", c.name, memMiB, err, stderr.String(), out.String())
+	return ""
+}

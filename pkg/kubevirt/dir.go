@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
 )
@@ -32,13 +33,30 @@ type DirOptions struct {
 	// RunStrategy is the VirtualMachine's (empty means DefaultRunStrategy;
 	// use Once for a VM built with --then poweroff).
 	RunStrategy kubevirtv1.VirtualMachineRunStrategy
+	// UEFI lists the architectures whose UEFI firmware boots the disk
+	// (the disk carries the ESP and their EFI applications). For each,
+	// WriteDir also writes a VirtualMachine: vm-efi.yaml for amd64 (OVMF)
+	// and vm-arm64.yaml for arm64 (AAVMF). Empty, for a BIOS-only disk,
+	// writes neither.
+	UEFI []Arch
 }
+
+// UEFIFile names the extra VirtualMachine WriteDir writes for an
+// architecture in DirOptions.UEFI.
+var UEFIFile = map[Arch]string{AMD64: "vm-efi.yaml", ARM64: "vm-arm64.yaml"}
 
 // WriteDir writes dir/kubevirt/<kind>.yaml for every kind (vm.yaml,
 // vmi.yaml, datavolume.yaml, datasource.yaml), named DefaultName and
-// referencing Repo:Tag, and returns the paths in Kinds order. Each file is
-// written to a temp file and renamed, so a failure leaves no partial file.
+// referencing Repo:Tag, then the UEFIFile VM of each DirOptions.UEFI
+// architecture (in Arches order), and returns the paths in that order.
+// Each file is written to a temp file and renamed, so a failure leaves no
+// partial file.
 func WriteDir(dir string, o DirOptions) ([]string, error) {
+	for _, a := range o.UEFI {
+		if !slices.Contains(Arches, a) {
+			return nil, fmt.Errorf("%w %q: use %s", ErrArch, a, join(Arches))
+		}
+	}
 	repo, tag := o.Repo, o.Tag
 	if repo == "" {
 		repo = DefaultRepo
@@ -47,8 +65,10 @@ func WriteDir(dir string, o DirOptions) ([]string, error) {
 		tag = DefaultTag
 	}
 	image := repo + ":" + tag
+	names := make([]string, len(Kinds))
 	manifests := make([][]byte, len(Kinds))
 	for i, k := range Kinds {
+		names[i] = string(k) + ".yaml"
 		ko := Options{Kind: k, Image: image}
 		switch k {
 		case VM:
@@ -64,13 +84,30 @@ func WriteDir(dir string, o DirOptions) ([]string, error) {
 		}
 		manifests[i] = b
 	}
+	for _, a := range Arches {
+		if !slices.Contains(o.UEFI, a) {
+			continue
+		}
+		// The arm64 VM is EFI by default; the amd64 one asks for it and
+		// leaves the architecture to the cluster, as vm.yaml does.
+		vo := Options{Kind: VM, Image: image, RunStrategy: o.RunStrategy, Firmware: EFI}
+		if a != AMD64 {
+			vo.Arch = a
+		}
+		b, err := Generate(vo)
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, UEFIFile[a])
+		manifests = append(manifests, b)
+	}
 	out := filepath.Join(dir, SubDir)
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, fmt.Errorf("kubevirt: %w", err)
 	}
-	paths := make([]string, len(Kinds))
-	for i, k := range Kinds {
-		paths[i] = filepath.Join(out, string(k)+".yaml")
+	paths := make([]string, len(names))
+	for i, n := range names {
+		paths[i] = filepath.Join(out, n)
 		if err := writeAtomic(paths[i], manifests[i]); err != nil {
 			return nil, err
 		}

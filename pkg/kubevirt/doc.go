@@ -9,7 +9,8 @@
 //   - vm: a kubevirt.io/v1 VirtualMachine with a runStrategy, wrapping
 //   - vmi: a kubevirt.io/v1 VirtualMachineInstance booting a containerDisk
 //     on a virtio disk with BIOS firmware and the BIOS output on the serial
-//     console;
+//     console, or with EFI firmware (Options.Firmware) and Secure Boot off,
+//     on amd64 or arm64 (Options.Arch; arm64 is EFI only);
 //   - datavolume: a cdi.kubevirt.io/v1beta1 DataVolume importing the image
 //     from a registry (source.registry.url docker://REF) into a PVC;
 //   - datasource: a cdi.kubevirt.io/v1beta1 DataSource naming that PVC, so
@@ -24,7 +25,15 @@
 //     whole MiB, so the smallest guest KubeVirt will start has 1 MiB, and
 //     SeaBIOS cannot read the boot disk in 1 MiB ("Boot failed: could not
 //     read the boot disk"). 2 MiB boots it; GuestMemory is therefore 2Mi.
-//     TestMemoryFloorBootsInQEMU checks both facts against QEMU.
+//     TestMemoryFloorBootsInQEMU checks both facts against QEMU. UEFI
+//     needs more: OVMF faults in 32 MiB and runs in 48 (OVMFMemoryMiB),
+//     AAVMF faults in 64 MiB and runs in 128 (AAVMFMemoryMiB);
+//     TestFirmwareMemoryFloors checks those.
+//   - EFI: KubeVirt defaults spec.domain.firmware.bootloader.efi.secureBoot
+//     to true, which needs SMM and signed applications, and its arm64
+//     admission (pkg/virt-api/webhooks/arm64.go, tag v1.8.0) rejects EFI
+//     without an explicit secureBoot: false, and BIOS altogether. The
+//     manifests write secureBoot: false.
 //   - Storage: CDI's DataVolume controller (pkg/controller/datavolume/util.go
 //     renderPvcSpecVolumeSize, tag v1.64.0) rejects a storage request below
 //     1 MiB, rounds the request up to whole MiB (util.DefaultAlignBlockSize)

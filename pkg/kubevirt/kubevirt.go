@@ -58,9 +58,66 @@ const (
 	DiskName = "containerdisk"
 )
 
-// GuestMemory is the guest RAM: the smallest size KubeVirt accepts that
+// Firmware is the firmware a VM boots with.
+type Firmware string
+
+// The firmwares Options accepts.
+const (
+	// BIOS is SeaBIOS, KubeVirt's default on amd64; it boots the disk's
+	// MBR program. amd64 only.
+	BIOS Firmware = "bios"
+	// EFI is UEFI: OVMF on amd64, AAVMF on arm64. It boots the disk's
+	// \EFI\BOOT\BOOTX64.EFI or BOOTAA64.EFI.
+	EFI Firmware = "efi"
+)
+
+// Firmwares lists every firmware.
+var Firmwares = []Firmware{BIOS, EFI}
+
+// Arch is a VM's CPU architecture, as spec.architecture names it.
+type Arch string
+
+// The architectures Options accepts: those the universal disk boots on.
+const (
+	AMD64 Arch = "amd64"
+	ARM64 Arch = "arm64"
+)
+
+// Arches lists every architecture.
+var Arches = []Arch{AMD64, ARM64}
+
+// The guest memory floors, in MiB: the least guest RAM each firmware boots
+// in. TestMemoryFloorBootsInQEMU (SeaBIOS) and TestFirmwareMemoryFloors
+// (OVMF, AAVMF) check them against QEMU and Debian's firmware.
+const (
+	// BIOSMemoryMiB: in 1 MiB SeaBIOS cannot read a virtio disk, in 2 it
+	// boots the sector (see the package documentation).
+	BIOSMemoryMiB = 2
+	// OVMFMemoryMiB: OVMF (x86-64 UEFI) crashes in 32 MiB and starts EFI
+	// applications in 48.
+	OVMFMemoryMiB = 48
+	// AAVMFMemoryMiB: AAVMF (aarch64 UEFI, QEMU virt) takes a synchronous
+	// exception in 64 MiB and starts EFI applications in 128, the size
+	// KubeVirt's own arm64 examples use.
+	AAVMFMemoryMiB = 128
+)
+
+// GuestMemory is the BIOS guest RAM: the smallest size KubeVirt accepts that
 // SeaBIOS boots from a virtio disk (see the package documentation).
-var GuestMemory = resource.MustParse("2Mi")
+var GuestMemory = *resource.NewQuantity(BIOSMemoryMiB*mib, resource.BinarySI)
+
+// GuestMemoryFor is the guest RAM of a VM with the given architecture and
+// firmware: the firmware's floor (GuestMemory for BIOS, OVMFMemoryMiB for
+// EFI on amd64, AAVMFMemoryMiB on arm64). An empty architecture is amd64.
+func GuestMemoryFor(a Arch, f Firmware) resource.Quantity {
+	switch {
+	case a == ARM64:
+		return *resource.NewQuantity(AAVMFMemoryMiB*mib, resource.BinarySI)
+	case f == EFI:
+		return *resource.NewQuantity(OVMFMemoryMiB*mib, resource.BinarySI)
+	}
+	return GuestMemory.DeepCopy()
+}
 
 // TerminationGracePeriodSeconds is how long KubeVirt waits after pressing
 // the ACPI power button before it destroys the domain. The boot sector
@@ -83,6 +140,8 @@ var (
 	ErrPullMethod  = errors.New("kubevirt: bad pull method")
 	ErrImage       = errors.New("kubevirt: bad image reference")
 	ErrSize        = errors.New("kubevirt: bad size")
+	ErrArch        = errors.New("kubevirt: bad architecture")
+	ErrFirmware    = errors.New("kubevirt: bad firmware")
 	ErrOption      = errors.New("kubevirt: option does not apply")
 )
 
@@ -113,6 +172,12 @@ type Options struct {
 	// PVC is the claim the DataSource points at (datasource only; empty
 	// means Name, the PVC a DataVolume of that name fills).
 	PVC string
+	// Arch is the VM's spec.architecture (vm and vmi only). Empty writes
+	// none: KubeVirt then uses the cluster's default architecture.
+	Arch Arch
+	// Firmware is the VM's firmware (vm and vmi only). Empty means BIOS,
+	// or EFI on arm64, which has no BIOS.
+	Firmware Firmware
 }
 
 func (o Options) kind() Kind {
@@ -150,6 +215,16 @@ func (o Options) size() int64 {
 	return o.Size
 }
 
+func (o Options) firmware() Firmware {
+	switch {
+	case o.Firmware != "":
+		return o.Firmware
+	case o.Arch == ARM64:
+		return EFI
+	}
+	return BIOS
+}
+
 func (o Options) pvc() string {
 	if o.PVC == "" {
 		return o.name()
@@ -175,6 +250,27 @@ func ParseRunStrategy(s string) (kubevirtv1.VirtualMachineRunStrategy, error) {
 		}
 	}
 	return "", fmt.Errorf("%w %q: use %s", ErrRunStrategy, s, join(RunStrategies))
+}
+
+// ParseArch reads an architecture name, case-insensitively.
+func ParseArch(s string) (Arch, error) {
+	a := Arch(strings.ToLower(strings.TrimSpace(s)))
+	if !slices.Contains(Arches, a) {
+		return "", fmt.Errorf("%w %q: use %s", ErrArch, s, join(Arches))
+	}
+	return a, nil
+}
+
+// ParseFirmware reads a firmware name, case-insensitively. "uefi" is EFI.
+func ParseFirmware(s string) (Firmware, error) {
+	f := Firmware(strings.ToLower(strings.TrimSpace(s)))
+	if f == "uefi" {
+		f = EFI
+	}
+	if !slices.Contains(Firmwares, f) {
+		return "", fmt.Errorf("%w %q: use %s", ErrFirmware, s, join(Firmwares))
+	}
+	return f, nil
 }
 
 // ParsePullMethod reads a pull method, case-insensitively.
@@ -239,6 +335,25 @@ func (o Options) Validate() error {
 			return fmt.Errorf("%w %d: rounded up to whole MiB it exceeds 8 EiB", ErrSize, o.Size)
 		}
 	}
+	if o.Arch != "" {
+		if k != VM && k != VMI {
+			return fmt.Errorf("%w: an architecture is for kind vm or vmi, not %s", ErrOption, k)
+		}
+		if !slices.Contains(Arches, o.Arch) {
+			return fmt.Errorf("%w %q: use %s", ErrArch, o.Arch, join(Arches))
+		}
+	}
+	if o.Firmware != "" {
+		if k != VM && k != VMI {
+			return fmt.Errorf("%w: a firmware is for kind vm or vmi, not %s", ErrOption, k)
+		}
+		if !slices.Contains(Firmwares, o.Firmware) {
+			return fmt.Errorf("%w %q: use %s", ErrFirmware, o.Firmware, join(Firmwares))
+		}
+		if o.Arch == ARM64 && o.Firmware == BIOS {
+			return fmt.Errorf("%w: arm64 boots UEFI only: use %s, or no firmware (arm64 means %s)", ErrFirmware, EFI, EFI)
+		}
+	}
 	if o.PVC != "" {
 		if k != DataSource {
 			return fmt.Errorf("%w: a PVC is for kind datasource, not %s", ErrOption, k)
@@ -292,7 +407,7 @@ func Object(o Options) (any, error) {
 			Spec: kubevirtv1.VirtualMachineSpec{
 				RunStrategy: &rs,
 				Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
-					Spec: vmiSpec(image),
+					Spec: vmiSpec(image, o),
 				},
 			},
 		}, nil
@@ -300,7 +415,7 @@ func Object(o Options) (any, error) {
 		return &kubevirtv1.VirtualMachineInstance{
 			TypeMeta:   metav1.TypeMeta{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: "VirtualMachineInstance"},
 			ObjectMeta: meta,
-			Spec:       vmiSpec(image),
+			Spec:       vmiSpec(image, o),
 		}, nil
 	case DataVolume:
 		url := "docker://" + image
@@ -335,20 +450,28 @@ func Object(o Options) (any, error) {
 }
 
 // vmiSpec is the VMI spec that vm and vmi share.
-func vmiSpec(image string) kubevirtv1.VirtualMachineInstanceSpec {
-	useSerial := true
+func vmiSpec(image string, o Options) kubevirtv1.VirtualMachineInstanceSpec {
 	grace := TerminationGracePeriodSeconds
-	mem := GuestMemory.DeepCopy()
+	mem := GuestMemoryFor(o.Arch, o.firmware())
+	var boot kubevirtv1.Bootloader
+	if o.firmware() == EFI {
+		// KubeVirt turns Secure Boot on with EFI unless told otherwise,
+		// which needs SMM and signed applications; the disk's are
+		// unsigned. OVMF and AAVMF send ConOut, and so the program's
+		// output, to the serial console themselves.
+		secureBoot := false
+		boot.EFI = &kubevirtv1.EFI{SecureBoot: &secureBoot}
+	} else {
+		// BIOS is KubeVirt's default; useSerial sends its output, and so
+		// the boot sector's, to virtctl console.
+		useSerial := true
+		boot.BIOS = &kubevirtv1.BIOS{UseSerial: &useSerial}
+	}
 	return kubevirtv1.VirtualMachineInstanceSpec{
+		Architecture: string(o.Arch),
 		Domain: kubevirtv1.DomainSpec{
-			Memory: &kubevirtv1.Memory{Guest: &mem},
-			Firmware: &kubevirtv1.Firmware{
-				Bootloader: &kubevirtv1.Bootloader{
-					// BIOS is KubeVirt's default; useSerial sends its
-					// output, and so the boot sector's, to virtctl console.
-					BIOS: &kubevirtv1.BIOS{UseSerial: &useSerial},
-				},
-			},
+			Memory:   &kubevirtv1.Memory{Guest: &mem},
+			Firmware: &kubevirtv1.Firmware{Bootloader: &boot},
 			Devices: kubevirtv1.Devices{
 				Disks: []kubevirtv1.Disk{{
 					Name: DiskName,

@@ -44,6 +44,9 @@ var goldenCases = []struct {
 	{"vm-once-pinned.yaml", Options{Kind: VM, Name: "fixture", Namespace: "ci", Image: testImage + "@" + testDigest, RunStrategy: kubevirtv1.RunStrategyOnce}},
 	{"datavolume-node-10gib.yaml", Options{Kind: DataVolume, Name: "golden-512vm", Namespace: "os-images", Image: "ghcr.io/acme/512vm@" + testDigest, PullMethod: cdiv1.RegistryPullNode, Size: 10 << 30}},
 	{"datasource-pvc.yaml", Options{Kind: DataSource, Name: "512vm", Namespace: "os-images", PVC: "golden-512vm"}},
+	{"vm-efi.yaml", Options{Kind: VM, Image: testImage, Firmware: EFI}},
+	{"vm-arm64.yaml", Options{Kind: VM, Image: testImage, Arch: ARM64}},
+	{"vmi-efi-amd64.yaml", Options{Kind: VMI, Name: "512vm-efi", Image: testImage, Arch: AMD64, Firmware: EFI}},
 }
 
 func TestGolden(t *testing.T) {
@@ -136,6 +139,8 @@ func TestStrictDecodeRejects(t *testing.T) {
 		"misspelt field":                {edit("useSerial", "useserial"), `unknown field "spec.template.spec.domain.firmware.bootloader.bios.useserial"`},
 		"unknown field in the VMI spec": {edit("          guest: 2Mi\n", "          guest: 2Mi\n          bogus: 1\n"), `unknown field "spec.template.spec.domain.memory.bogus"`},
 		"duplicate field":               {edit("  runStrategy: Always\n", "  runStrategy: Always\n  runStrategy: Once\n"), `key "runStrategy" already set`},
+		"misspelt EFI field":            {efiEdit(t, "secureBoot", "secureboot"), `unknown field "spec.template.spec.domain.firmware.bootloader.efi.secureboot"`},
+		"misspelt architecture":         {archEdit(t, "      architecture: arm64\n", "      arch: arm64\n"), `unknown field "spec.template.spec.arch"`},
 		"unknown kind":                  {edit("kind: VirtualMachine\n", "kind: VirtualMachineX\n"), `unknown apiVersion "kubevirt.io/v1" kind "VirtualMachineX"`},
 		"old apiVersion":                {edit("apiVersion: kubevirt.io/v1\n", "apiVersion: kubevirt.io/v1alpha9\n"), `unknown apiVersion`},
 	}
@@ -151,6 +156,30 @@ func TestStrictDecodeRejects(t *testing.T) {
 	if err := yaml.UnmarshalStrict(cases["unknown field"].manifest, &kubevirtv1.VirtualMachine{}); err == nil {
 		t.Error("UnmarshalStrict accepted an unknown field")
 	}
+}
+
+// efiEdit and archEdit edit the EFI and the arm64 VM as TestStrictDecodeRejects edits the default one.
+func efiEdit(t *testing.T, old, new string) []byte {
+	t.Helper()
+	return editOf(t, Options{Image: testImage, Firmware: EFI}, old, new)
+}
+
+func archEdit(t *testing.T, old, new string) []byte {
+	t.Helper()
+	return editOf(t, Options{Image: testImage, Arch: ARM64}, old, new)
+}
+
+func editOf(t *testing.T, o Options, old, new string) []byte {
+	t.Helper()
+	b, err := Generate(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := bytes.Replace(b, []byte(old), []byte(new), 1)
+	if bytes.Equal(e, b) {
+		t.Fatalf("%q is not in the manifest:\n%s", old, b)
+	}
+	return e
 }
 
 // TestNoNoise checks the clean-up: no status, no null timestamps, no empty
@@ -226,13 +255,84 @@ func TestVMNamesAgree(t *testing.T) {
 		if vols[0].ContainerDisk.Image != want {
 			t.Errorf("%s: containerDisk image %q, want %q", c.file, vols[0].ContainerDisk.Image, want)
 		}
+		if spec.Architecture != string(c.o.Arch) {
+			t.Errorf("%s: architecture %q, want %q", c.file, spec.Architecture, c.o.Arch)
+		}
 		fw := spec.Domain.Firmware
-		if fw == nil || fw.Bootloader == nil || fw.Bootloader.BIOS == nil || fw.Bootloader.BIOS.UseSerial == nil || !*fw.Bootloader.BIOS.UseSerial {
-			t.Errorf("%s: BIOS useSerial not set", c.file)
+		if fw == nil || fw.Bootloader == nil {
+			t.Fatalf("%s: no bootloader", c.file)
+		}
+		bl := fw.Bootloader
+		if c.o.firmware() == BIOS {
+			if bl.EFI != nil || bl.BIOS == nil || bl.BIOS.UseSerial == nil || !*bl.BIOS.UseSerial {
+				t.Errorf("%s: want BIOS with useSerial, got %+v", c.file, bl)
+			}
+		} else if bl.BIOS != nil || bl.EFI == nil || bl.EFI.SecureBoot == nil || *bl.EFI.SecureBoot {
+			// KubeVirt defaults secureBoot to true, which needs SMM and
+			// signed applications: it must be false, and written.
+			t.Errorf("%s: want EFI with secureBoot false, got %+v", c.file, bl)
+		}
+		if mem := spec.Domain.Memory.Guest; mem == nil || mem.Cmp(GuestMemoryFor(c.o.Arch, c.o.firmware())) != 0 {
+			t.Errorf("%s: guest memory %v, want the %s floor", c.file, mem, c.o.firmware())
+		}
+		if spec.Architecture == string(ARM64) {
+			if causes := arm64Rejects(spec); len(causes) > 0 {
+				t.Errorf("%s: KubeVirt's arm64 admission would reject it: %v", c.file, causes)
+			}
 		}
 		if g := spec.TerminationGracePeriodSeconds; g == nil || *g <= 0 || *g >= kubevirtv1.DefaultGracePeriodSeconds {
 			t.Errorf("%s: terminationGracePeriodSeconds %v, want small but above 0 (ACPI shutdown)", c.file, g)
 		}
+	}
+}
+
+// arm64Rejects applies the rules of KubeVirt v1.8.0's arm64 admission
+// (pkg/virt-api/webhooks/arm64.go, ValidateVirtualMachineInstanceArm64Setting)
+// to a VMI spec and returns what it would reject: a BIOS bootloader, EFI
+// without an explicit secureBoot: false (KubeVirt's default is true), a
+// disk bus other than virtio or scsi, a CPU model other than
+// host-passthrough, a watchdog or a sound device.
+func arm64Rejects(spec kubevirtv1.VirtualMachineInstanceSpec) []string {
+	var out []string
+	if fw := spec.Domain.Firmware; fw != nil && fw.Bootloader != nil {
+		if fw.Bootloader.BIOS != nil {
+			out = append(out, "bios boot")
+		}
+		if efi := fw.Bootloader.EFI; efi != nil && (efi.SecureBoot == nil || *efi.SecureBoot) {
+			out = append(out, "secure boot")
+		}
+	}
+	for _, d := range spec.Domain.Devices.Disks {
+		if d.Disk != nil && d.Disk.Bus != "" && d.Disk.Bus != kubevirtv1.DiskBusVirtio && d.Disk.Bus != kubevirtv1.DiskBusSCSI {
+			out = append(out, "disk bus "+string(d.Disk.Bus))
+		}
+	}
+	if cpu := spec.Domain.CPU; cpu != nil && cpu.Model != "" && cpu.Model != kubevirtv1.CPUModeHostPassthrough {
+		out = append(out, "cpu model "+cpu.Model)
+	}
+	if spec.Domain.Devices.Watchdog != nil {
+		out = append(out, "watchdog")
+	}
+	if spec.Domain.Devices.Sound != nil {
+		out = append(out, "sound")
+	}
+	return out
+}
+
+// TestArm64RulesCanFail shows arm64Rejects rejects what KubeVirt does:
+// the default BIOS VM moved to arm64, and EFI left to KubeVirt's default.
+func TestArm64RulesCanFail(t *testing.T) {
+	obj, err := Object(Options{Kind: VMI, Image: testImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := obj.(*kubevirtv1.VirtualMachineInstance).Spec
+	if got := arm64Rejects(spec); len(got) != 1 || got[0] != "bios boot" {
+		t.Errorf("the BIOS VM on arm64: %v, want bios boot rejected", got)
+	}
+	spec.Domain.Firmware.Bootloader = &kubevirtv1.Bootloader{EFI: &kubevirtv1.EFI{}}
+	if got := arm64Rejects(spec); len(got) != 1 || got[0] != "secure boot" {
+		t.Errorf("EFI with the default secureBoot on arm64: %v, want secure boot rejected", got)
 	}
 }
 
@@ -245,6 +345,17 @@ func TestMemoryAcceptedByKubeVirt(t *testing.T) {
 	}
 	if GuestMemory.Value()%mib != 0 {
 		t.Errorf("GuestMemory %s is not whole MiB: libvirt would round it", GuestMemory.String())
+	}
+	for _, c := range []struct {
+		a    Arch
+		f    Firmware
+		want string
+	}{
+		{"", BIOS, "2Mi"}, {AMD64, BIOS, "2Mi"}, {"", EFI, "48Mi"}, {AMD64, EFI, "48Mi"}, {ARM64, EFI, "128Mi"},
+	} {
+		if got := GuestMemoryFor(c.a, c.f); got.String() != c.want {
+			t.Errorf("GuestMemoryFor(%q, %s) = %s, want %s", c.a, c.f, got.String(), c.want)
+		}
 	}
 }
 
@@ -320,6 +431,11 @@ func TestBadInput(t *testing.T) {
 		{"huge size", Options{Kind: DataVolume, Image: testImage, Size: math.MaxInt64}, ErrSize, "exceeds 8 EiB"},
 		{"bad pvc", Options{Kind: DataSource, PVC: "Bad_PVC"}, ErrName, `PVC "Bad_PVC"`},
 		{"pvc on vm", Options{Kind: VM, Image: testImage, PVC: "x"}, ErrOption, "PVC is for kind datasource"},
+		{"unknown arch", Options{Image: testImage, Arch: "s390x"}, ErrArch, `"s390x": use amd64, arm64`},
+		{"unknown firmware", Options{Image: testImage, Firmware: "coreboot"}, ErrFirmware, `"coreboot": use bios, efi`},
+		{"arm64 with bios", Options{Image: testImage, Arch: ARM64, Firmware: BIOS}, ErrFirmware, "arm64 boots UEFI only: use efi"},
+		{"arch on datavolume", Options{Kind: DataVolume, Image: testImage, Arch: ARM64}, ErrOption, "architecture is for kind vm or vmi, not datavolume"},
+		{"firmware on datasource", Options{Kind: DataSource, Firmware: EFI}, ErrOption, "firmware is for kind vm or vmi, not datasource"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -353,6 +469,22 @@ func TestParse(t *testing.T) {
 	if _, err := ParsePullMethod("docker"); !errors.Is(err, ErrPullMethod) {
 		t.Errorf("ParsePullMethod(docker) error %v", err)
 	}
+	if a, err := ParseArch(" ARM64"); err != nil || a != ARM64 {
+		t.Errorf("ParseArch(ARM64) = %q, %v", a, err)
+	}
+	for _, bad := range []string{"aarch64", "x86_64", ""} {
+		if _, err := ParseArch(bad); !errors.Is(err, ErrArch) || !strings.Contains(err.Error(), "use amd64, arm64") {
+			t.Errorf("ParseArch(%q) error %v", bad, err)
+		}
+	}
+	for in, want := range map[string]Firmware{"EFI": EFI, "uefi": EFI, " bios ": BIOS} {
+		if f, err := ParseFirmware(in); err != nil || f != want {
+			t.Errorf("ParseFirmware(%q) = %q, %v", in, f, err)
+		}
+	}
+	if _, err := ParseFirmware("ovmf"); !errors.Is(err, ErrFirmware) {
+		t.Errorf("ParseFirmware(ovmf) error %v", err)
+	}
 }
 
 func TestWriteDir(t *testing.T) {
@@ -362,7 +494,7 @@ func TestWriteDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(paths) != len(Kinds) {
-		t.Fatalf("%d paths, want %d", len(paths), len(Kinds))
+		t.Fatalf("%d paths, want %d: a BIOS-only disk gets no UEFI VMs", len(paths), len(Kinds))
 	}
 	for i, k := range Kinds {
 		want := filepath.Join(dir, "kubevirt", string(k)+".yaml")
@@ -410,6 +542,51 @@ func TestWriteDir(t *testing.T) {
 	}
 	if _, err := WriteDir(t.TempDir(), DirOptions{Repo: "Bad Repo"}); !errors.Is(err, ErrImage) {
 		t.Errorf("bad repo: error %v, want ErrImage", err)
+	}
+}
+
+// TestWriteDirUEFI: a disk that boots on UEFI also gets a VM per
+// architecture, vm-efi.yaml and vm-arm64.yaml, equal to what manifest
+// --firmware efi and --arch arm64 print.
+func TestWriteDirUEFI(t *testing.T) {
+	dir := t.TempDir()
+	paths, err := WriteDir(dir, DirOptions{UEFI: []Arch{ARM64, AMD64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range paths {
+		names = append(names, filepath.Base(p))
+	}
+	if got := strings.Join(names, ","); got != "vm.yaml,vmi.yaml,datavolume.yaml,datasource.yaml,vm-efi.yaml,vm-arm64.yaml" {
+		t.Fatalf("wrote %s", got)
+	}
+	for file, o := range map[string]Options{
+		"vm-efi.yaml":   {Image: DefaultRepo + ":qcow2", Firmware: EFI},
+		"vm-arm64.yaml": {Image: DefaultRepo + ":qcow2", Arch: ARM64},
+	} {
+		b, err := os.ReadFile(filepath.Join(dir, "kubevirt", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := Generate(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, want) {
+			t.Errorf("%s:\n%s\nwant\n%s", file, b, want)
+		}
+	}
+	one, err := WriteDir(t.TempDir(), DirOptions{UEFI: []Arch{AMD64}})
+	if err != nil || filepath.Base(one[len(one)-1]) != "vm-efi.yaml" || len(one) != len(Kinds)+1 {
+		t.Errorf("UEFI amd64 only: %v, %v", one, err)
+	}
+	out := t.TempDir()
+	if _, err := WriteDir(out, DirOptions{UEFI: []Arch{"riscv64"}}); !errors.Is(err, ErrArch) {
+		t.Errorf("UEFI riscv64: error %v, want ErrArch", err)
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Errorf("a refused WriteDir left %v", ents)
 	}
 }
 

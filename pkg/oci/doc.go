@@ -8,11 +8,15 @@
 // files, so a large raw disk is never held in memory.
 //
 // containerDisk (what KubeVirt's pkg/container-disk and CDI's registry
-// importer read):
+// importer read), one image per architecture under one index, so the
+// node's runtime picks its own:
 //
-//	manifest  application/vnd.oci.image.manifest.v1+json
-//	config    application/vnd.oci.image.config.v1+json (linux/amd64)
-//	layer     application/vnd.oci.image.layer.v1.tar+gzip:
+//	index     application/vnd.oci.image.index.v1+json
+//	          platform linux/amd64, linux/arm64/v8 (WithArchitectures)
+//	manifest  application/vnd.oci.image.manifest.v1+json, one per entry
+//	config    application/vnd.oci.image.config.v1+json (linux/ARCH)
+//	layer     application/vnd.oci.image.layer.v1.tar+gzip, the same blob
+//	          in every entry:
 //	          disk/                     dir  0555 107:107
 //	          disk/512-byte-vm.<ext>    file 0444 107:107 qemu:qemu
 //

@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 )
 
@@ -40,4 +41,42 @@ func ExampleArtifact() {
 	// application/vnd.oci.empty.v1+json 2 sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
 	// 8 layers, first application/vnd.tinyvm-oci.disk.raw 512-byte-vm.raw
 	// sha256:ffbefec77dcfc0fff3a6d9a8f02fe9ffe10a856481e4dcf4ab64ec8cb48471fd
+}
+
+// The qcow2 containerDisk of the default build: an image index with a
+// linux/amd64 and a linux/arm64 entry, each a full image whose config
+// names its architecture, both holding the same layer. (Its digests depend
+// on gzip's bytes, hence on the Go version; testdata/oci-digests.txt pins
+// them for one.)
+func ExampleContainerDisk() {
+	dir, err := os.MkdirTemp("", "example-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	qcow2, _ := formats.Lookup("qcow2")
+	res, err := build.Files(dir, build.Options{Formats: []formats.Format{qcow2}})
+	if err != nil {
+		panic(err)
+	}
+	idx, err := oci.ContainerDisk(oci.File{Path: res.Files[0].Path, Format: qcow2})
+	if err != nil {
+		panic(err)
+	}
+	im, _ := idx.IndexManifest()
+	fmt.Println(im.MediaType)
+	layers := map[string]bool{}
+	for _, d := range im.Manifests {
+		img, _ := idx.Image(d.Digest)
+		cfg, _ := img.ConfigFile()
+		m, _ := img.Manifest()
+		layers[m.Layers[0].Digest.String()] = true
+		fmt.Println(d.Platform, d.MediaType, "config", cfg.Platform())
+	}
+	fmt.Println(len(layers), "layer blob for", len(im.Manifests), "entries")
+	// Output:
+	// application/vnd.oci.image.index.v1+json
+	// linux/amd64 application/vnd.oci.image.manifest.v1+json config linux/amd64
+	// linux/arm64/v8 application/vnd.oci.image.manifest.v1+json config linux/arm64/v8
+	// 1 layer blob for 2 entries
 }

@@ -10,35 +10,34 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// Tagged is an image and the tag it goes by in a layout or a repository.
+// Tagged is what a tag names in a layout or a repository: a containerDisk's
+// image index or the artifact's image manifest.
 type Tagged struct {
-	Tag   string
-	Image v1.Image
+	Tag string
+	// Image is a v1.ImageIndex (a containerDisk) or a v1.Image (the
+	// artifact); layouts and pushes handle either.
+	Image Taggable
 }
 
-// ContainerDisk returns the KubeVirt containerDisk image of f: one gzip
-// layer holding disk/<file name>, a linux/amd64 config, and the standard
-// annotations plus AnnotationFormat on the manifest (as labels, too, in
-// the config).
-func ContainerDisk(f File, opts ...Option) (v1.Image, error) {
-	o := makeOptions(opts)
-	if f.Format.Type == "" {
-		return nil, fmt.Errorf("oci: %s: no format", f.Path)
-	}
-	l, err := newDiskLayer(f.Path, f.Format.FileName(), o.created)
-	if err != nil {
-		return nil, err
-	}
-	desc := o.description
-	if desc == "" {
-		desc = fmt.Sprintf("The 512-byte VM as a KubeVirt containerDisk: %s (%s) at /disk/%s", f.Format.Type, f.Format.Description, f.Format.FileName())
-	}
-	ann := o.annotations("512-byte-vm "+f.Format.Type, desc)
-	ann[AnnotationFormat] = f.Format.Type
+// Taggable is anything a tag can point at: both v1.Image and
+// v1.ImageIndex implement it, and so does ggcr's remote.Taggable.
+type Taggable interface {
+	RawManifest() ([]byte, error)
+	MediaType() (types.MediaType, error)
+	Digest() (v1.Hash, error)
+	Size() (int64, error)
+}
 
+// containerDiskImage is one architecture's entry of a containerDisk index:
+// the layer l, a linux/arch config, and the annotations ann on the manifest
+// and as config labels. Only the config's architecture and variant differ
+// between entries, so the amd64 entry is the single-platform containerDisk
+// of earlier releases, byte for byte.
+func containerDiskImage(f File, l *diskLayer, arch string, ann map[string]string, o options) (v1.Image, error) {
 	cfg := v1.ConfigFile{
-		Architecture: "amd64",
-		OS:           "linux",
+		Architecture: arch,
+		Variant:      variants[arch],
+		OS:           OS,
 		Created:      v1.Time{Time: o.created},
 		RootFS:       v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{l.diffID}},
 		Config:       v1.Config{Labels: ann},
@@ -122,8 +121,8 @@ func Artifact(files []File, opts ...Option) (v1.Image, error) {
 	return newImage(m, emptyJSON, layers...)
 }
 
-// Images returns every file's containerDisk, tagged with its format's Type,
-// then the artifact tagged ArtifactTag.
+// Images returns every file's containerDisk index, tagged with its
+// format's Type, then the artifact tagged ArtifactTag.
 func Images(files []File, opts ...Option) ([]Tagged, error) {
 	var out []Tagged
 	for _, f := range files {

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"slices"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -73,6 +74,7 @@ type options struct {
 	version     string
 	licenses    string
 	maxSize     int64
+	archs       []string
 }
 
 func makeOptions(opts []Option) options {
@@ -82,6 +84,7 @@ func makeOptions(opts []Option) options {
 		version:  DefaultVersion,
 		licenses: DefaultLicenses,
 		maxSize:  DefaultMaxSize,
+		archs:    slices.Clone(Architectures),
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -118,3 +121,12 @@ func WithLicenses(s string) Option { return func(o *options) { o.licenses = s } 
 // WithMaxSize limits the size of each file Extract writes (default
 // DefaultMaxSize, 1 GiB).
 func WithMaxSize(n int64) Option { return func(o *options) { o.maxSize = n } }
+
+// WithArchitectures sets the architectures a containerDisk's image index
+// lists, each as a linux/ARCH entry: a subset of Architectures (the
+// default is all of them). Order and case do not matter: the entries
+// always follow the order of Architectures, so equal sets give equal
+// digests. ContainerDisk fails on an unknown, repeated or empty list.
+func WithArchitectures(archs ...string) Option {
+	return func(o *options) { o.archs = archs }
+}

@@ -18,18 +18,23 @@ var Platform = v1.Platform{OS: "linux", Architecture: "amd64"}
 
 // Pull fetches ref and writes its disk files into dir with oci.Extract:
 // the file under disk/ of a containerDisk, or every titled layer of an
-// artifact. It returns the paths written and the manifest digest. Errors
-// about dir itself are not *Error: the registry is not at fault.
+// artifact. An image index gives its Platform entry's files. It returns
+// the paths written and the digest of the manifest or index ref names.
+// Errors about dir itself are not *Error: the registry is not at fault.
 func Pull(ctx context.Context, ref name.Reference, dir string, opts ...Option) ([]string, v1.Hash, error) {
 	o := makeOptions(opts)
 	ro := append(o.remoteOptions(ctx), ggcr.WithPlatform(Platform))
-	img, err := ggcr.Image(ref, ro...)
+	// The digest is the one ref names, an index's for a containerDisk,
+	// so that REF@digest pins what REF pointed at; the files come from
+	// the Platform entry.
+	desc, err := ggcr.Get(ref, ro...)
 	if err != nil {
 		return nil, v1.Hash{}, wrap(ref, err)
 	}
-	d, err := img.Digest()
+	d := desc.Digest
+	img, err := desc.Image()
 	if err != nil {
-		return nil, v1.Hash{}, wrap(ref, err)
+		return nil, d, wrap(ref, err)
 	}
 	paths, err := oci.Extract(img, dir, oci.WithMaxSize(o.maxSize))
 	var pe *os.PathError

@@ -33,7 +33,8 @@ type PartialError struct {
 func (e *PartialError) Error() string { return e.Err.Error() }
 func (e *PartialError) Unwrap() error { return e.Err }
 
-// Push writes each image under its reference, in one session and in two
+// Push writes each image or image index (oci.Taggable: a v1.Image or a
+// v1.ImageIndex) under its reference, in one session and in two
 // phases: first every blob of every image (each once per repository, a
 // few at a time, connections reused), then the manifests, one at a time in
 // the order given. So a failed push never leaves a tag pointing at missing
@@ -41,7 +42,7 @@ func (e *PartialError) Unwrap() error { return e.Err }
 //
 // It returns the references written, in order, even when it fails; the
 // error is then a *PartialError naming the others.
-func Push(ctx context.Context, refs []name.Reference, imgs []v1.Image, opts ...Option) ([]Pushed, error) {
+func Push(ctx context.Context, refs []name.Reference, imgs []oci.Taggable, opts ...Option) ([]Pushed, error) {
 	o := makeOptions(opts)
 	if o.progress != nil {
 		// ggcr's Pusher never closes the channel; we do, on every path,
@@ -78,27 +79,33 @@ type blob struct {
 // uploadBlobs uploads every layer and config of imgs, each digest once per
 // repository, jobs at a time. After the first failure it starts no more
 // uploads, and returns the failure and the reference it was for.
-func uploadBlobs(ctx context.Context, p *ggcr.Pusher, refs []name.Reference, imgs []v1.Image, jobs int) (name.Reference, error) {
+func uploadBlobs(ctx context.Context, p *ggcr.Pusher, refs []name.Reference, imgs []oci.Taggable, jobs int) (name.Reference, error) {
 	var todo []blob
 	seen := map[string]bool{}
-	for i, img := range imgs {
-		layers, err := img.Layers()
+	for i, t := range imgs {
+		ims, err := imagesOf(t)
 		if err != nil {
 			return refs[i], err
 		}
-		cfg, err := partial.ConfigLayer(img)
-		if err != nil {
-			return refs[i], err
-		}
-		for _, l := range append(layers, cfg) {
-			d, err := l.Digest()
+		for _, img := range ims {
+			layers, err := img.Layers()
 			if err != nil {
 				return refs[i], err
 			}
-			key := refs[i].Context().Name() + "@" + d.String()
-			if !seen[key] {
-				seen[key] = true
-				todo = append(todo, blob{refs[i], l})
+			cfg, err := partial.ConfigLayer(img)
+			if err != nil {
+				return refs[i], err
+			}
+			for _, l := range append(layers, cfg) {
+				d, err := l.Digest()
+				if err != nil {
+					return refs[i], err
+				}
+				key := refs[i].Context().Name() + "@" + d.String()
+				if !seen[key] {
+					seen[key] = true
+					todo = append(todo, blob{refs[i], l})
+				}
 			}
 		}
 	}
@@ -138,8 +145,20 @@ func uploadBlobs(ctx context.Context, p *ggcr.Pusher, refs []name.Reference, img
 	return where, fail
 }
 
+// imagesOf is the images t holds: t itself, or each entry of an index
+// (whose manifests the Pusher writes before the index).
+func imagesOf(t oci.Taggable) ([]v1.Image, error) {
+	switch t := t.(type) {
+	case v1.Image:
+		return []v1.Image{t}, nil
+	case v1.ImageIndex:
+		return partial.FindImages(t, func(v1.Descriptor) bool { return true })
+	}
+	return nil, fmt.Errorf("remote: %T is neither an image nor an image index", t)
+}
+
 // plan pairs references with images and their digests.
-func plan(refs []name.Reference, imgs []v1.Image) ([]Pushed, error) {
+func plan(refs []name.Reference, imgs []oci.Taggable) ([]Pushed, error) {
 	if len(refs) != len(imgs) {
 		return nil, fmt.Errorf("remote: %d references for %d images", len(refs), len(imgs))
 	}
@@ -162,7 +181,7 @@ func plan(refs []name.Reference, imgs []v1.Image) ([]Pushed, error) {
 // PushTagged pushes tagged images to repo: each under repo:Tag.
 func PushTagged(ctx context.Context, repo name.Repository, imgs []oci.Tagged, opts ...Option) ([]Pushed, error) {
 	refs := make([]name.Reference, len(imgs))
-	vs := make([]v1.Image, len(imgs))
+	vs := make([]oci.Taggable, len(imgs))
 	for i, t := range imgs {
 		refs[i] = repo.Tag(t.Tag)
 		vs[i] = t.Image
