@@ -40,7 +40,7 @@ func ExampleArtifact() {
 	// application/vnd.tinyvm-oci.disks.v1
 	// application/vnd.oci.empty.v1+json 2 sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
 	// 8 layers, first application/vnd.tinyvm-oci.disk.raw 512-byte-vm.raw
-	// sha256:ffbefec77dcfc0fff3a6d9a8f02fe9ffe10a856481e4dcf4ab64ec8cb48471fd
+	// sha256:df55697993a1263010801bcd330d62ad1eba8a54d5372afb73c4046038202bb6
 }
 
 // The qcow2 containerDisk of the default build: an image index with a

@@ -50,7 +50,7 @@ const DefaultMaxSize = 1 << 30
 // Defaults for the annotations.
 const (
 	DefaultSource   = "https://github.com/tinyvm-oci/tinyvm-oci"
-	DefaultLicenses = "MIT"
+	DefaultLicenses = "Apache-2.0"
 	DefaultVersion  = "devel"
 )
 
