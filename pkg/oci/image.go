@@ -10,10 +10,22 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// Tagged is an image and the tag it goes by in a layout or a repository.
+// Tagged is what a tag names in a layout or a repository: a containerDisk's
+// image index or the artifact's image manifest.
 type Tagged struct {
-	Tag   string
-	Image v1.Image
+	Tag string
+	// Image is a v1.ImageIndex (a containerDisk) or a v1.Image (the
+	// artifact); layouts and pushes handle either.
+	Image Taggable
+}
+
+// Taggable is anything a tag can point at: both v1.Image and
+// v1.ImageIndex implement it, and so does ggcr's remote.Taggable.
+type Taggable interface {
+	RawManifest() ([]byte, error)
+	MediaType() (types.MediaType, error)
+	Digest() (v1.Hash, error)
+	Size() (int64, error)
 }
 
 // ContainerDisk returns the KubeVirt containerDisk image of f: one gzip

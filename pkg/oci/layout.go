@@ -5,13 +5,15 @@ import (
 	"os"
 	"path/filepath"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 )
 
 // WriteLayout writes an OCI image layout at dir holding every file's
-// containerDisk and the artifact (see Images), each with an
-// org.opencontainers.image.ref.name annotation naming its tag, so that
+// containerDisk index and the artifact (see Images), each with an
+// org.opencontainers.image.ref.name annotation naming its tag in
+// index.json, so that
 // `skopeo copy oci:DIR:qcow2 docker://...`, `oras cp --from-oci-layout
 // DIR:disks ...` and `crane push DIR ...` can publish it.
 //
@@ -50,7 +52,7 @@ func WriteImages(dir string, imgs []Tagged) (err error) {
 		return fmt.Errorf("oci: layout: %w", err)
 	}
 	for _, t := range imgs {
-		if err := p.AppendImage(t.Image, layout.WithAnnotations(map[string]string{AnnotationRefName: t.Tag})); err != nil {
+		if err := appendTagged(p, t); err != nil {
 			return fmt.Errorf("oci: layout: %s: %w", t.Tag, err)
 		}
 	}
@@ -61,4 +63,19 @@ func WriteImages(dir string, imgs []Tagged) (err error) {
 		return fmt.Errorf("oci: layout: %w", err)
 	}
 	return nil
+}
+
+// appendTagged writes t's manifests and blobs into the layout and adds its
+// descriptor, named by its tag, to index.json: an image index as an index
+// (its per-platform manifests are blobs only it points to), anything else
+// as an image.
+func appendTagged(p layout.Path, t Tagged) error {
+	ref := layout.WithAnnotations(map[string]string{AnnotationRefName: t.Tag})
+	switch c := t.Image.(type) {
+	case v1.ImageIndex:
+		return p.AppendIndex(c, ref)
+	case v1.Image:
+		return p.AppendImage(c, ref)
+	}
+	return fmt.Errorf("%T is neither an image nor an image index", t.Image)
 }

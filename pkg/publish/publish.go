@@ -124,7 +124,7 @@ func Push(ctx context.Context, t Target, bo build.Options, version string, progr
 // images builds the files into a temporary directory and makes the images
 // and their references. The images read the files, so cleanup, which
 // removes them, runs only after the push.
-func images(t Target, bo build.Options, version string) (res *build.Result, refs []name.Reference, imgs []v1.Image, cleanup func(), err error) {
+func images(t Target, bo build.Options, version string) (res *build.Result, refs []name.Reference, imgs []oci.Taggable, cleanup func(), err error) {
 	cleanup = func() {}
 	bo.Formats, bo.OCILayout, bo.ImageRepo = t.Formats, false, ""
 	tmp, err := os.MkdirTemp("", "tinyvm-oci-push-")
@@ -153,11 +153,11 @@ func images(t Target, bo build.Options, version string) (res *build.Result, refs
 		return res, refs, imgs, cleanup, nil
 	case Artifact:
 		img, err := oci.Artifact(files, iopts...)
-		return res, []name.Reference{t.Ref}, []v1.Image{img}, cleanup, err
+		return res, []name.Reference{t.Ref}, []oci.Taggable{img}, cleanup, err
 	}
 	if len(files) != 1 {
 		return res, nil, nil, cleanup, fmt.Errorf("publish: a containerDisk holds one file, the build made %d", len(files))
 	}
-	img, err := oci.ContainerDisk(files[0], iopts...)
-	return res, []name.Reference{t.Ref}, []v1.Image{img}, cleanup, err
+	idx, err := oci.ContainerDisk(files[0], iopts...)
+	return res, []name.Reference{t.Ref}, []oci.Taggable{idx}, cleanup, err
 }

@@ -4,7 +4,4 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-type (
-	v1Image  = v1.Image
-	v1Update = v1.Update
-)
+type v1Update = v1.Update

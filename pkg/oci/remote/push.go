@@ -20,11 +20,12 @@ type Pushed struct {
 // String is REF@sha256:..., the form the CLI prints.
 func (p Pushed) String() string { return p.Ref.String() + "@" + p.Digest.String() }
 
-// Push writes each image under its reference, in one session: blobs
+// Push writes each image or image index (oci.Taggable: a v1.Image or a
+// v1.ImageIndex) under its reference, in one session: blobs
 // shared between images are uploaded once per repository, connections are
 // reused, and each manifest is written only after all its blobs, so a
 // failed push never leaves a tag pointing at missing content.
-func Push(ctx context.Context, refs []name.Reference, imgs []v1.Image, opts ...Option) ([]Pushed, error) {
+func Push(ctx context.Context, refs []name.Reference, imgs []oci.Taggable, opts ...Option) ([]Pushed, error) {
 	o := makeOptions(opts)
 	out, todo, err := plan(refs, imgs)
 	if err != nil || len(todo) == 0 {
@@ -42,7 +43,7 @@ func Push(ctx context.Context, refs []name.Reference, imgs []v1.Image, opts ...O
 }
 
 // plan pairs references with images and their digests.
-func plan(refs []name.Reference, imgs []v1.Image) ([]Pushed, map[name.Reference]ggcr.Taggable, error) {
+func plan(refs []name.Reference, imgs []oci.Taggable) ([]Pushed, map[name.Reference]ggcr.Taggable, error) {
 	if len(refs) != len(imgs) {
 		return nil, nil, fmt.Errorf("remote: %d references for %d images", len(refs), len(imgs))
 	}
@@ -65,7 +66,7 @@ func plan(refs []name.Reference, imgs []v1.Image) ([]Pushed, map[name.Reference]
 // PushTagged pushes tagged images to repo: each under repo:Tag.
 func PushTagged(ctx context.Context, repo name.Repository, imgs []oci.Tagged, opts ...Option) ([]Pushed, error) {
 	refs := make([]name.Reference, len(imgs))
-	vs := make([]v1.Image, len(imgs))
+	vs := make([]oci.Taggable, len(imgs))
 	for i, t := range imgs {
 		refs[i] = repo.Tag(t.Tag)
 		vs[i] = t.Image

@@ -227,7 +227,7 @@ func TestPlainHTTPOnlyLoopback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = remote.Push(context.Background(), []name.Reference{ref}, []v1Image{imgs[0].Image}, opts...)
+		_, err = remote.Push(context.Background(), []name.Reference{ref}, []oci.Taggable{imgs[0].Image}, opts...)
 		if err == nil {
 			t.Fatal("push succeeded without a network")
 		}
@@ -263,12 +263,12 @@ func TestProgressClosed(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		refs []name.Reference
-		imgs []v1Image
+		imgs []oci.Taggable
 	}{
-		{"pushed", []name.Reference{ref}, []v1Image{imgs[0].Image}},
+		{"pushed", []name.Reference{ref}, []oci.Taggable{imgs[0].Image}},
 		{"nothing", nil, nil},
 		{"mismatch", []name.Reference{ref}, nil},
-		{"duplicate", []name.Reference{ref, ref}, []v1Image{imgs[0].Image, imgs[0].Image}},
+		{"duplicate", []name.Reference{ref, ref}, []oci.Taggable{imgs[0].Image, imgs[0].Image}},
 	} {
 		ch := make(chan v1Update, 100)
 		_, err := remote.Push(context.Background(), tc.refs, tc.imgs, fast, remote.WithProgress(ch))
