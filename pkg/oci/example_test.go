@@ -8,9 +8,10 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 )
 
-// The artifact of the default build. Its blobs are the disk files as
-// written, so its digest does not depend on gzip and is the same with
-// every Go version; testdata/oci-digests.txt pins it as "disks".
+// The artifact of the default build: one gzip-compressed tar of the
+// directory 512-byte-vm/, which oras pull unpacks. testdata/oci-digests.txt
+// pins its digest as "disks"; like the containerDisks', it follows the Go
+// version's compress/gzip.
 func ExampleArtifact() {
 	dir, err := os.MkdirTemp("", "example-")
 	if err != nil {
@@ -38,6 +39,6 @@ func ExampleArtifact() {
 	// Output:
 	// application/vnd.tinyvm-oci.disks.v1
 	// application/vnd.oci.empty.v1+json 2 sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
-	// 8 layers, first application/vnd.tinyvm-oci.disk.raw 512-byte-vm.raw
-	// sha256:ffbefec77dcfc0fff3a6d9a8f02fe9ffe10a856481e4dcf4ab64ec8cb48471fd
+	// 1 layers, first application/vnd.tinyvm-oci.disks.v1.tar+gzip 512-byte-vm
+	// sha256:7df3b0ad76f3c1c13435d972830decf80c288d2b1ba0397e567c82603bafe603
 }
