@@ -2,9 +2,9 @@ package oci_test
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
