@@ -34,6 +34,7 @@ func newBuildCmd() *cobra.Command {
 				return err
 			}
 			o.OCILayout, o.Version = layout, version
+			stampImages(&o)
 			if kube {
 				o.ImageRepo = repo
 			}

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
 )
 
 func newVersionCmd() *cobra.Command {
@@ -65,4 +68,17 @@ func versionInfo() buildVersion {
 		v.commit += " (modified)"
 	}
 	return v
+}
+
+// stampImages records, in the OCI revision and url annotations, the commit
+// this binary was built from (not when the tree was modified: then no
+// commit describes it) and its module's home, where the build info has
+// them.
+func stampImages(o *build.Options) {
+	if c := versionInfo().commit; c != "" && !strings.Contains(c, " ") {
+		o.Revision = c
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && strings.HasPrefix(bi.Main.Path, "github.com/") {
+		o.URL = "https://" + bi.Main.Path
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/compress/zstd"
 )
 
 // unpackDir writes the files of an ORAS directory layer (AnnotationUnpack
@@ -97,4 +98,51 @@ func (x *extractor) dirTar(r io.Reader, dir string, seen map[string]bool) error 
 			return fmt.Errorf("oci: tar: %q: read %d of %d bytes", hdr.Name, n, hdr.Size)
 		}
 	}
+}
+
+// unzstd writes the raw disk of a KubeVirt VM artifact's disk layer
+// (DiskRawZstdMediaType), named by its title without ".zst": the zstd
+// blob is checked against its digest, and the disk against the size
+// limit as it is decompressed.
+func (x *extractor) unzstd(img v1.Image, i int, d v1.Descriptor, seen map[string]bool) error {
+	title := d.Annotations[AnnotationTitle]
+	name := strings.TrimSuffix(title, ".zst")
+	if err := checkName(name); err != nil {
+		return fmt.Errorf("layer %d: %w", i, err)
+	}
+	if seen[name] {
+		return fmt.Errorf("%w: layer %d: %q given twice", ErrUnsafe, i, name)
+	}
+	seen[name] = true
+	if d.Size > x.max || d.Size < 0 {
+		return fmt.Errorf("%w: layer %d (%s) is %d bytes, limit %d", ErrTooLarge, i, title, d.Size, x.max)
+	}
+	l, err := img.LayerByDigest(d.Digest)
+	if err != nil {
+		return fmt.Errorf("oci: layer %d (%s): %w", i, title, err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return fmt.Errorf("oci: layer %d (%s): %w", i, title, err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	counted := &countWriter{w: h}
+	// One goroutine and a bounded window, so that a hostile frame costs
+	// little memory; the limit on the output bounds the rest.
+	zr, err := zstd.NewReader(io.TeeReader(io.LimitReader(rc, x.max+1), counted), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(64<<20))
+	if err != nil {
+		return fmt.Errorf("oci: zstd: %w", err)
+	}
+	defer zr.Close()
+	if _, err := x.write(name, zr); err != nil {
+		return fmt.Errorf("layer %d (%s): %w", i, title, err)
+	}
+	if _, err := io.Copy(io.Discard, io.TeeReader(io.LimitReader(rc, x.max+1-counted.n), counted)); err != nil {
+		return fmt.Errorf("oci: layer %d (%s): %w", i, title, err)
+	}
+	if counted.n != d.Size || sum(h) != d.Digest {
+		return fmt.Errorf("%w: layer %d (%s): got %d bytes %s, manifest says %d bytes %s", ErrDigest, i, title, counted.n, sum(h), d.Size, d.Digest)
+	}
+	return nil
 }

@@ -16,8 +16,8 @@ var ErrNotContainerDisk = errors.New("oci: not a containerDisk")
 // file of the artifact (ArtifactTag).
 func CheckContainerDisk(f formats.Format) error {
 	if f.Media == formats.MediaArchive {
-		return fmt.Errorf("%w: %s is a tar archive that KubeVirt and CDI would boot as a raw disk, and that never boots; get the %s file from the %q artifact, or push raw or qcow2 as the containerDisk",
-			ErrNotContainerDisk, f.Type, f.Type, ArtifactTag)
+		return fmt.Errorf("%w: %s is a tar archive; qemu-img reads it as a raw disk, so KubeVirt and CDI accept it and the VM never boots",
+			ErrNotContainerDisk, f.Type)
 	}
 	return nil
 }

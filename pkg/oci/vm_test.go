@@ -1,11 +1,13 @@
 package oci_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -254,5 +256,37 @@ func TestVMGolden(t *testing.T) {
 	}
 	if w := strings.Join(want, "\n") + "\n"; w != got {
 		t.Errorf("VM artifact digest changed (go test ./pkg/oci -run TestVMGolden -update to accept):\ngot:  %swant: %s", got, w)
+	}
+}
+
+// TestVirtualMachineExtract: Extract (tinyvm-oci pull REF:vm) gives back
+// the raw disk, decompressed, and stops a disk over the size limit.
+func TestVirtualMachineExtract(t *testing.T) {
+	raw := rawFile(t, build.Options{})
+	idx, err := oci.VirtualMachine(raw, exportedVM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := idx.IndexManifest()
+	img, err := idx.Image(m.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	paths, err := oci.Extract(img, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 1 || filepath.Base(paths[0]) != "512vm.raw" || !bytes.Equal(mustRead(t, paths[0]), mustRead(t, raw.Path)) {
+		t.Errorf("extracted %v, want 512vm.raw, the raw disk", paths)
+	}
+	// The 1 MiB disk is a few hundred bytes of zstd: the limit applies to
+	// what it decompresses to.
+	out = t.TempDir()
+	if _, err := oci.Extract(img, out, oci.WithMaxSize(64<<10)); !errors.Is(err, oci.ErrTooLarge) {
+		t.Errorf("Extract with a 64 KiB limit: %v, want ErrTooLarge", err)
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Errorf("left %v", ents)
 	}
 }
