@@ -70,15 +70,11 @@ func versionInfo() buildVersion {
 	return v
 }
 
-// stampImages records, in the OCI revision and url annotations, the commit
-// this binary was built from (not when the tree was modified: then no
-// commit describes it) and its module's home, where the build info has
-// them.
+// stampImages records, in the OCI revision annotation, the commit this
+// binary was built from, when the build info has one and the tree was not
+// modified (then no commit describes it).
 func stampImages(o *build.Options) {
 	if c := versionInfo().commit; c != "" && !strings.Contains(c, " ") {
 		o.Revision = c
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && strings.HasPrefix(bi.Main.Path, "github.com/") {
-		o.URL = "https://" + bi.Main.Path
 	}
 }

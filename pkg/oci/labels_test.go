@@ -7,20 +7,20 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 )
 
-// TestRevisionURLCreatedBy: the revision and url annotations appear on the
-// manifest and as config labels only when given, and created_by names the
-// command that made the image.
+// TestRevisionURLCreatedBy: the revision annotation appears on the
+// manifest and as a config label only when given, the url by default, and
+// created_by names the command that made the image.
 func TestRevisionURLCreatedBy(t *testing.T) {
 	raw := rawFile(t, build.Options{})
 	for _, tc := range []struct {
-		opts           []oci.Option
-		revision, url  string
-		createdBy      string
-		wantAnnotation bool
+		opts          []oci.Option
+		revision, url string
+		createdBy     string
 	}{
-		{nil, "", "", "tinyvm-oci build --format raw", false},
+		{nil, "", "https://github.com/tinyvm-oci/tinyvm-oci", "tinyvm-oci build --format raw"},
 		{[]oci.Option{oci.WithRevision("0123abc"), oci.WithURL("https://example.com/512vm"), oci.WithCreatedBy("tinyvm-oci push")},
-			"0123abc", "https://example.com/512vm", "tinyvm-oci push --format raw", true},
+			"0123abc", "https://example.com/512vm", "tinyvm-oci push --format raw"},
+		{[]oci.Option{oci.WithURL("")}, "", "", "tinyvm-oci build --format raw"},
 	} {
 		img, err := oci.ContainerDisk(raw, tc.opts...)
 		if err != nil {
@@ -37,7 +37,7 @@ func TestRevisionURLCreatedBy(t *testing.T) {
 		for _, ann := range []map[string]string{m.Annotations, cfg.Config.Labels} {
 			rev, hasRev := ann["org.opencontainers.image.revision"]
 			url, hasURL := ann["org.opencontainers.image.url"]
-			if hasRev != tc.wantAnnotation || hasURL != tc.wantAnnotation || rev != tc.revision || url != tc.url {
+			if hasRev != (tc.revision != "") || hasURL != (tc.url != "") || rev != tc.revision || url != tc.url {
 				t.Errorf("annotations %v: want revision %q url %q", ann, tc.revision, tc.url)
 			}
 		}

@@ -50,7 +50,9 @@ const DefaultMaxSize = 1 << 30
 
 // Defaults for the annotations.
 const (
-	DefaultSource   = "https://github.com/tinyvm-oci/tinyvm-oci"
+	DefaultSource = "https://github.com/tinyvm-oci/tinyvm-oci"
+	// DefaultURL is the url annotation: where to read about the image.
+	DefaultURL      = DefaultSource
 	DefaultLicenses = "MIT"
 	DefaultVersion  = "devel"
 	// DefaultCreatedBy is the command a containerDisk's history names.
@@ -88,6 +90,7 @@ func makeOptions(opts []Option) options {
 	o := options{
 		created:  formats.DefaultTime,
 		source:   DefaultSource,
+		url:      DefaultURL,
 		version:  DefaultVersion,
 		licenses: DefaultLicenses,
 		maxSize:  DefaultMaxSize,
@@ -121,7 +124,7 @@ func WithSource(s string) Option { return func(o *options) { o.source = s } }
 func WithRevision(s string) Option { return func(o *options) { o.revision = s } }
 
 // WithURL sets the org.opencontainers.image.url annotation: where to find
-// more about the image (empty leaves it out).
+// more about the image (default DefaultURL; empty leaves it out).
 func WithURL(s string) Option { return func(o *options) { o.url = s } }
 
 // WithCreatedBy sets the created_by of a containerDisk's history entry, the
