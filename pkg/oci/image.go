@@ -143,7 +143,9 @@ func Artifact(files []File, opts ...Option) (v1.Image, error) {
 }
 
 // Images returns every file's containerDisk, tagged with its format's Type,
-// then the artifact tagged ArtifactTag.
+// except an ova's (CheckContainerDisk), then the artifact tagged
+// ArtifactTag, then, with WithVirtualMachine and a raw file among the
+// files, the VM artifact tagged VMTag.
 func Images(files []File, opts ...Option) ([]Tagged, error) {
 	var out []Tagged
 	var raw *File
