@@ -270,7 +270,7 @@ func writeLayout(dir string, o Options, res *Result) error {
 		files = append(files, oci.File{Path: f.Path, Format: f.Format})
 	}
 	opts := []oci.Option{oci.WithCreated(o.Format.Stamp()), oci.WithRevision(o.Revision),
-		oci.WithCreatedBy("tinyvm-oci build"), oci.WithVirtualMachine(kubevirt.DefaultExportedVM)}
+		oci.WithCreatedBy("tinyvm-oci build"), oci.WithVirtualMachine(o.ExportedVM)}
 	if o.Version != "" {
 		opts = append(opts, oci.WithVersion(o.Version))
 	}

@@ -83,9 +83,3 @@ func ExportedVM(o Options, claim, arch string) (*kubevirtv1.VirtualMachine, erro
 		},
 	}, nil
 }
-
-// DefaultExportedVM is ExportedVM for the default options, its disk on the
-// PVC DefaultName: the VirtualMachine of tinyvm-oci's VM artifact.
-func DefaultExportedVM(arch string) (*kubevirtv1.VirtualMachine, error) {
-	return ExportedVM(Options{}, DefaultName, arch)
-}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/remote"
 )
@@ -154,7 +153,7 @@ func images(t Target, bo build.Options, version string) (res *build.Result, refs
 		files[i] = oci.File{Path: f.Path, Format: f.Format}
 	}
 	iopts := []oci.Option{oci.WithCreated(bo.Format.Stamp()), oci.WithVersion(version), oci.WithRevision(bo.Revision),
-		oci.WithCreatedBy("tinyvm-oci push"), oci.WithVirtualMachine(kubevirt.DefaultExportedVM)}
+		oci.WithCreatedBy("tinyvm-oci push"), oci.WithVirtualMachine(bo.ExportedVM)}
 	switch t.Mode {
 	case All:
 		tagged, err := oci.Images(files, iopts...)
@@ -167,7 +166,7 @@ func images(t Target, bo build.Options, version string) (res *build.Result, refs
 		}
 		return res, refs, imgs, cleanup, nil
 	case VM:
-		idx, err := oci.VirtualMachine(files[0], kubevirt.DefaultExportedVM, iopts...)
+		idx, err := oci.VirtualMachine(files[0], bo.ExportedVM, iopts...)
 		return res, []name.Reference{t.Ref}, []oci.Taggable{idx}, cleanup, err
 	case Artifact:
 		img, err := oci.Artifact(files, iopts...)
