@@ -140,3 +140,61 @@ func TestArtifactExtractRefuses(t *testing.T) {
 		t.Errorf("good directory layer: %v, %v", paths, err)
 	}
 }
+
+// FuzzExtractDir feeds arbitrary tar bytes to Extract as the disks
+// artifact's directory layer: it must never write outside the output
+// directory, leave nothing when it fails, and write only plain files
+// directly in it when it succeeds.
+func FuzzExtractDir(f *testing.F) {
+	seed := func(hdrs ...*tar.Header) {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, h := range hdrs {
+			tw.WriteHeader(h)
+			if h.Typeflag == tar.TypeReg {
+				tw.Write(bytes.Repeat([]byte("x"), int(h.Size)))
+			}
+		}
+		tw.Close()
+		f.Add(buf.Bytes())
+	}
+	seed(&tar.Header{Name: "d/", Typeflag: tar.TypeDir}, &tar.Header{Name: "d/a.raw", Typeflag: tar.TypeReg, Size: 10})
+	seed(&tar.Header{Name: "d/../x", Typeflag: tar.TypeReg, Size: 1})
+	seed(&tar.Header{Name: "d/a", Typeflag: tar.TypeSymlink, Linkname: "../../x"})
+	seed(&tar.Header{Name: "d/a", Typeflag: tar.TypeReg, Size: 1}, &tar.Header{Name: "d/b", Typeflag: tar.TypeLink, Linkname: "d/a"})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		zw.Write(b)
+		zw.Close()
+		img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{
+			Layer:       static.NewLayer(zb.Bytes(), oci.ArtifactLayerMediaType),
+			Annotations: map[string]string{oci.AnnotationTitle: "d", oci.AnnotationUnpack: "true"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img = mutate.ConfigMediaType(img, oci.EmptyMediaType)
+		parent := t.TempDir()
+		out := filepath.Join(parent, "out")
+		paths, err := oci.Extract(img, out, oci.WithMaxSize(1<<20))
+		if ents, _ := os.ReadDir(parent); len(ents) != 1 {
+			t.Fatalf("wrote outside the output directory: %v", ents)
+		}
+		ents, _ := os.ReadDir(out)
+		if err != nil {
+			if len(ents) != 0 {
+				t.Fatalf("failed (%v) but left %v", err, ents)
+			}
+			return
+		}
+		if len(paths) != len(ents) {
+			t.Fatalf("succeeded with paths %v, directory %v", paths, ents)
+		}
+		for _, e := range ents {
+			if !e.Type().IsRegular() {
+				t.Fatalf("wrote %s, not a plain file", e.Name())
+			}
+		}
+	})
+}
