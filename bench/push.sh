@@ -135,6 +135,7 @@ oras_files "$work/shapes/zst" shape-zst
 
 tarball=$work/shapes/dir.tar
 tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$tarball" -C "$work/shapes" 512-byte-vm
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --posix --sparse -cf "$tarball.sparse" -C "$work/shapes" 512-byte-vm
 echo
 echo "| disks artifact shape | stored in the registry (bytes) | oras pull gives the files as they are |"
 echo "|---|---:|---|"
@@ -144,6 +145,6 @@ echo "| (a) the same by oras push 512-byte-vm/ (not reproducible: oras stamps th
 echo "| (b) one gzip -9 layer per file | $(stored shape-gz) | no: .gz files to gunzip |"
 echo "| (b) one zstd -19 layer per file | $(stored shape-zst) | no: .zst files to unzstd |"
 echo
-echo "The directory's tar ($(wc -c <"$tarball") bytes) compressed: gzip -1 $(gzip -1 -c "$tarball" | wc -c), gzip -9 $(gzip -9 -c "$tarball" | wc -c), zstd -19 $(zstd -q -19 -c "$tarball" | wc -c) bytes."
+echo "GNU tar of the directory: plain $(wc -c <"$tarball") bytes (gzip -1 $(gzip -1 -c "$tarball" | wc -c), gzip -9 $(gzip -9 -c "$tarball" | wc -c), zstd -19 $(zstd -q -19 -c "$tarball" | wc -c)); --posix --sparse $(wc -c <"$tarball.sparse") bytes (gzip -9 $(gzip -9 -c "$tarball.sparse" | wc -c))."
 echo
 echo "tinyvm-oci push --all (every tag: $tags) stores $(stored shape-all) bytes."

@@ -7,7 +7,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/ocitest"
@@ -197,4 +200,54 @@ func FuzzExtractDir(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestArtifactGNUTar: GNU tar, a reader that is not Go's, unpacks the
+// artifact's layer, sparse entries and all, into the same files.
+func TestArtifactGNUTar(t *testing.T) {
+	tarBin := tooltest.Require(t, "tar", "apt-get install tar")
+	files := ocitest.Files(t, t.TempDir(), build.Options{})
+	img, err := oci.Artifact(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := img.LayerByDigest(m.Layers[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d files, %d bytes of layer", len(files), len(blob))
+	dir := t.TempDir()
+	tgz := filepath.Join(dir, "layer.tar.gz")
+	if err := os.WriteFile(tgz, blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(tarBin, "-xzf", tgz, "-C", out).CombinedOutput(); err != nil {
+		t.Fatalf("tar -xzf: %v\n%s", err, b)
+	}
+	ents, _ := os.ReadDir(filepath.Join(out, oci.ArtifactDir))
+	if len(ents) != len(files) {
+		t.Errorf("GNU tar unpacked %v, want %d files", ents, len(files))
+	}
+	for _, f := range files {
+		if !bytes.Equal(mustRead(t, filepath.Join(out, oci.ArtifactDir, f.Format.FileName())), mustRead(t, f.Path)) {
+			t.Errorf("GNU tar's %s differs", f.Format.FileName())
+		}
+	}
 }

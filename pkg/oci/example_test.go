@@ -40,5 +40,5 @@ func ExampleArtifact() {
 	// application/vnd.tinyvm-oci.disks.v1
 	// application/vnd.oci.empty.v1+json 2 sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
 	// 1 layers, first application/vnd.tinyvm-oci.disks.v1.tar+gzip 512-byte-vm
-	// sha256:f1773cedb5698c6a22dc617ba81220d5aa2966854fa69c4696c5b188668fe1e6
+	// sha256:357b86139f7a882dbe8ebb793d9bc6fbf479ff2b4b26431374c61d0beb284677
 }
