@@ -68,9 +68,12 @@ var zstdOptions = []zstd.EOption{
 func WithVirtualMachine(vm VMFunc) Option { return func(o *options) { o.vm = vm } }
 
 // WithVMArchitectures sets the architectures the VM artifact's index lists
-// (default VMArchitectures), in that order. Each gets its own config, the
-// VirtualMachine for it, and shares the one disk layer.
+// (default VMArchitectures), in that order: any the VMFunc accepts, each
+// once, at least one. Each gets its own config, the VirtualMachine for it,
+// and shares the one disk layer.
 func WithVMArchitectures(archs ...string) Option {
+	// Never nil, so that no architectures is an error, not the default.
+	archs = append([]string{}, archs...)
 	return func(o *options) { o.vmArchs = archs }
 }
 
@@ -179,11 +182,11 @@ func VirtualMachine(raw File, vm VMFunc, opts ...Option) (v1.ImageIndex, error) 
 		})
 		imgs[d] = img
 	}
-	raw2, err := json.Marshal(m)
+	rawIndex, err := json.Marshal(m)
 	if err != nil {
 		return nil, err
 	}
-	return &vmIndex{raw: raw2, digest: digestOf(raw2), images: imgs}, nil
+	return &vmIndex{raw: rawIndex, digest: digestOf(rawIndex), images: imgs}, nil
 }
 
 // pvcClaim is the claimName of v's only volume, which must be a PVC.

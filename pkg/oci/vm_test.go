@@ -194,6 +194,9 @@ func TestVirtualMachineArchitectures(t *testing.T) {
 	if len(m.Manifests) != 1 || m.Manifests[0].Platform.Architecture != "amd64" {
 		t.Errorf("manifests %+v", m.Manifests)
 	}
+	if _, err := oci.VirtualMachine(raw, exportedVM, oci.WithVMArchitectures()); err == nil {
+		t.Error("no architectures accepted")
+	}
 	for _, archs := range [][]string{{}, {"amd64", "amd64"}, {"s390x"}} {
 		if _, err := oci.VirtualMachine(raw, exportedVM, oci.WithVMArchitectures(archs...)); err == nil {
 			t.Errorf("architectures %q accepted", archs)
