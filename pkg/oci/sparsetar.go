@@ -14,8 +14,8 @@ import (
 // The artifact's tar stores the zeros of each file as holes, in GNU tar's
 // PAX sparse format 1.0 (GNU tar manual, "Storing Sparse Files"), which Go's
 // archive/tar reads (and so oras pull, go-containerregistry and Extract),
-// as do GNU tar and bsdtar. Go's writer cannot write it, so this file
-// writes the whole tar itself, in ustar blocks.
+// as GNU tar does (TestArtifactGNUTar). Go's writer cannot write it, so
+// this file writes the whole tar itself, in ustar blocks.
 //
 // Holes are found from the bytes, not from the filesystem, so the tar is
 // the same on every machine.
