@@ -3,14 +3,18 @@
 # against the same content pushed with oras push (the files, as one
 # artifact), crane push --index (the build's OCI layout) and skopeo copy
 # (each image of the layout), all to one local docker-registry, in one run.
+# Then the bytes each shape of the disks artifact stores in the registry
+# (one uncompressed layer per file, one gzip directory layer as tinyvm-oci
+# and oras push of a directory make it, one compressed layer per file), and
+# what the whole push --all stores.
 #
-# Usage: bench/push.sh [ROUNDS]   (default 3; prints a markdown table)
-# Needs: docker-registry, skopeo, oras, crane, python3.
+# Usage: bench/push.sh [ROUNDS]   (default 3; prints markdown tables)
+# Needs: docker-registry, skopeo, oras, crane, python3, gzip, zstd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 
-for tool in docker-registry skopeo oras crane python3; do
+for tool in docker-registry skopeo oras crane python3 gzip zstd; do
   command -v "$tool" >/dev/null || { echo "bench/push.sh: $tool not found" >&2; exit 1; }
 done
 
@@ -92,3 +96,55 @@ for line in open(sys.argv[1]):
 for name, v in rows.items():
     print(f"| {name} | {statistics.median(s for s, _ in v):.3f} | {statistics.median(r for _, r in v):.0f} |")
 PY
+
+# stored REPO: bytes of the blobs and manifests REPO links to in the
+# registry's filesystem storage, each counted once.
+stored() {
+  python3 - "$work/storage/docker/registry/v2" "$1" <<'PY'
+import os, sys
+root, repo = sys.argv[1], sys.argv[2]
+digests = set()
+for sub in ("_layers/sha256", "_manifests/revisions/sha256"):
+    d = os.path.join(root, "repositories", repo, sub)
+    if os.path.isdir(d):
+        digests.update(os.listdir(d))
+print(sum(os.path.getsize(os.path.join(root, "blobs/sha256", h[:2], h, "data")) for h in digests))
+PY
+}
+
+# The disks artifact in each shape, pushed once each (the sizes do not vary).
+files=("$work"/dist/512-byte-vm.*)
+mkdir -p "$work/shapes/512-byte-vm" "$work/shapes/gz" "$work/shapes/zst"
+cp "${files[@]}" "$work/shapes/512-byte-vm/"
+for f in "${files[@]}"; do
+  b=$(basename "$f")
+  gzip -n -9 -c "$f" >"$work/shapes/gz/$b.gz"
+  zstd -q -19 -c "$f" >"$work/shapes/zst/$b.zst"
+done
+oras_files() { # DIR SUFFIX REPO: one layer per file of DIR
+  local dir=$1 repo=$2 args=()
+  for f in "$dir"/*; do args+=("$(basename "$f")"); done
+  (cd "$dir" && oras push --plain-http --artifact-type application/vnd.tinyvm-oci.disks.v1 "$host/$repo:disks" "${args[@]}") >/dev/null
+}
+oras_files "$work/dist" shape-files
+"$work/tinyvm-oci" push "$host/shape-tvo:disks" >/dev/null 2>&1
+(cd "$work/shapes" && oras push --plain-http --artifact-type application/vnd.tinyvm-oci.disks.v1 "$host/shape-orasdir:disks" 512-byte-vm/) >/dev/null
+oras_files "$work/shapes/gz" shape-gz
+oras_files "$work/shapes/zst" shape-zst
+"$work/tinyvm-oci" push --all "$host/shape-all" >/dev/null 2>&1
+
+tarball=$work/shapes/dir.tar
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$tarball" -C "$work/shapes" 512-byte-vm
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --posix --sparse -cf "$tarball.sparse" -C "$work/shapes" 512-byte-vm
+echo
+echo "| disks artifact shape | stored in the registry (bytes) | oras pull gives the files as they are |"
+echo "|---|---:|---|"
+echo "| one uncompressed layer per file (before) | $(stored shape-files) | yes |"
+echo "| (a) one gzip directory layer, tinyvm-oci push :disks | $(stored shape-tvo) | yes, in 512-byte-vm/ |"
+echo "| (a) the same by oras push 512-byte-vm/ (not reproducible: oras stamps the time) | $(stored shape-orasdir) | yes, in 512-byte-vm/ |"
+echo "| (b) one gzip -9 layer per file | $(stored shape-gz) | no: .gz files to gunzip |"
+echo "| (b) one zstd -19 layer per file | $(stored shape-zst) | no: .zst files to unzstd |"
+echo
+echo "GNU tar of the directory: plain $(wc -c <"$tarball") bytes (gzip -1 $(gzip -1 -c "$tarball" | wc -c), gzip -9 $(gzip -9 -c "$tarball" | wc -c), zstd -19 $(zstd -q -19 -c "$tarball" | wc -c)); --posix --sparse $(wc -c <"$tarball.sparse") bytes (gzip -9 $(gzip -9 -c "$tarball.sparse" | wc -c))."
+echo
+echo "tinyvm-oci push --all (every tag: $tags) stores $(stored shape-all) bytes."

@@ -34,6 +34,7 @@ func newBuildCmd() *cobra.Command {
 				return err
 			}
 			o.OCILayout, o.Version = layout, version
+			stampImages(&o)
 			if kube {
 				o.ImageRepo = repo
 			}
@@ -55,7 +56,7 @@ func newBuildCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&dir, "output", "o", "dist", "output directory")
-	cmd.Flags().BoolVar(&layout, "oci-layout", true, "also write DIR/oci, an OCI image layout of every containerDisk and the artifact")
+	cmd.Flags().BoolVar(&layout, "oci-layout", true, "also write DIR/oci, an OCI image layout of every containerDisk, the artifact and the VM artifact")
 	cmd.Flags().BoolVar(&kube, "kubevirt", true, "also write DIR/kubevirt, KubeVirt and CDI manifests")
 	cmd.Flags().StringVar(&repo, "image-repo", kubevirt.DefaultRepo, "repository the KubeVirt manifests in DIR/kubevirt reference")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print each file's size and digest")

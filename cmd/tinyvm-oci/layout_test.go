@@ -35,7 +35,7 @@ func TestBuildLayout(t *testing.T) {
 	for _, d := range im.Manifests {
 		refs = append(refs, d.Annotations[oci.AnnotationRefName])
 	}
-	if strings.Join(refs, ",") != "raw,"+oci.ArtifactTag {
+	if strings.Join(refs, ",") != "raw,"+oci.ArtifactTag+","+oci.VMTag {
 		t.Errorf("layout refs %v", refs)
 	}
 

@@ -35,9 +35,13 @@ func newPushCmd() *cobra.Command {
 
 With a tag that names a format (raw, qcow2, vmdk, ...) it pushes that format
 as a KubeVirt containerDisk: one file at /disk/512-byte-vm.<ext>, owned by
-uid 107 (qemu). Otherwise --format chooses (default qcow2). The tag "disks",
-or --artifact, pushes one OCI artifact holding every format, for oras pull.
---all pushes every format under its own tag plus the artifact under "disks".
+uid 107 (qemu). Otherwise --format chooses (default qcow2). An ova is no
+containerDisk (KubeVirt would boot the tar as a raw disk): it is a file of the
+artifact. The tag "disks", or --artifact, pushes one OCI artifact holding every
+format, for oras pull. The tag "vm" pushes KubeVirt's VM artifact (virtctl
+vmexport --format=oci): the VirtualMachine and its zstd-compressed raw disk.
+--all pushes every containerDisk under its own tag, the artifact under "disks"
+and the VM artifact under "vm".
 
 Registries on loopback (127.0.0.1, localhost, [::1]) are reached over plain
 HTTP; any other needs --insecure for that. Credentials come from the docker
@@ -48,6 +52,7 @@ any manifest; when a push fails part way, stdout still lists the tags that
 were written, and stderr names the ones that were not.`,
 		Example: `  tinyvm-oci push ghcr.io/acme/512vm:qcow2      # a containerDisk
   tinyvm-oci push ghcr.io/acme/512vm:disks      # every format as an artifact
+  tinyvm-oci push ghcr.io/acme/512vm:vm         # KubeVirt's VM artifact
   tinyvm-oci push --all ghcr.io/acme/512vm      # every tag at once
   tinyvm-oci push --all --then poweroff 127.0.0.1:5000/512vm`,
 		Args: cobra.ExactArgs(1),
@@ -67,6 +72,7 @@ were written, and stderr names the ones that were not.`,
 			if err != nil {
 				return err
 			}
+			stampImages(&o)
 			target, err := publish.Resolve(ref, all, artifact, o.Formats)
 			if err != nil {
 				return usageError{err}
@@ -101,7 +107,7 @@ were written, and stderr names the ones that were not.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.BoolVar(&all, "all", false, `push every format under its own tag, plus the artifact under "disks"`)
+	fs.BoolVar(&all, "all", false, `push every containerDisk under its own tag, the artifact under "disks" and the VM artifact under "vm"`)
 	fs.BoolVar(&artifact, "artifact", false, "push the OCI artifact holding every format (or those --format lists)")
 	fs.BoolVar(&insecure, "insecure", false, "allow plain HTTP and unverified TLS to a registry that is not on loopback")
 	fs.StringVar(&output, "output", "text", "stdout format: text (REF@sha256:... per line) or json")

@@ -41,6 +41,18 @@ func wantFiles(t *testing.T, o build.Options) map[string][]byte {
 	return out
 }
 
+// allTags are the tags push --all writes, in order: every format's
+// containerDisk but ova's, the artifact and the VM artifact.
+func allTags() []string {
+	var tags []string
+	for _, f := range formats.Types {
+		if oci.CheckContainerDisk(f) == nil {
+			tags = append(tags, f.Type)
+		}
+	}
+	return append(tags, oci.ArtifactTag, oci.VMTag)
+}
+
 // pushAll runs push --all and checks it printed REF@sha256 for every tag.
 func pushAll(t *testing.T, host string, extra ...string) []string {
 	t.Helper()
@@ -49,16 +61,13 @@ func pushAll(t *testing.T, host string, extra ...string) []string {
 		t.Fatalf("push --all: exit %d: %s", code, errs)
 	}
 	lines := strings.Fields(out)
-	if len(lines) != len(formats.Types)+1 {
-		t.Fatalf("push --all printed %q", out)
+	tags := allTags()
+	if len(lines) != len(tags) {
+		t.Fatalf("push --all printed %q, want %v", out, tags)
 	}
 	for i, l := range lines {
-		tag := oci.ArtifactTag
-		if i < len(formats.Types) {
-			tag = formats.Types[i].Type
-		}
-		if !strings.HasPrefix(l, host+"/512vm:"+tag+"@sha256:") {
-			t.Errorf("line %q, want %s/512vm:%s@sha256:...", l, host, tag)
+		if !strings.HasPrefix(l, host+"/512vm:"+tags[i]+"@sha256:") {
+			t.Errorf("line %q, want %s/512vm:%s@sha256:...", l, host, tags[i])
 		}
 	}
 	return lines
@@ -82,6 +91,11 @@ func TestPushAllPull(t *testing.T) {
 		wantN := 1
 		if strings.HasSuffix(ref, ":"+oci.ArtifactTag) {
 			wantN = len(want)
+		}
+		if strings.HasSuffix(ref, ":"+oci.VMTag) {
+			// The VM artifact's disk is the raw disk, named after
+			// its PVC.
+			want["512vm.raw"] = want["512-byte-vm.raw"]
 		}
 		if len(paths) != wantN {
 			t.Errorf("pull %s wrote %v", ref, paths)
@@ -135,12 +149,25 @@ func TestPushOptions(t *testing.T) {
 			t.Errorf("push :latest then pull: exit %d, %q: %s", code, out, errs)
 		}
 	}
-	// --all with --format pushes just those formats and their artifact.
+	// --all with --format pushes just those formats and their artifact,
+	// and the VM artifact when raw is among them.
 	code, out, errs := tvo(t, "push", "--all", host+"/some", "--format", "raw")
-	if lines := strings.Fields(out); code != 0 || len(lines) != 2 ||
-		!strings.HasPrefix(lines[0], host+"/some:raw@") || !strings.HasPrefix(lines[1], host+"/some:disks@") {
+	if lines := strings.Fields(out); code != 0 || len(lines) != 3 ||
+		!strings.HasPrefix(lines[0], host+"/some:raw@") || !strings.HasPrefix(lines[1], host+"/some:disks@") || !strings.HasPrefix(lines[2], host+"/some:vm@") {
 		t.Errorf("push --all --format raw: exit %d, %q: %s", code, out, errs)
 	}
+	code, out, errs = tvo(t, "push", "--all", host+"/some", "--format", "qcow2,ova")
+	if lines := strings.Fields(out); code != 0 || len(lines) != 2 ||
+		!strings.HasPrefix(lines[0], host+"/some:qcow2@") || !strings.HasPrefix(lines[1], host+"/some:disks@") {
+		t.Errorf("push --all --format qcow2,ova: exit %d, %q: %s", code, out, errs)
+	}
+	// An ova is no containerDisk: a one-line usage error that says why
+	// and where the ova is.
+	code, _, errs = tvo(t, "push", host+"/512vm:ova")
+	if first := strings.SplitN(errs, "\n", 2)[0]; code != exitUsage || !strings.Contains(first, "the VM never boots") || !strings.Contains(first, host+"/512vm:disks") {
+		t.Errorf("push :ova: exit %d: %q", code, errs)
+	}
+	t.Logf("push :ova: %s", strings.SplitN(errs, "\n", 2)[0])
 	// The disks tag is the artifact.
 	code, out, errs = tvo(t, "push", host+"/512vm:disks", "--format", "raw")
 	if code != 0 {

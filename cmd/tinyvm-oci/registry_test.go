@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	ggcr "github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
@@ -61,8 +63,9 @@ func TestRealRegistry(t *testing.T) {
 		t.Errorf("same push twice gave different digests:\n%v\n%v", first, again)
 	}
 	want := wantFiles(t, build.Options{})
+	want["512vm.raw"] = want["512-byte-vm.raw"] // the VM artifact's disk
 
-	for i, line := range first {
+	for _, line := range first {
 		ref := line[:strings.Index(line, "@")]
 		tag := ref[strings.LastIndex(ref, ":")+1:]
 
@@ -95,13 +98,16 @@ func TestRealRegistry(t *testing.T) {
 				t.Errorf("pull %s: %s differs", ref, p)
 			}
 		}
-		if tag == oci.ArtifactTag {
-			continue
+		if tag == oci.ArtifactTag || tag == oci.VMTag {
+			continue // TestRealVMArtifact reads the VM artifact
 		}
 
 		// skopeo (containers/image, as CDI and CRI-O use) copies the
 		// containerDisk; umoci unpacks it as a runtime would.
-		f := formats.Types[i]
+		f, err := formats.Lookup(tag)
+		if err != nil {
+			t.Fatal(err)
+		}
 		layout := filepath.Join(t.TempDir(), "layout")
 		runTool(t, skopeo, "copy", "--src-tls-verify=false", "docker://"+ref, "oci:"+layout+":"+tag)
 		bundle := filepath.Join(t.TempDir(), "bundle")
@@ -158,14 +164,15 @@ func TestRealRegistry(t *testing.T) {
 		}
 	}
 
-	// oras pull writes every format, byte-identical.
+	// oras pull unpacks every format into 512-byte-vm/, byte-identical.
 	dir := t.TempDir()
 	cmd := exec.Command(oras, "pull", "--plain-http", reg.Host+"/512vm:"+oci.ArtifactTag, "-o", dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("oras pull: %v\n%s", err, out)
 	}
+	delete(want, "512vm.raw")
 	for fname, b := range want {
-		got, err := os.ReadFile(filepath.Join(dir, fname))
+		got, err := os.ReadFile(filepath.Join(dir, oci.ArtifactDir, fname))
 		if err != nil || !bytes.Equal(got, b) {
 			t.Errorf("oras pull: %s differs or is missing (%v)", fname, err)
 		}
@@ -173,7 +180,10 @@ func TestRealRegistry(t *testing.T) {
 }
 
 // TestRealLayout publishes build's OCI layout with skopeo and checks the
-// registry then serves the same digests as push --all.
+// registry then serves what push --all does: the same digests for the
+// artifacts, and for each containerDisk the same layers and a config that
+// differs only in its history's created_by ("tinyvm-oci build" against
+// "tinyvm-oci push").
 func TestRealLayout(t *testing.T) {
 	skopeo := tooltest.Require(t, "skopeo", tooltest.Skopeo)
 	reg := ocitest.StartRegistry(t, ocitest.RegistryOptions{})
@@ -193,9 +203,14 @@ func TestRealLayout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := ref + "@" + d.Digest.String(); got != line {
-			t.Errorf("layout's %s is %s, push --all gave %s", tag, d.Digest, line)
+		if got := ref + "@" + d.Digest.String(); got == line {
+			continue
 		}
+		if tag == oci.ArtifactTag || tag == oci.VMTag {
+			t.Errorf("layout's %s is %s, push --all gave %s", tag, d.Digest, line)
+			continue
+		}
+		sameButCreatedBy(t, tag, r, line)
 	}
 	// oras copies the artifact out of the layout unchanged.
 	oras := tooltest.Require(t, "oras", tooltest.Oras)
@@ -206,7 +221,7 @@ func TestRealLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := pushed[len(pushed)-1]; !strings.HasSuffix(want, "@"+d.Digest.String()) {
+	if want := pushed[slices.Index(allTags(), oci.ArtifactTag)]; !strings.HasSuffix(want, "@"+d.Digest.String()) {
 		t.Errorf("oras cp from the layout gave %s, push --all %s", d.Digest, want)
 	}
 }
@@ -352,4 +367,51 @@ func TestRealInterruptedPull(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// sameButCreatedBy checks that the containerDisks a and b have the same
+// layers and configs that differ only in created_by, which names build
+// for a and push for b.
+func sameButCreatedBy(t *testing.T, tag string, a name.Reference, b string) {
+	t.Helper()
+	rb, err := name.ParseReference(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfgs [2]*v1.ConfigFile
+	var layers [2][]v1.Descriptor
+	for i, r := range []name.Reference{a, rb} {
+		img, err := ggcr.Image(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers[i] = m.Layers
+		if cfgs[i], err = img.ConfigFile(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(layers[0]) != fmt.Sprint(layers[1]) {
+		t.Errorf("%s: layout layers %v, push's %v", tag, layers[0], layers[1])
+	}
+	hb, hp := cfgs[0].History[0].CreatedBy, cfgs[1].History[0].CreatedBy
+	if hb != "tinyvm-oci build --format "+tag || hp != "tinyvm-oci push --format "+tag {
+		t.Errorf("%s: created_by %q (layout) and %q (push)", tag, hb, hp)
+	}
+	cfgs[0].History[0].CreatedBy = hp
+	if ja, jb := mustJSON(t, cfgs[0]), mustJSON(t, cfgs[1]); ja != jb {
+		t.Errorf("%s: configs differ beyond created_by:\n%s\n%s", tag, ja, jb)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
 )
 
 func newVersionCmd() *cobra.Command {
@@ -65,4 +68,13 @@ func versionInfo() buildVersion {
 		v.commit += " (modified)"
 	}
 	return v
+}
+
+// stampImages records, in the OCI revision annotation, the commit this
+// binary was built from, when the build info has one and the tree was not
+// modified (then no commit describes it).
+func stampImages(o *build.Options) {
+	if c := versionInfo().commit; c != "" && !strings.Contains(c, " ") {
+		o.Revision = c
+	}
 }

@@ -66,6 +66,9 @@ type Options struct {
 	OCILayout bool
 	// Version is the tinyvm-oci version the OCI annotations record.
 	Version string
+	// Revision, when set, is the OCI revision annotation: the commit
+	// tinyvm-oci was built from.
+	Revision string
 	// ImageRepo, when set, also writes KubeVirt and CDI manifests at
 	// dir/kubevirt that reference the containerDisk in this repository
 	// (for example registry.example.com/512vm), as push would publish it.
@@ -266,7 +269,8 @@ func writeLayout(dir string, o Options, res *Result) error {
 		}
 		files = append(files, oci.File{Path: f.Path, Format: f.Format})
 	}
-	opts := []oci.Option{oci.WithCreated(o.Format.Stamp())}
+	opts := []oci.Option{oci.WithCreated(o.Format.Stamp()), oci.WithRevision(o.Revision),
+		oci.WithCreatedBy("tinyvm-oci build"), oci.WithVirtualMachine(o.ExportedVM)}
 	if o.Version != "" {
 		opts = append(opts, oci.WithVersion(o.Version))
 	}

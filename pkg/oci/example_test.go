@@ -9,9 +9,10 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 )
 
-// The artifact of the default build. Its blobs are the disk files as
-// written, so its digest does not depend on gzip and is the same with
-// every Go version; testdata/oci-digests.txt pins it as "disks".
+// The artifact of the default build: one gzip-compressed tar of the
+// directory 512-byte-vm/, which oras pull unpacks. testdata/oci-digests.txt
+// pins its digest as "disks"; like the containerDisks', it follows the Go
+// version's compress/gzip.
 func ExampleArtifact() {
 	dir, err := os.MkdirTemp("", "example-")
 	if err != nil {
@@ -39,8 +40,8 @@ func ExampleArtifact() {
 	// Output:
 	// application/vnd.tinyvm-oci.disks.v1
 	// application/vnd.oci.empty.v1+json 2 sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
-	// 8 layers, first application/vnd.tinyvm-oci.disk.raw 512-byte-vm.raw
-	// sha256:df55697993a1263010801bcd330d62ad1eba8a54d5372afb73c4046038202bb6
+	// 1 layers, first application/vnd.tinyvm-oci.disks.v1.tar+gzip 512-byte-vm
+	// sha256:8a0d21bb91526e96db0273da7cf17a44f2eeb5c387d1d9f5759e7dcc0e4b3d1b
 }
 
 // The qcow2 containerDisk of the default build: an image index with a

@@ -63,7 +63,9 @@ func IsArtifact(m *v1.Manifest) bool {
 
 // Extract writes the disk files of img into dir and returns their paths.
 // From a containerDisk it writes the single regular file under disk/; from
-// an artifact, every layer with an org.opencontainers.image.title.
+// an artifact, every layer with an org.opencontainers.image.title, and
+// the files in it for a directory layer (AnnotationUnpack), or the
+// decompressed disk NAME.raw for a KubeVirt VM artifact's NAME.raw.zst.
 //
 // It refuses absolute paths, "..", names with a directory part, symlinks,
 // hard links, devices, two files under disk/ and files over the size
@@ -137,6 +139,18 @@ func (x *extractor) artifact(img v1.Image, m *v1.Manifest) error {
 			return fmt.Errorf("%w: layer %d: title %q used twice", ErrUnsafe, i, title)
 		}
 		seen[title] = true
+		if d.Annotations[AnnotationUnpack] == "true" {
+			if err := x.unpackDir(img, i, d, seen); err != nil {
+				return err
+			}
+			continue
+		}
+		if d.MediaType == DiskRawZstdMediaType {
+			if err := x.unzstd(img, i, d, seen); err != nil {
+				return err
+			}
+			continue
+		}
 		if d.Size > x.max || d.Size < 0 {
 			return fmt.Errorf("%w: layer %d (%q) is %d bytes, over the size limit of %d", ErrTooLarge, i, title, d.Size, x.max)
 		}

@@ -3,6 +3,7 @@ package oci
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -43,7 +44,7 @@ func containerDiskImage(f File, l *diskLayer, arch string, ann map[string]string
 		Config:       v1.Config{Labels: ann},
 		History: []v1.History{{
 			Created:   v1.Time{Time: o.created},
-			CreatedBy: "tinyvm-oci build --format " + f.Format.Type,
+			CreatedBy: o.createdByOrDefault() + " --format " + f.Format.Type,
 		}},
 	}
 	rawCfg, err := json.Marshal(cfg)
@@ -69,9 +70,12 @@ func containerDiskImage(f File, l *diskLayer, arch string, ann map[string]string
 }
 
 // Artifact returns the OCI 1.1 artifact holding every file: artifactType
-// ArtifactType, the empty config, and one layer per file whose blob is
-// the file's bytes, with the format's media type and the file name as its
-// title.
+// ArtifactType, the empty config, and one layer in the form oras push
+// gives a directory, so that oras pull unpacks it by itself: a
+// gzip-compressed tar of ArtifactDir/ and the files in it, titled
+// ArtifactDir, with AnnotationUnpack "true" and AnnotationUnpackDigest the
+// digest of the tar. One compressed layer stores the megabytes of zeros in
+// the files as a few kilobytes (docs/oci.md).
 func Artifact(files []File, opts ...Option) (v1.Image, error) {
 	o := makeOptions(opts)
 	if len(files) == 0 {
@@ -88,44 +92,57 @@ func Artifact(files []File, opts ...Option) (v1.Image, error) {
 		},
 	}
 	seen := map[string]bool{}
-	var layers []v1.Layer
+	var dfs []dirFile
+	var kinds []string
 	for _, f := range files {
 		name := f.Format.FileName()
-		if f.Format.Type == "" || f.Format.MediaType == "" {
-			return nil, fmt.Errorf("oci: %s: no format or media type", f.Path)
+		if f.Format.Type == "" {
+			return nil, fmt.Errorf("oci: %s: no format", f.Path)
 		}
 		if seen[name] {
 			return nil, fmt.Errorf("oci: artifact: two files named %s", name)
 		}
 		seen[name] = true
-		l, err := newBlobLayer(f.Path, types.MediaType(f.Format.MediaType))
-		if err != nil {
-			return nil, err
-		}
-		layers = append(layers, l)
-		m.Layers = append(m.Layers, v1.Descriptor{
-			MediaType: l.mt,
-			Size:      l.size,
-			Digest:    l.digest,
-			Annotations: map[string]string{
-				AnnotationTitle:  name,
-				AnnotationFormat: f.Format.Type,
-			},
-		})
+		dfs = append(dfs, dirFile{path: f.Path, name: name})
+		kinds = append(kinds, f.Format.Type)
 	}
+	l, err := newDirLayer(dfs, o.created)
+	if err != nil {
+		return nil, err
+	}
+	m.Layers = []v1.Descriptor{{
+		MediaType: ArtifactLayerMediaType,
+		Size:      l.size,
+		Digest:    l.digest,
+		Annotations: map[string]string{
+			AnnotationTitle:        ArtifactDir,
+			AnnotationUnpack:       "true",
+			AnnotationUnpackDigest: l.diffID.String(),
+			AnnotationFormat:       strings.Join(kinds, ","),
+		},
+	}}
 	desc := o.description
 	if desc == "" {
-		desc = "The 512-byte VM in every disk format, one file per layer"
+		desc = "The 512-byte VM in every disk format: oras pull unpacks them into " + ArtifactDir + "/"
 	}
 	m.Annotations = o.annotations("512-byte-vm disks", desc)
-	return newImage(m, emptyJSON, layers...)
+	return newImage(m, emptyJSON, l)
 }
 
-// Images returns every file's containerDisk index, tagged with its
-// format's Type, then the artifact tagged ArtifactTag.
+// Images returns every file's containerDisk index, tagged with its format's Type,
+// except an ova's (CheckContainerDisk), then the artifact tagged
+// ArtifactTag, then, with WithVirtualMachine and a raw file among the
+// files, the VM artifact tagged VMTag.
 func Images(files []File, opts ...Option) ([]Tagged, error) {
 	var out []Tagged
+	var raw *File
 	for _, f := range files {
+		if f.Format.Type == "raw" {
+			raw = &f
+		}
+		if CheckContainerDisk(f.Format) != nil {
+			continue // an ova is only a file of the artifact
+		}
 		img, err := ContainerDisk(f, opts...)
 		if err != nil {
 			return nil, err
@@ -136,7 +153,15 @@ func Images(files []File, opts ...Option) ([]Tagged, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(out, Tagged{Tag: ArtifactTag, Image: art}), nil
+	out = append(out, Tagged{Tag: ArtifactTag, Image: art})
+	if o := makeOptions(opts); o.vm != nil && raw != nil {
+		vm, err := VirtualMachine(*raw, o.vm, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Tagged{Tag: VMTag, Image: vm})
+	}
+	return out, nil
 }
 
 func (o options) annotations(title, desc string) map[string]string {
@@ -149,6 +174,8 @@ func (o options) annotations(title, desc string) map[string]string {
 		AnnotationSource:   o.source,
 		AnnotationVersion:  o.version,
 		AnnotationLicenses: o.licenses,
+		AnnotationRevision: o.revision,
+		AnnotationURL:      o.url,
 	} {
 		if v != "" {
 			ann[k] = v

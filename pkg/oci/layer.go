@@ -22,48 +22,6 @@ import (
 // changes every digest.
 const gzipLevel = gzip.BestSpeed
 
-// blobLayer is an artifact layer: the file's bytes as they are. It
-// implements partial.CompressedLayer (and v1.Layer, since the blob is not
-// compressed, its DiffID is its digest). Reads stream from the file and
-// fail if the file no longer matches the digest taken when the layer was
-// made.
-type blobLayer struct {
-	path   string
-	mt     types.MediaType
-	digest v1.Hash
-	size   int64
-}
-
-func newBlobLayer(p string, mt types.MediaType) (*blobLayer, error) {
-	f, err := openRegular(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return nil, fmt.Errorf("oci: read %s: %w", p, err)
-	}
-	return &blobLayer{path: p, mt: mt, digest: sum(h), size: n}, nil
-}
-
-func (l *blobLayer) Digest() (v1.Hash, error)             { return l.digest, nil }
-func (l *blobLayer) DiffID() (v1.Hash, error)             { return l.digest, nil }
-func (l *blobLayer) Size() (int64, error)                 { return l.size, nil }
-func (l *blobLayer) MediaType() (types.MediaType, error)  { return l.mt, nil }
-func (l *blobLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed() }
-
-// Compressed opens the file. The reader fails at the end if the bytes
-// differ from the digest.
-func (l *blobLayer) Compressed() (io.ReadCloser, error) {
-	f, err := os.Open(l.path)
-	if err != nil {
-		return nil, fmt.Errorf("oci: %w", err)
-	}
-	return newVerifier(f, l.size, l.digest, l.path), nil
-}
-
 // diskLayer is a containerDisk layer: a gzip-compressed tar holding disk/
 // and the disk file, owned by the qemu user, made from the file on every
 // read. Its digests are computed once, streaming, when the layer is made.

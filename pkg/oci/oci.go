@@ -27,6 +27,8 @@ const (
 	AnnotationLicenses    = "org.opencontainers.image.licenses"
 	AnnotationCreated     = "org.opencontainers.image.created"
 	AnnotationRefName     = "org.opencontainers.image.ref.name"
+	AnnotationRevision    = "org.opencontainers.image.revision"
+	AnnotationURL         = "org.opencontainers.image.url"
 	// AnnotationFormat names the disk format a containerDisk or an artifact
 	// layer holds: a Type from the formats table (raw, qcow2, ...).
 	AnnotationFormat = "io.tinyvm-oci.disk.format"
@@ -49,9 +51,13 @@ const DefaultMaxSize = 1 << 30
 
 // Defaults for the annotations.
 const (
-	DefaultSource   = "https://github.com/tinyvm-oci/tinyvm-oci"
+	DefaultSource = "https://github.com/tinyvm-oci/tinyvm-oci"
+	// DefaultURL is the url annotation: where to read about the image.
+	DefaultURL      = DefaultSource
 	DefaultLicenses = "Apache-2.0"
 	DefaultVersion  = "devel"
+	// DefaultCreatedBy is the command a containerDisk's history names.
+	DefaultCreatedBy = "tinyvm-oci build"
 )
 
 // File is a disk file already written to a directory by a format writer.
@@ -69,6 +75,11 @@ type Option func(*options)
 
 type options struct {
 	created     time.Time
+	revision    string
+	url         string
+	createdBy   string
+	vm          VMFunc
+	vmArchs     []string
 	description string
 	source      string
 	version     string
@@ -81,6 +92,7 @@ func makeOptions(opts []Option) options {
 	o := options{
 		created:  formats.DefaultTime,
 		source:   DefaultSource,
+		url:      DefaultURL,
 		version:  DefaultVersion,
 		licenses: DefaultLicenses,
 		maxSize:  DefaultMaxSize,
@@ -109,6 +121,26 @@ func WithDescription(s string) Option { return func(o *options) { o.description 
 
 // WithSource sets the source annotation (default DefaultSource).
 func WithSource(s string) Option { return func(o *options) { o.source = s } }
+
+// WithRevision sets the org.opencontainers.image.revision annotation: the
+// commit of the source the disk was built from (empty leaves it out).
+func WithRevision(s string) Option { return func(o *options) { o.revision = s } }
+
+// WithURL sets the org.opencontainers.image.url annotation: where to find
+// more about the image (default DefaultURL; empty leaves it out).
+func WithURL(s string) Option { return func(o *options) { o.url = s } }
+
+// WithCreatedBy sets the created_by of a containerDisk's history entry, the
+// command that made it (default DefaultCreatedBy). The format is appended
+// as " --format TYPE".
+func WithCreatedBy(s string) Option { return func(o *options) { o.createdBy = s } }
+
+func (o options) createdByOrDefault() string {
+	if o.createdBy == "" {
+		return DefaultCreatedBy
+	}
+	return o.createdBy
+}
 
 // WithVersion sets the version annotation (default DefaultVersion), the
 // version of tinyvm-oci that built the disk.

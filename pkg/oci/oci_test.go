@@ -3,6 +3,8 @@ package oci_test
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -398,31 +400,61 @@ func TestArtifact(t *testing.T) {
 	if cfg, err := img.RawConfigFile(); err != nil || string(cfg) != "{}" {
 		t.Errorf("config blob %q, %v: want {}", cfg, err)
 	}
-	if len(m.Layers) != len(files) {
-		t.Fatalf("%d layers for %d files", len(m.Layers), len(files))
+	// One layer, as oras push of a directory makes it: a gzip-compressed
+	// tar of 512-byte-vm/ and the files, the tar's digest annotated.
+	if len(m.Layers) != 1 {
+		t.Fatalf("%d layers, want the one directory layer", len(m.Layers))
 	}
-	for i, f := range files {
-		l := m.Layers[i]
-		if l.MediaType != f.Format.MediaType || l.Annotations[oci.AnnotationTitle] != f.Format.FileName() || l.Annotations[oci.AnnotationFormat] != f.Format.Type {
-			t.Errorf("layer %d: %+v", i, l)
-		}
-		h, _ := v1.NewHash(l.Digest)
-		layer, err := img.LayerByDigest(h)
+	l := m.Layers[0]
+	if l.MediaType != "application/vnd.tinyvm-oci.disks.v1.tar+gzip" || l.Annotations[oci.AnnotationTitle] != "512-byte-vm" ||
+		l.Annotations["io.deis.oras.content.unpack"] != "true" || l.Annotations[oci.AnnotationFormat] != "raw,qcow2,vmdk,vdi,vhd,vhdx,iso,ova" {
+		t.Errorf("layer %+v", l)
+	}
+	h, _ := v1.NewHash(l.Digest)
+	layer, err := img.LayerByDigest(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(blob)) != l.Size || fmt.Sprintf("sha256:%x", sha256.Sum256(blob)) != l.Digest {
+		t.Errorf("layer blob: %d bytes, manifest says %d", len(blob), l.Size)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarBytes, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintf("sha256:%x", sha256.Sum256(tarBytes)); got != l.Annotations["io.deis.oras.content.digest"] {
+		t.Errorf("tar digest %s, annotation %s", got, l.Annotations["io.deis.oras.content.digest"])
+	}
+	tr := tar.NewReader(bytes.NewReader(tarBytes))
+	hdr, err := tr.Next()
+	if err != nil || hdr.Name != "512-byte-vm/" || hdr.Typeflag != tar.TypeDir {
+		t.Fatalf("first entry %+v, %v: want the directory 512-byte-vm/", hdr, err)
+	}
+	for _, f := range files {
+		hdr, err := tr.Next()
 		if err != nil {
 			t.Fatal(err)
 		}
-		rc, err := layer.Compressed()
-		if err != nil {
-			t.Fatal(err)
+		got, _ := io.ReadAll(tr)
+		if hdr.Name != "512-byte-vm/"+f.Format.FileName() || hdr.Typeflag != tar.TypeReg || !hdr.ModTime.Equal(formats.DefaultTime) || !bytes.Equal(got, mustRead(t, f.Path)) {
+			t.Errorf("entry %q (type %c, mtime %v) is not %s", hdr.Name, hdr.Typeflag, hdr.ModTime, f.Path)
 		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, mustRead(t, f.Path)) || int64(len(got)) != l.Size {
-			t.Errorf("layer %d blob differs from %s", i, f.Path)
-		}
+	}
+	if hdr, err := tr.Next(); err != io.EOF {
+		t.Errorf("extra entry %+v, %v", hdr, err)
 	}
 	if m.Annotations[oci.AnnotationCreated] != "2024-01-01T00:00:00Z" || m.Annotations[oci.AnnotationTitle] == "" {
 		t.Errorf("annotations %v", m.Annotations)

@@ -35,8 +35,11 @@ const (
 	// Artifact is the OCI artifact holding every selected format.
 	Artifact
 	// All is every format under its own tag plus the artifact under
-	// oci.ArtifactTag.
+	// oci.ArtifactTag (and, when raw is among the formats, the VM artifact
+	// under oci.VMTag).
 	All
+	// VM is KubeVirt's VM artifact of the raw disk (oci.VirtualMachine).
+	VM
 )
 
 // Target is what one push publishes.
@@ -76,10 +79,20 @@ func Resolve(ref name.Reference, all, artifact bool, flagged []formats.Format) (
 		return Target{Ref: ref, Mode: All, Formats: flagged}, nil
 	case artifact || tag == oci.ArtifactTag:
 		return Target{Ref: ref, Mode: Artifact, Formats: flagged}, nil
+	case tag == oci.VMTag:
+		raw, _ := formats.Lookup("raw")
+		if len(flagged) > 0 && (len(flagged) != 1 || flagged[0].Type != raw.Type) {
+			return Target{}, fmt.Errorf("%w: tag %q is KubeVirt's VM artifact, which holds the raw disk; drop --format", ErrUsage, tag)
+		}
+		return Target{Ref: ref, Mode: VM, Formats: []formats.Format{raw}}, nil
 	}
 	f, err := containerDiskFormat(tag, flagged)
 	if err != nil {
 		return Target{}, err
+	}
+	if err := oci.CheckContainerDisk(f); err != nil {
+		return Target{}, fmt.Errorf("%w: %w; the %s is a file of %s (push or pull that), or push raw or qcow2 as the containerDisk",
+			ErrUsage, err, f.Type, ref.Context().Tag(oci.ArtifactTag))
 	}
 	return Target{Ref: ref, Mode: ContainerDisk, Formats: []formats.Format{f}}, nil
 }
@@ -152,7 +165,8 @@ func images(t Target, bo build.Options, version string) (res *build.Result, refs
 	for i, f := range res.Files {
 		files[i] = oci.File{Path: f.Path, Format: f.Format}
 	}
-	iopts := []oci.Option{oci.WithCreated(bo.Format.Stamp()), oci.WithVersion(version)}
+	iopts := []oci.Option{oci.WithCreated(bo.Format.Stamp()), oci.WithVersion(version), oci.WithRevision(bo.Revision),
+		oci.WithCreatedBy("tinyvm-oci push"), oci.WithVirtualMachine(bo.ExportedVM)}
 	switch t.Mode {
 	case All:
 		tagged, err := oci.Images(files, iopts...)
@@ -164,6 +178,9 @@ func images(t Target, bo build.Options, version string) (res *build.Result, refs
 			imgs = append(imgs, tg.Image)
 		}
 		return res, refs, imgs, cleanup, nil
+	case VM:
+		idx, err := oci.VirtualMachine(files[0], bo.ExportedVM, iopts...)
+		return res, []name.Reference{t.Ref}, []oci.Taggable{idx}, cleanup, err
 	case Artifact:
 		img, err := oci.Artifact(files, iopts...)
 		return res, []name.Reference{t.Ref}, []oci.Taggable{img}, cleanup, err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/remote"
 )
 
@@ -44,6 +45,11 @@ func TestResolve(t *testing.T) {
 		{ref: "r.example/vm:disks", mode: Artifact},
 		{ref: "r.example/vm:anything", art: true, flagged: "raw,iso", mode: Artifact, formats: "raw,iso"},
 		{ref: "r.example/vm", all: true, mode: All},
+		{ref: "r.example/vm:vm", mode: VM, formats: "raw"},
+		{ref: "r.example/vm:vm", flagged: "raw", mode: VM, formats: "raw"},
+		{ref: "r.example/vm:vm", flagged: "qcow2", err: "holds the raw disk; drop --format"},
+		{ref: "r.example/vm:ova", err: "VM never boots; the ova is a file of r.example/vm:disks"},
+		{ref: "r.example/vm:latest", flagged: "ova", err: "not a containerDisk"},
 		{ref: "r.example/vm:qcow2", flagged: "raw", err: "--format says otherwise"},
 		{ref: "r.example/vm:x", flagged: "raw,qcow2", err: "holds one format"},
 		{ref: "r.example/vm", all: true, art: true, err: "use one of --all and --artifact"},
@@ -95,8 +101,21 @@ func TestPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pushed) != len(formats.Types)+1 {
-		t.Errorf("pushed %d tags, want one per format plus the artifact", len(pushed))
+	// Every format but ova as a containerDisk, then the artifact and
+	// the VM artifact.
+	var want []string
+	for _, f := range formats.Types {
+		if f.Type != "ova" {
+			want = append(want, f.Type)
+		}
+	}
+	want = append(want, oci.ArtifactTag, oci.VMTag)
+	var got []string
+	for _, p := range pushed {
+		got = append(got, p.Ref.(name.Tag).TagStr())
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("pushed %v, want %v", got, want)
 	}
 	waitClosed(t, progress)
 }

@@ -58,7 +58,7 @@ func TestPushPull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pushed) != len(files)+1 {
+	if len(pushed) != len(imgs) {
 		t.Fatalf("pushed %v", pushed)
 	}
 	for i, p := range pushed {

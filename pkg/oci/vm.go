@@ -1,0 +1,318 @@
+package oci
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/zstd"
+	"k8s.io/apimachinery/pkg/api/resource"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+)
+
+// KubeVirt's VM artifact (VEP 256), as kubevirt/kubevirt pkg/storage/oci
+// writes it and hack/oci-import.sh reads it.
+const (
+	// VMArtifactType is the artifactType of the index and of each
+	// manifest.
+	VMArtifactType = "application/vnd.kubevirt.virtualmachine.v1"
+	// VMConfigMediaType is the config blob's media type: the
+	// VirtualMachine as JSON.
+	VMConfigMediaType types.MediaType = "application/vnd.kubevirt.virtualmachine.config.v1+json"
+	// DiskRawZstdMediaType is a disk layer's media type: the raw disk
+	// compressed with zstd, no tar.
+	DiskRawZstdMediaType types.MediaType = "application/vnd.kubevirt.disk.raw+zstd"
+	// AnnotationDiskName names the PVC a disk layer holds; the VM's
+	// volume with that claimName is the one it fills.
+	AnnotationDiskName = "io.kubevirt.disk.name"
+	// AnnotationDiskSize is the raw disk's size as a Kubernetes quantity
+	// (1Mi): the size the importer gives the PVC.
+	AnnotationDiskSize = "io.kubevirt.disk.size"
+)
+
+// VMTag is the tag of the VM artifact.
+const VMTag = "vm"
+
+// VMArchitectures are the architectures the VM artifact lists by default,
+// in the order it lists them.
+var VMArchitectures = []string{"amd64", "arm64"}
+
+// VMFunc returns the VirtualMachine one architecture's manifest carries as
+// its config (kubevirt.ExportedVM).
+type VMFunc func(arch string) (*kubevirtv1.VirtualMachine, error)
+
+// ErrVM is a VirtualMachine the VM artifact cannot carry.
+var ErrVM = errors.New("oci: bad virtual machine")
+
+// zstd settings of the disk layer, those of KubeVirt's exporter (default
+// level, one goroutine) plus the content size in the frame header. The
+// output follows from the input and the klauspost/compress version in
+// go.mod; changing either changes the digests.
+var zstdOptions = []zstd.EOption{
+	zstd.WithEncoderLevel(zstd.SpeedDefault),
+	zstd.WithEncoderConcurrency(1),
+}
+
+// WithVirtualMachine makes Images and WriteLayout add the VM artifact,
+// tagged VMTag, when the files include the raw disk; vm gives each
+// architecture's VirtualMachine.
+func WithVirtualMachine(vm VMFunc) Option { return func(o *options) { o.vm = vm } }
+
+// WithVMArchitectures sets the architectures the VM artifact's index lists
+// (default VMArchitectures), in that order: any the VMFunc accepts, each
+// once, at least one. Each gets its own config, the VirtualMachine for it,
+// and shares the one disk layer.
+func WithVMArchitectures(archs ...string) Option {
+	// Never nil, so that no architectures is an error, not the default.
+	archs = append([]string{}, archs...)
+	return func(o *options) { o.vmArchs = archs }
+}
+
+// VirtualMachine returns KubeVirt's VM artifact for the raw disk: an OCI
+// image index with artifactType VMArtifactType and one manifest per
+// architecture (WithVMArchitectures), its platform linux/ARCH in the index
+// descriptor. Each manifest has the same artifactType, the VirtualMachine
+// vm(arch) marshalled as JSON as its config (VMConfigMediaType), and one
+// layer: the raw disk compressed with zstd (DiskRawZstdMediaType), with
+// the annotations KubeVirt's exporter writes: AnnotationDiskName (the
+// claimName of the VM's only PVC volume), AnnotationDiskSize and a title
+// NAME.raw.zst. The layer blob is the same for every architecture.
+//
+// The index carries the standard annotations; the manifests carry none,
+// as KubeVirt's do.
+func VirtualMachine(raw File, vm VMFunc, opts ...Option) (v1.ImageIndex, error) {
+	o := makeOptions(opts)
+	if raw.Format.Type != "raw" {
+		return nil, fmt.Errorf("%w: the VM artifact holds the raw disk, not %q (%s)", ErrVM, raw.Format.Type, raw.Path)
+	}
+	if vm == nil {
+		return nil, fmt.Errorf("%w: no VirtualMachine given", ErrVM)
+	}
+	archs := o.vmArchs
+	if archs == nil {
+		archs = VMArchitectures
+	}
+	if len(archs) == 0 {
+		return nil, fmt.Errorf("%w: no architecture given: use %s", ErrVM, strings.Join(VMArchitectures, ", "))
+	}
+	l, err := newZstdLayer(raw.Path)
+	if err != nil {
+		return nil, err
+	}
+	m := v1.IndexManifest{
+		SchemaVersion: 2,
+		MediaType:     types.OCIImageIndex,
+		ArtifactType:  VMArtifactType,
+	}
+	desc := o.description
+	if desc == "" {
+		desc = "The 512-byte VM as KubeVirt's VM artifact (virtctl vmexport --format=oci): the VirtualMachine and its raw disk, zstd-compressed"
+	}
+	m.Annotations = o.annotations("512-byte-vm KubeVirt VM", desc)
+	imgs := map[v1.Hash]v1.Image{}
+	claim := ""
+	for i, arch := range archs {
+		if slices.Contains(archs[:i], arch) {
+			return nil, fmt.Errorf("%w: architecture %s given twice", ErrVM, arch)
+		}
+		v, err := vm(arch)
+		if err != nil {
+			return nil, err
+		}
+		c, err := pvcClaim(v)
+		if err != nil {
+			return nil, err
+		}
+		if claim != "" && c != claim {
+			return nil, fmt.Errorf("%w: the %s VM's disk is PVC %q, the %s VM's %q; one layer serves both", ErrVM, arch, c, archs[0], claim)
+		}
+		claim = c
+		// Marshalled as KubeVirt's exporter does: encoding/json over
+		// the API type.
+		cfg, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("oci: vm config: %w", err)
+		}
+		mf := v1.Manifest{
+			SchemaVersion: 2,
+			MediaType:     types.OCIManifestSchema1,
+			ArtifactType:  VMArtifactType,
+			Config: v1.Descriptor{
+				MediaType: VMConfigMediaType,
+				Size:      int64(len(cfg)),
+				Digest:    digestOf(cfg),
+			},
+			Layers: []v1.Descriptor{{
+				MediaType: DiskRawZstdMediaType,
+				Size:      l.size,
+				Digest:    l.digest,
+				Annotations: map[string]string{
+					AnnotationDiskName: claim,
+					AnnotationDiskSize: resource.NewQuantity(l.fsize, resource.BinarySI).String(),
+					AnnotationTitle:    claim + ".raw.zst",
+				},
+			}},
+		}
+		img, err := newImage(mf, cfg, l)
+		if err != nil {
+			return nil, err
+		}
+		d, err := img.Digest()
+		if err != nil {
+			return nil, err
+		}
+		n, err := img.Size()
+		if err != nil {
+			return nil, err
+		}
+		m.Manifests = append(m.Manifests, v1.Descriptor{
+			MediaType: types.OCIManifestSchema1,
+			Size:      n,
+			Digest:    d,
+			Platform:  &v1.Platform{OS: "linux", Architecture: arch},
+		})
+		imgs[d] = img
+	}
+	rawIndex, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return &vmIndex{raw: rawIndex, digest: digestOf(rawIndex), images: imgs}, nil
+}
+
+// pvcClaim is the claimName of v's only volume, which must be a PVC.
+func pvcClaim(v *kubevirtv1.VirtualMachine) (string, error) {
+	if v == nil || v.Spec.Template == nil {
+		return "", fmt.Errorf("%w: no template", ErrVM)
+	}
+	vols := v.Spec.Template.Spec.Volumes
+	if len(vols) != 1 || vols[0].PersistentVolumeClaim == nil || vols[0].PersistentVolumeClaim.ClaimName == "" {
+		return "", fmt.Errorf("%w: %s needs exactly one volume, a persistentVolumeClaim, for the disk layer to fill", ErrVM, v.Name)
+	}
+	return vols[0].PersistentVolumeClaim.ClaimName, nil
+}
+
+// vmIndex is the VM artifact's v1.ImageIndex, whose manifest bytes are
+// exactly what VirtualMachine marshalled.
+type vmIndex struct {
+	raw    []byte
+	digest v1.Hash
+	images map[v1.Hash]v1.Image
+}
+
+func (i *vmIndex) MediaType() (types.MediaType, error) { return types.OCIImageIndex, nil }
+func (i *vmIndex) RawManifest() ([]byte, error)        { return i.raw, nil }
+func (i *vmIndex) Digest() (v1.Hash, error)            { return i.digest, nil }
+func (i *vmIndex) Size() (int64, error)                { return int64(len(i.raw)), nil }
+
+// IndexManifest parses the bytes again, so each caller gets its own copy.
+func (i *vmIndex) IndexManifest() (*v1.IndexManifest, error) {
+	return v1.ParseIndexManifest(bytes.NewReader(i.raw))
+}
+
+func (i *vmIndex) Image(h v1.Hash) (v1.Image, error) {
+	if img, ok := i.images[h]; ok {
+		return img, nil
+	}
+	return nil, fmt.Errorf("oci: no image %s in the VM index", h)
+}
+
+func (i *vmIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	return nil, fmt.Errorf("oci: no index %s in the VM index", h)
+}
+
+// zstdLayer is the VM artifact's disk layer: the raw file compressed with
+// zstd, no tar, made from the file on every read. Its digest (of the
+// compressed bytes) and diff_id (of the file) are taken once, streaming,
+// when the layer is made.
+type zstdLayer struct {
+	path           string
+	fsize          int64
+	digest, diffID v1.Hash
+	size           int64
+}
+
+func newZstdLayer(p string) (*zstdLayer, error) {
+	f, err := openRegular(p)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("oci: %w", err)
+	}
+	l := &zstdLayer{path: p, fsize: st.Size()}
+	dh, uh := sha256.New(), sha256.New()
+	cw := &countWriter{w: dh}
+	if err := l.compress(cw, uh); err != nil {
+		return nil, err
+	}
+	l.digest, l.diffID, l.size = sum(dh), sum(uh), cw.n
+	return l, nil
+}
+
+// compress writes the zstd frame of the file to w, and the file's bytes
+// to uh when it is not nil.
+func (l *zstdLayer) compress(w io.Writer, uh hash.Hash) error {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	defer f.Close()
+	zw, err := zstd.NewWriter(nil, zstdOptions...)
+	if err != nil {
+		return fmt.Errorf("oci: zstd: %w", err)
+	}
+	zw.ResetContentSize(w, l.fsize)
+	var r io.Reader = io.LimitReader(f, l.fsize)
+	if uh != nil {
+		r = io.TeeReader(r, uh)
+	}
+	n, err := io.Copy(zw, r)
+	if err != nil {
+		zw.Close()
+		return fmt.Errorf("oci: read %s: %w", l.path, err)
+	}
+	if n != l.fsize {
+		zw.Close()
+		return fmt.Errorf("oci: %s shrank from %d to %d bytes while being read", l.path, l.fsize, n)
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("oci: zstd: %w", err)
+	}
+	return nil
+}
+
+func (l *zstdLayer) Digest() (v1.Hash, error) { return l.digest, nil }
+func (l *zstdLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
+func (l *zstdLayer) Size() (int64, error)     { return l.size, nil }
+func (l *zstdLayer) MediaType() (types.MediaType, error) {
+	return DiskRawZstdMediaType, nil
+}
+
+// Uncompressed opens the file itself.
+func (l *zstdLayer) Uncompressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil, fmt.Errorf("oci: %w", err)
+	}
+	return newVerifier(f, l.fsize, l.diffID, l.path), nil
+}
+
+// Compressed streams the zstd frame. The reader fails at the end if the
+// bytes differ from the digest taken when the layer was made.
+func (l *zstdLayer) Compressed() (io.ReadCloser, error) {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(l.compress(pw, nil)) }()
+	return newVerifier(pr, l.size, l.digest, l.path), nil
+}
