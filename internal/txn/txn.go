@@ -48,8 +48,9 @@ type Txn struct {
 	lock    *os.File // holds the staging directory's lock
 	created []string // directories Begin made, deepest first
 	entries []entry
-	n       int   // names handed out in the staging directory
-	err     error // the first failure; Commit returns it
+	temps   []string // TempDir names
+	n       int      // names handed out in the staging directory
+	err     error    // the first failure; Commit returns it
 	done    bool
 	// rename is root.Rename; tests make it fail.
 	rename func(oldname, newname string) error
@@ -94,10 +95,12 @@ func (t *Txn) Dir() string { return t.dir }
 // Err is the first error of a File, TempDir or Add call, if any.
 func (t *Txn) Err() error { return t.err }
 
-// File stages a file that becomes name at Commit: write fills it (mode
-// 0644, whatever the umask). It returns where the content is until Commit,
-// for the caller to read back. An error from write comes back with the
-// temp name replaced by the target's.
+// File stages a file that becomes name at Commit: write fills it (opened
+// for reading too; mode 0644, whatever the umask). It returns where the
+// content is until Commit, for the caller to read back. An error from
+// write comes back with the temp name replaced by the target's, and
+// nothing is staged; unlike the transaction's own errors, it does not
+// make Commit fail, so the caller may leave an entry out and go on.
 func (t *Txn) File(name string, write func(*os.File) error) (string, error) {
 	if err := t.usable(); err != nil {
 		return "", err
@@ -106,20 +109,20 @@ func (t *Txn) File(name string, write func(*os.File) error) (string, error) {
 		return "", t.fail(err)
 	}
 	tmp := t.next()
-	f, err := t.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := t.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return "", t.fail(fmt.Errorf("write %s: %w", t.Path(name), unwrapPath(err)))
 	}
-	err = write(f)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("write %s: %w", t.Path(name), unwrapPath(cerr))
-	}
-	if err != nil {
+	werr := write(f)
+	err = errors.Join(f.Chmod(0o644), f.Close())
+	if werr != nil || err != nil {
 		t.root.Remove(tmp)
-		return "", t.fail(redact(err, map[string]string{f.Name(): t.Path(name), t.abs(tmp): t.Path(name)}))
+		names := map[string]string{f.Name(): t.Path(name), t.abs(tmp): t.Path(name)}
+		if werr != nil {
+			// The caller's own failure: it decides, the transaction goes on.
+			return "", redact(werr, names)
+		}
+		return "", t.fail(redact(fmt.Errorf("write %s: %w", t.Path(name), err), names))
 	}
 	t.entries = append(t.entries, entry{name: name, tmp: tmp})
 	return t.abs(tmp), nil
@@ -139,6 +142,7 @@ func (t *Txn) TempDir() (string, error) {
 	if err := t.root.Chmod(tmp, 0o755); err != nil {
 		return "", t.fail(fmt.Errorf("write %s: %w", t.dir, unwrapPath(err)))
 	}
+	t.temps = append(t.temps, tmp)
 	return t.abs(tmp), nil
 }
 
@@ -170,13 +174,16 @@ func (t *Txn) Add(name, p string, replace func(path string) error) error {
 func (t *Txn) Path(name string) string { return filepath.Join(t.dir, filepath.FromSlash(name)) }
 
 // Redact replaces the staging paths in err's text with the target paths
-// they stand for, keeping err in the chain, so messages never show temp
-// names.
+// they stand for (a TempDir not added stands for the target directory),
+// keeping err in the chain, so messages never show temp names.
 func (t *Txn) Redact(err error) error {
 	if err == nil {
 		return nil
 	}
 	m := map[string]string{}
+	for _, d := range t.temps {
+		m[t.abs(d)] = t.dir // scratch space stands for the directory itself
+	}
 	for _, e := range t.entries {
 		m[t.abs(e.tmp)] = t.Path(e.name)
 	}
@@ -506,8 +513,8 @@ func (r *redacted) Unwrap() error { return r.err }
 
 func redact(err error, paths map[string]string) error {
 	msg := err.Error()
-	// Longer paths first, so a staging directory does not cut a file
-	// inside it in half.
+	// Longer paths first, so that a directory does not cut a path inside
+	// it short.
 	for range len(paths) {
 		long := ""
 		for p := range paths {
@@ -515,13 +522,38 @@ func redact(err error, paths map[string]string) error {
 				long = p
 			}
 		}
-		msg = strings.ReplaceAll(msg, long, paths[long])
+		msg = replacePath(msg, long, paths[long])
 		delete(paths, long)
 	}
 	if msg == err.Error() {
 		return err
 	}
 	return &redacted{msg: msg, err: err}
+}
+
+// replacePath replaces old in s where it is a whole path or a leading
+// part of one: staging name 1 must not match in 10.
+func replacePath(s, old, new string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, old)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		end := i + len(old)
+		if end < len(s) && (isNameByte(s[end])) {
+			b.WriteString(s[:end])
+		} else {
+			b.WriteString(s[:i])
+			b.WriteString(new)
+		}
+		s = s[end:]
+	}
+}
+
+func isNameByte(c byte) bool {
+	return c == '.' || c == '-' || c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
 
 // unwrapPath drops a *PathError or *LinkError, whose paths the caller

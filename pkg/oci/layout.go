@@ -49,11 +49,11 @@ func WriteImages(dir string, imgs []Tagged) (err error) {
 	if err != nil {
 		return fmt.Errorf("oci: layout: %w", err)
 	}
-	if err := WriteLayoutDir(tmp, imgs); err != nil {
-		return tx.Redact(err)
-	}
 	if err := tx.Add(filepath.Base(clean), tmp, CheckLayout); err != nil {
 		return err
+	}
+	if err := WriteLayoutDir(tmp, imgs); err != nil {
+		return tx.Redact(err)
 	}
 	return tx.Commit()
 }
@@ -98,6 +98,11 @@ func WriteLayoutDir(dir string, imgs []Tagged) error {
 func CheckLayout(dir string) error {
 	notOurs := func(what string) error {
 		return fmt.Errorf("%w: %s %s: move it away or write the layout elsewhere", ErrNotLayout, dir, what)
+	}
+	if st, err := os.Lstat(dir); err != nil {
+		return fmt.Errorf("oci: %w", err)
+	} else if !st.IsDir() {
+		return notOurs("is not a directory")
 	}
 	es, err := os.ReadDir(dir)
 	if err != nil {
