@@ -424,6 +424,8 @@ func TestRunKilled(t *testing.T) {
 	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
 	bin := binary(t)
 	tmp := t.TempDir()
+	mine := filepath.Join(tmp, "tinyvm-run-mine") // the old prefix: not ours any more
+	os.Mkdir(mine, 0o700)
 	start := func(t *testing.T) (*exec.Cmd, int) {
 		t.Helper()
 		// --then wait with a long timeout: the guest runs until stopped.
@@ -465,8 +467,12 @@ func TestRunKilled(t *testing.T) {
 		if alive(pid) {
 			t.Errorf("QEMU (pid %d) outlived the interrupted run", pid)
 		}
+		// This run removed what the killed one left, and kept the user's.
 		if left := temps(t, tmp); len(left) > 0 {
 			t.Errorf("left %v in %s", left, tmp)
+		}
+		if _, err := os.Stat(mine); err != nil {
+			t.Errorf("the user's %s: %v", mine, err)
 		}
 	})
 }
