@@ -118,9 +118,9 @@ func (f *buildFlags) options() (build.Options, error) {
 	if err := checkFormatOptions(o.Format); err != nil {
 		return o, err
 	}
-	for _, ff := range formatFlags {
-		if f.fs.Changed(ff.flag) && o.Formats != nil && !slices.ContainsFunc(o.Formats, func(x formats.Format) bool { return x.Type == ff.format }) {
-			return o, usagef("--%s applies to %s, which --format %s does not build: add %s to --format or drop --%s", ff.flag, ff.format, f.formats, ff.format, ff.flag)
+	if o.Formats != nil {
+		if err := f.checkBuilt(o.Formats); err != nil {
+			return o, err
 		}
 	}
 	if err := o.Validate(); err != nil {
@@ -130,6 +130,23 @@ func (f *buildFlags) options() (build.Options, error) {
 		return o, usageError{err} // a message over the budget, found only by building
 	}
 	return o, nil
+}
+
+// checkBuilt refuses a format's flag, given on the command line, when
+// that format is not among those built. options calls it when --format
+// chose them; a command that chooses otherwise (push, from the tag) calls
+// it with its choice.
+func (f *buildFlags) checkBuilt(built []formats.Format) error {
+	names := make([]string, len(built))
+	for i, b := range built {
+		names[i] = b.Type
+	}
+	for _, ff := range formatFlags {
+		if f.fs.Changed(ff.flag) && !slices.Contains(names, ff.format) {
+			return usagef("--%s applies to %s, which is not built here (%s): build %s or drop --%s", ff.flag, ff.format, strings.Join(names, ","), ff.format, ff.flag)
+		}
+	}
+	return nil
 }
 
 // checkFormatOptions checks every format's option, built or not, so that a

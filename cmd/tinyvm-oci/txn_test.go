@@ -289,7 +289,7 @@ func TestFlagConflicts(t *testing.T) {
 		{[]string{"build", "--format", "qcow2", "--vmdk-subformat", "flat"}, "monolithicSparse or streamOptimized"},
 		{[]string{"build", "--format", "qcow2", "--iso-boot", "floppy"}, "--iso-boot applies to iso"},
 		{[]string{"build", "-o", ""}, "--output: give a directory"},
-		{[]string{"run", "--vhd-type", "fixed"}, "--vhd-type applies to vhd, which --format raw does not build"},
+		{[]string{"run", "--vhd-type", "fixed"}, "--vhd-type applies to vhd, which is not built here (raw)"},
 		{[]string{"run", "--bus", "cdrom", "--then", "poweroff"}, "--bus cdrom boots only an iso"},
 		{[]string{"run", "--bus", "cdrom", "--format", "qcow2"}, "a qcow2 disk on a CD-ROM drive never boots"},
 	} {
