@@ -180,7 +180,7 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 	if dir == "" {
 		return nil, errors.New("no output directory given")
 	}
-	if o.OCILayout {
+	if o.OCILayout && o.size() <= maxLayoutSize {
 		// Refuse before any work, not after it (Commit checks again).
 		if _, err := os.Lstat(filepath.Join(dir, LayoutDir)); err == nil {
 			if err := oci.CheckLayout(filepath.Join(dir, LayoutDir)); err != nil {
