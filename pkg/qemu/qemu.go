@@ -191,7 +191,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	go func() {
 		err := p.cmd.Wait()
 		switch {
-		case ctx.Err() != nil:
+		case err != nil && ctx.Err() != nil:
 			err = ctx.Err() // killed because ctx ended, not a QEMU failure
 		case err != nil && len(stderr.b) > 0:
 			err = fmt.Errorf("%w: %s", err, firstLine(stderr.b))

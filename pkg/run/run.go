@@ -15,8 +15,9 @@ import (
 )
 
 // Boot writes the single format in bo.Formats to a temporary directory
-// (see txn.Scratch) and boots it with qo (File and Driver are filled in). It returns the
-// build's warnings and the emulator's error once the guest powers off.
+// (see txn.Scratch) and boots it with qo (File and Driver are filled in).
+// It returns the build's warnings and the emulator's error once the guest
+// powers off, or ctx's error once ctx ends.
 func Boot(ctx context.Context, bo build.Options, qo qemu.Options) ([]string, error) {
 	if len(bo.Formats) != 1 {
 		return nil, fmt.Errorf("run boots one format, got %d", len(bo.Formats))
