@@ -217,15 +217,24 @@ func TestStaleTemps(t *testing.T) {
 	stale := filepath.Join(out, txn.Prefix+"0123456789ab")
 	os.MkdirAll(filepath.Join(stale, "1"), 0o700)
 	os.WriteFile(filepath.Join(stale, "2"), []byte("half a disk"), 0o644)
-	users := []string{"tinyvm-oci-tmp-mine", ".tinyvm-oci-tmp", ".tinyvm-oci-tmpfile", "notes" + txn.Prefix}
+	// What versions before internal/txn left, beside each output.
+	legacy := []string{".512-byte-vm.raw.tmp-123456789", ".SHA256SUMS.tmp-42", ".oci.tmp-987654321", "kubevirt/.vm.yaml.tmp-1"}
+	os.Mkdir(filepath.Join(out, "kubevirt"), 0o755)
+	for _, l := range legacy {
+		os.WriteFile(filepath.Join(out, l), []byte("half"), 0o644)
+	}
+	users := []string{"tinyvm-oci-tmp-mine", ".tinyvm-oci-tmp", ".tinyvm-oci-tmpfile", "notes" + txn.Prefix,
+		".512-byte-vm.raw.tmp-mine", ".notes.txt.tmp-1", "512-byte-vm.raw.tmp-1", "kubevirt/.mine.yaml.tmp-1"}
 	for _, u := range users {
 		os.WriteFile(filepath.Join(out, u), []byte("mine"), 0o644)
 	}
 	if code, _, stderr := cli(t, "build", "-o", out, "--format", "raw"); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	if _, err := os.Lstat(stale); err == nil {
-		t.Errorf("stale %s survived the next build", stale)
+	for _, p := range append([]string{stale}, legacy...) {
+		if _, err := os.Lstat(filepath.Join(out, strings.TrimPrefix(p, out))); err == nil {
+			t.Errorf("stale %s survived the next build", p)
+		}
 	}
 	for _, u := range users {
 		if b, err := os.ReadFile(filepath.Join(out, u)); err != nil || string(b) != "mine" {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -192,6 +193,7 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 	if err != nil {
 		return nil, fmt.Errorf("create output directory: %w", err)
 	}
+	removeLegacyTemps(dir)
 	defer func() {
 		if err != nil {
 			err = tx.Redact(err)
@@ -261,6 +263,23 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 		return nil, err
 	}
 	return res, nil
+}
+
+// legacyTemp matches the temp names of versions before internal/txn:
+// .<output>.tmp-<digits> beside each output (os.CreateTemp's pattern),
+// which a killed build left behind for good.
+var legacyTemp = regexp.MustCompile(`^\.(` + regexp.QuoteMeta(formats.BaseName) + `\.[a-z0-9]+|` + SumsFile + `|` + LayoutDir + `|(vm|vmi|datavolume|datasource)\.yaml)\.tmp-[0-9]+$`)
+
+// removeLegacyTemps removes such names from dir and dir/kubevirt.
+func removeLegacyTemps(dir string) {
+	for _, d := range []string{dir, filepath.Join(dir, kubevirt.SubDir)} {
+		es, _ := os.ReadDir(d)
+		for _, e := range es {
+			if legacyTemp.MatchString(e.Name()) {
+				os.RemoveAll(filepath.Join(d, e.Name()))
+			}
+		}
+	}
 }
 
 // writeManifests stages dir/kubevirt/*.yaml for the containerDisk
