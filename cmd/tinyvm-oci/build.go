@@ -29,6 +29,9 @@ func newBuildCmd() *cobra.Command {
   tinyvm-oci build --size 10GiB --format raw        # sparse: instant, no disk space`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return usagef("--output: give a directory, not an empty name")
+			}
 			o, err := flags.options()
 			if err != nil {
 				return err
@@ -38,7 +41,7 @@ func newBuildCmd() *cobra.Command {
 			if kube {
 				o.ImageRepo = repo
 			}
-			res, err := build.Files(dir, o)
+			res, err := build.FilesContext(cmd.Context(), dir, o)
 			if err != nil {
 				return err
 			}

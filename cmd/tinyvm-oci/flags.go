@@ -2,14 +2,22 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/iso"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/qcow2"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vhd"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vmdk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
 
@@ -28,11 +36,26 @@ type buildFlags struct {
 	vmdkSubformat string
 	vhdType       string
 	isoBoot       string
+	fs            *pflag.FlagSet
+}
+
+// sectorFlags shape the built-in program, which --sector replaces.
+var sectorFlags = []string{"message", "serial", "then", "timeout"}
+
+// formatFlags belong to one format each: giving one for a format the
+// command does not build is a mistake, not a no-op.
+var formatFlags = []struct{ flag, format string }{
+	{"cluster-size", qcow2.Type},
+	{"qcow2-compress", qcow2.Type},
+	{"vmdk-subformat", vmdk.Type},
+	{"vhd-type", vhd.Type},
+	{"iso-boot", iso.Type},
 }
 
 // register adds the flags. withFormats adds --format, whose meaning the
 // command gives in usage.
 func (f *buildFlags) register(fs *pflag.FlagSet, formatUsage string) {
+	f.fs = fs
 	fs.StringVar(&f.message, "message", "", "screen text under the banner (printable ASCII; default says what the VM does next)")
 	fs.StringVar(&f.serial, "serial", sector.DefaultSerial, `marker line written to COM1 ("" writes nothing)`)
 	fs.StringVar(&f.then, "then", string(sector.Wait), "after printing: wait (power off on a key or the ACPI power button), poweroff, halt or reboot")
@@ -49,17 +72,20 @@ func (f *buildFlags) register(fs *pflag.FlagSet, formatUsage string) {
 	fs.StringVar(&f.isoBoot, "iso-boot", "noemul", "iso El Torito boot: noemul or floppy (1.44 MB emulation)")
 }
 
-// options turns the flags into build options. Bad values are usage errors.
+// options turns the flags into build options. Bad values, and flags that
+// would have no effect, are usage errors.
 func (f *buildFlags) options() (build.Options, error) {
 	var o build.Options
 	o.Sector = sector.Options{Message: f.message, Serial: &f.serial, Then: sector.Then(strings.ToLower(f.then)), Timeout: f.timeout}
 	if f.sectorFile != "" {
-		b, err := os.ReadFile(f.sectorFile)
-		if err != nil {
-			return o, fmt.Errorf("read --sector: %w", err)
+		for _, name := range sectorFlags {
+			if f.fs.Changed(name) {
+				return o, usagef("--%s has no effect with --sector, whose file replaces the built-in program: give one or the other", name)
+			}
 		}
-		if _, err := sector.Load(b); err != nil {
-			return o, usageError{fmt.Errorf("--sector %s: %w", f.sectorFile, err)}
+		b, err := readSector(f.sectorFile)
+		if err != nil {
+			return o, err
 		}
 		o.SectorFile = b
 	}
@@ -89,8 +115,100 @@ func (f *buildFlags) options() (build.Options, error) {
 		ISOBoot:       strings.ToLower(f.isoBoot),
 		Time:          stamp,
 	}
+	if err := checkFormatOptions(o.Format); err != nil {
+		return o, err
+	}
+	if o.Formats != nil {
+		if err := f.checkBuilt(o.Formats); err != nil {
+			return o, err
+		}
+	}
 	if err := o.Validate(); err != nil {
 		return o, usageError{err}
 	}
+	if _, err := o.BootSector(); err != nil {
+		return o, usageError{err} // a message over the budget, found only by building
+	}
 	return o, nil
+}
+
+// checkBuilt refuses a format's flag, given on the command line, when
+// that format is not among those built. options calls it when --format
+// chose them; a command that chooses otherwise (push, from the tag) calls
+// it with its choice.
+func (f *buildFlags) checkBuilt(built []formats.Format) error {
+	names := make([]string, len(built))
+	for i, b := range built {
+		names[i] = b.Type
+	}
+	for _, ff := range formatFlags {
+		if f.fs.Changed(ff.flag) && !slices.Contains(names, ff.format) {
+			return usagef("--%s applies to %s, which is not built here (%s): build %s or drop --%s", ff.flag, ff.format, strings.Join(names, ","), ff.format, ff.flag)
+		}
+	}
+	return nil
+}
+
+// checkFormatOptions checks every format's option, built or not, so that a
+// typo never waits for the day its format is built.
+func checkFormatOptions(fo formats.Options) error {
+	if cs := fo.ClusterSize; cs < qcow2.MinClusterSize || cs > qcow2.MaxClusterSize || cs&(cs-1) != 0 {
+		return usagef("--cluster-size: %v, got %d", qcow2.ErrClusterSize, cs)
+	}
+	if s := fo.VMDKSubformat; s != vmdk.MonolithicSparse && s != vmdk.StreamOptimized {
+		return usagef("--vmdk-subformat %q: use %s or %s", s, vmdk.MonolithicSparse, vmdk.StreamOptimized)
+	}
+	if !slices.Contains(vhd.Types, fo.VHDType) {
+		return usagef("--vhd-type %q: use %s", fo.VHDType, strings.Join(vhd.Types, " or "))
+	}
+	if !slices.Contains(iso.Boots, fo.ISOBoot) {
+		return usagef("--iso-boot %q: use %s", fo.ISOBoot, strings.Join(iso.Boots, " or "))
+	}
+	return nil
+}
+
+// readSector reads a --sector file: a regular file (a FIFO or device
+// would block or never end), at most one byte more than a sector. It opens
+// without blocking, so that even a FIFO is only looked at.
+func readSector(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read --sector: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read --sector: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, usagef("--sector %s is %s, not a regular file: give a file holding a 512-byte boot sector", path, fileKind(st.Mode()))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, sector.Size+1))
+	if err != nil {
+		return nil, fmt.Errorf("read --sector: %w", err)
+	}
+	if len(b) > sector.Size {
+		return nil, usagef("--sector %s: %v, got more", path, sector.ErrSize)
+	}
+	if _, err := sector.Load(b); err != nil {
+		return nil, usageError{fmt.Errorf("--sector %s: %w", path, err)}
+	}
+	return b, nil
+}
+
+// fileKind names what a non-regular file is.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "not a plain file"
 }

@@ -114,7 +114,7 @@ func TestBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{"message too long", []string{"--message", strings.Repeat("x", 500)}, 1, "bytes over the budget"},
+		{"message too long", []string{"--message", strings.Repeat("x", 500)}, 2, "bytes over the budget"},
 		{"non-ASCII message", []string{"--message", "grüß"}, 2, "printable ASCII"},
 		{"non-ASCII serial", []string{"--serial", "ok\u00e9"}, 2, "printable ASCII"},
 		{"sector too short", []string{"--sector", short}, 2, "exactly 512 bytes, got 100"},
@@ -126,9 +126,9 @@ func TestBadInput(t *testing.T) {
 		{"unknown then", []string{"--then", "nap"}, 2, "wait, poweroff, halt or reboot"},
 		{"timeout with halt", []string{"--then", "halt", "--timeout", "5s"}, 2, "only applies to --then wait"},
 		{"unknown flag", []string{"--frobnicate"}, 2, "unknown flag"},
-		{"unknown iso boot", []string{"--iso-boot", "cd"}, 1, "use noemul or floppy"},
-		{"unknown vmdk subformat", []string{"--vmdk-subformat", "flat"}, 1, "monolithicSparse or streamOptimized"},
-		{"bad cluster size", []string{"--cluster-size", "1536"}, 1, "power of two"},
+		{"unknown iso boot", []string{"--iso-boot", "cd"}, 2, "use noemul or floppy"},
+		{"unknown vmdk subformat", []string{"--vmdk-subformat", "flat"}, 2, "monolithicSparse or streamOptimized"},
+		{"bad cluster size", []string{"--cluster-size", "1536"}, 2, "power of two"},
 		{"vmdk size off the grain", []string{"--format", "vmdk", "--size", "1000KiB"}, 1, "64 KiB grain"},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,9 @@ const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 2
+	// exitInterrupted is the shell's code for a command ended by SIGINT
+	// (128+2); SIGTERM gets it too, after the same cleanup.
+	exitInterrupted = 130
 )
 
 // usageError marks a mistake in the command line (exit 2).
@@ -57,13 +60,18 @@ format, and ships it as KubeVirt containerDisks and OCI artifacts.`,
 }
 
 // execute runs the command line and returns the exit code. Errors are one
-// line on stderr.
+// line on stderr. A command stopped because ctx ended (a signal) exits
+// 130, after its own cleanup.
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		fmt.Fprintf(stderr, "tinyvm-oci: stopped: %s\n", oneLine(context.Cause(ctx).Error()))
+		return exitInterrupted
 	}
 	// Cobra appends its suggestions to the error; the error stays one
 	// line and the suggestion gets a line of its own.

@@ -39,6 +39,9 @@ serial port goes to stdout, and run returns when the guest powers off.`,
 			if err := qo.Validate(); err != nil {
 				return usageError{err}
 			}
+			if err := run.CheckBus(qo.Bus, o.Formats[0]); err != nil {
+				return usageError{err}
+			}
 			warnings, err := run.Boot(cmd.Context(), o, qo)
 			for _, w := range warnings {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)

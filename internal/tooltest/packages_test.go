@@ -101,7 +101,7 @@ func TestEveryPackageSummarizesSkips(t *testing.T) {
 		if strings.Contains(string(b), "tooltest.") || strings.Contains(string(b), "formattest.") {
 			uses[dir] = true
 		}
-		if strings.Contains(string(b), "tooltest.Main(m)") {
+		if strings.Contains(string(b), "tooltest.Main(m)") || strings.Contains(string(b), "tooltest.Run(m)") {
 			hasMain[dir] = true
 		}
 		return nil
@@ -111,7 +111,7 @@ func TestEveryPackageSummarizesSkips(t *testing.T) {
 	}
 	for dir := range uses {
 		if !hasMain[dir] && filepath.Base(dir) != "tooltest" {
-			t.Errorf("%s: tests use tooltest but no TestMain calls tooltest.Main(m)", dir)
+			t.Errorf("%s: tests use tooltest but no TestMain calls tooltest.Main(m) or tooltest.Run(m)", dir)
 		}
 	}
 }

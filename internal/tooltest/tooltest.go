@@ -59,7 +59,11 @@ var skipped = struct {
 // output is hidden by go test, so the line goes to the terminal (/dev/tty)
 // when there is one, and to stderr (seen with -v) otherwise. Call it from
 // TestMain in every package whose tests use Require or Missing.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain that has cleanup to do before it exits: it
+// runs the tests, prints the summary and returns the exit code.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if line := Summary(); line != "" {
 		var w io.Writer = os.Stderr
@@ -69,7 +73,7 @@ func Main(m *testing.M) {
 		}
 		fmt.Fprintln(w, line)
 	}
-	os.Exit(code)
+	return code
 }
 
 // Summary is the one-line report of the skips so far, or "" when none.

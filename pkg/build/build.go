@@ -1,20 +1,25 @@
 // Package build runs the pipeline from options to disk files: it builds the
 // boot sector, pads it to the virtual size, and writes each selected format
-// to a directory, through temp files and renames, with SHA256SUMS.
+// to a directory, with SHA256SUMS, an OCI layout and KubeVirt manifests, as
+// one all-or-nothing transaction.
 package build
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
@@ -159,32 +164,63 @@ func Disk(o Options) (disk.Disk, *sector.Sector, []string, error) {
 	return d, s, warnings, nil
 }
 
-// Files writes every selected format into dir, then SHA256SUMS. Every file
-// is first written to a temp file in dir; only when all are complete are
-// they renamed into place, so a failed build leaves no partial file and
-// replaces none of a previous build's.
-func Files(dir string, o Options) (res *Result, err error) {
+// Files is FilesContext without cancellation.
+func Files(dir string, o Options) (*Result, error) {
+	return FilesContext(context.Background(), dir, o)
+}
+
+// FilesContext writes every selected format into dir, then SHA256SUMS and,
+// as o asks, the OCI layout (dir/oci) and the KubeVirt manifests
+// (dir/kubevirt), as one transaction (see internal/txn): everything is
+// written to temp names inside dir first and renamed into place only when
+// all of it is complete. A failure, or ctx ending, leaves dir exactly as
+// it was. Files replace earlier files of the same names; dir/oci replaces
+// only an earlier OCI layout, and anything else there is an error.
+func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err error) {
 	d, s, warnings, err := Disk(o)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create output directory: %w", unwrapPath(err))
+	if dir == "" {
+		return nil, errors.New("no output directory given")
 	}
-	var staged []pending
+	if o.OCILayout && o.size() <= maxLayoutSize {
+		// Refuse before any work, not after it (Commit checks again).
+		if _, err := os.Lstat(filepath.Join(dir, LayoutDir)); err == nil {
+			if err := oci.CheckLayout(filepath.Join(dir, LayoutDir)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	tx, err := txn.Begin(dir)
+	if err != nil {
+		return nil, fmt.Errorf("create output directory: %w", err)
+	}
+	removeLegacyTemps(dir)
 	defer func() {
 		if err != nil {
-			discard(staged)
+			err = tx.Redact(err)
+			tx.Rollback()
+			if cerr := ctx.Err(); cerr != nil {
+				err = cerr // a cancelled write may not wrap it
+			}
 		}
 	}()
 	res = &Result{Sector: s, Size: d.Size(), Warnings: warnings}
+	staged := map[string]string{} // final path: where it is until Commit
 	var sums strings.Builder
 	for _, f := range o.formatList() {
-		p, err := stage(filepath.Join(dir, f.FileName()), func(w *os.File) error {
-			if err := f.Write(w, d, o.Format); err != nil {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var file File
+		tmp, err := tx.File(f.FileName(), func(w *os.File) error {
+			if err := f.Write(ctxWriter{w, ctx}, d, o.Format); err != nil {
 				return fmt.Errorf("write %s: %w", f.Type, err)
 			}
-			return nil
+			var err error
+			file, err = describe(ctx, f, w)
+			return err
 		})
 		if errors.Is(err, formats.ErrSize) && o.Formats == nil {
 			// Asked for every format: write those that can hold this size.
@@ -194,11 +230,8 @@ func Files(dir string, o Options) (res *Result, err error) {
 		if err != nil {
 			return nil, err
 		}
-		staged = append(staged, p)
-		file, err := describe(f, p)
-		if err != nil {
-			return nil, err
-		}
+		file.Path = tx.Path(f.FileName())
+		staged[file.Path] = tmp
 		res.Files = append(res.Files, file)
 		if file.SHA256 == "" {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("%s left out of %s: hashing a %d-byte file would read it all", f.FileName(), SumsFile, file.Size))
@@ -206,33 +239,56 @@ func Files(dir string, o Options) (res *Result, err error) {
 		}
 		fmt.Fprintf(&sums, "%s  %s\n", file.SHA256, f.FileName())
 	}
-	p, err := stage(filepath.Join(dir, SumsFile), func(w *os.File) error {
+	if _, err := tx.File(SumsFile, func(w *os.File) error {
 		_, err := io.WriteString(w, sums.String())
 		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	staged = append(staged, p)
-	if err := commit(staged); err != nil {
+	}); err != nil {
 		return nil, err
 	}
 	if o.OCILayout {
-		if err := writeLayout(dir, o, res); err != nil {
+		if err := writeLayout(tx, o, res, staged); err != nil {
 			return nil, err
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if o.ImageRepo != "" {
-		if err := writeManifests(dir, o, res); err != nil {
+		if err := writeManifests(tx, o, res); err != nil {
 			return nil, err
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		res.Layout, res.Manifests = "", nil
+		return nil, err
 	}
 	return res, nil
 }
 
-// writeManifests writes dir/kubevirt for the containerDisk KubeVirt can
-// boot: qcow2 if it was built, else raw (virt-launcher takes only these).
-func writeManifests(dir string, o Options, res *Result) error {
+// legacyTemp matches the temp names of versions before internal/txn:
+// .<output>.tmp-<digits> beside each output (os.CreateTemp's pattern),
+// which a killed build left behind for good.
+var legacyTemp = regexp.MustCompile(`^\.(` + regexp.QuoteMeta(formats.BaseName) + `\.[a-z0-9]+|` + SumsFile + `|` + LayoutDir + `|(vm|vmi|datavolume|datasource)\.yaml)\.tmp-[0-9]+$`)
+
+// removeLegacyTemps removes such names from dir and dir/kubevirt.
+func removeLegacyTemps(dir string) {
+	for _, d := range []string{dir, filepath.Join(dir, kubevirt.SubDir)} {
+		es, _ := os.ReadDir(d)
+		for _, e := range es {
+			if legacyTemp.MatchString(e.Name()) {
+				os.RemoveAll(filepath.Join(d, e.Name()))
+			}
+		}
+	}
+}
+
+// writeManifests stages dir/kubevirt/*.yaml for the containerDisk
+// KubeVirt can boot: qcow2 if it was built, else raw (virt-launcher takes
+// only these). Other files in dir/kubevirt are left alone.
+func writeManifests(tx *txn.Txn, o Options, res *Result) error {
 	tag := ""
 	for _, want := range []string{"qcow2", "raw"} {
 		for _, f := range res.Files {
@@ -251,131 +307,117 @@ func writeManifests(dir string, o Options, res *Result) error {
 		// Succeeded instead of being restarted.
 		ko.RunStrategy = kubevirtv1.RunStrategyOnce
 	}
-	paths, err := kubevirt.WriteDir(dir, ko)
+	scratch, err := tx.TempDir()
 	if err != nil {
 		return err
 	}
-	res.Manifests = paths
+	paths, err := kubevirt.WriteDir(scratch, ko)
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		name := path.Join(kubevirt.SubDir, filepath.Base(p))
+		if err := tx.Add(name, p, nil); err != nil {
+			return err
+		}
+		res.Manifests = append(res.Manifests, tx.Path(name))
+	}
 	return nil
 }
 
-// writeLayout writes dir/oci from the files just written.
-func writeLayout(dir string, o Options, res *Result) error {
+// writeLayout stages dir/oci from the files just staged.
+func writeLayout(tx *txn.Txn, o Options, res *Result, staged map[string]string) error {
 	var files []oci.File
 	for _, f := range res.Files {
 		if f.Size > maxLayoutSize {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("OCI layout not written: %s is %d bytes, over %d; push it with tinyvm-oci push", filepath.Base(f.Path), f.Size, int64(maxLayoutSize)))
 			return nil
 		}
-		files = append(files, oci.File{Path: f.Path, Format: f.Format})
+		files = append(files, oci.File{Path: staged[f.Path], Format: f.Format})
 	}
 	opts := []oci.Option{oci.WithCreated(o.Format.Stamp()), oci.WithRevision(o.Revision),
 		oci.WithCreatedBy("tinyvm-oci build"), oci.WithVirtualMachine(o.ExportedVM)}
 	if o.Version != "" {
 		opts = append(opts, oci.WithVersion(o.Version))
 	}
-	path := filepath.Join(dir, LayoutDir)
-	if err := oci.WriteLayout(path, files, opts...); err != nil {
+	imgs, err := oci.Images(files, opts...)
+	if err != nil {
 		return err
 	}
-	res.Layout = path
+	tmp, err := tx.TempDir()
+	if err != nil {
+		return err
+	}
+	// Staged before it is filled, so that errors name dir/oci.
+	if err := tx.Add(LayoutDir, tmp, oci.CheckLayout); err != nil {
+		return err
+	}
+	if err := oci.WriteLayoutDir(tmp, imgs); err != nil {
+		return err
+	}
+	res.Layout = tx.Path(LayoutDir)
 	return nil
 }
 
-// describe sizes and hashes a staged file.
-func describe(f formats.Format, p pending) (File, error) {
-	st, err := os.Stat(p.tmp)
+// describe sizes and hashes a file just written.
+func describe(ctx context.Context, f formats.Format, w *os.File) (File, error) {
+	st, err := w.Stat()
 	if err != nil {
 		return File{}, err
 	}
-	file := File{Format: f, Path: p.path, Size: st.Size()}
+	file := File{Format: f, Size: st.Size()}
 	if st.Size() <= maxHashSize {
-		if file.SHA256, err = hashFile(p.tmp); err != nil {
-			return File{}, err
+		h := sha256.New()
+		if _, err := io.Copy(h, ctxReader{io.NewSectionReader(w, 0, st.Size()), ctx}); err != nil {
+			return File{}, fmt.Errorf("hash %s: %w", f.FileName(), err)
 		}
+		file.SHA256 = hex.EncodeToString(h.Sum(nil))
 	}
 	return file, nil
-}
-
-func hashFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", filepath.Base(path), err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // WriteFileAtomic creates path by writing a temp file in the same
 // directory and renaming it into place. On any error the temp file is
 // removed and path is left as it was.
 func WriteFileAtomic(path string, write func(*os.File) error) error {
-	p, err := stage(path, write)
+	tx, err := txn.Begin(filepath.Dir(path))
 	if err != nil {
 		return err
 	}
-	return commit([]pending{p})
+	defer tx.Rollback()
+	if _, err := tx.File(filepath.Base(path), write); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
-// pending is a complete temp file waiting to be renamed to path.
-type pending struct{ tmp, path string }
-
-// stage writes a temp file beside path. On error nothing is left behind.
-func stage(path string, write func(*os.File) error) (p pending, err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return p, fmt.Errorf("write %s: %w", path, unwrapPath(err))
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = write(tmp); err != nil {
-		return p, err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return p, fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return p, fmt.Errorf("write %s: %w", path, err)
-	}
-	return pending{tmp: tmp.Name(), path: path}, nil
+// ctxWriter is a file whose writes fail once ctx is done, so that a long
+// write stops on a signal. It has Seek and Truncate, with which the
+// writers make holes, and nothing else that could bypass Write.
+type ctxWriter struct {
+	f   *os.File
+	ctx context.Context
 }
 
-// commit renames every staged file into place; on error it removes the
-// temp files not yet renamed.
-func commit(ps []pending) error {
-	for i, p := range ps {
-		if err := os.Rename(p.tmp, p.path); err != nil {
-			discard(ps[i:])
-			return fmt.Errorf("write %s: %w", p.path, unwrapPath(err))
-		}
+func (w ctxWriter) Write(p []byte) (int, error) {
+	if err := w.ctx.Err(); err != nil {
+		return 0, err
 	}
-	return nil
+	return w.f.Write(p)
 }
 
-func discard(ps []pending) {
-	for _, p := range ps {
-		os.Remove(p.tmp)
-	}
+func (w ctxWriter) Seek(off int64, whence int) (int64, error) { return w.f.Seek(off, whence) }
+func (w ctxWriter) Truncate(size int64) error                 { return w.f.Truncate(size) }
+
+// ctxReader is a reader that fails once ctx is done.
+type ctxReader struct {
+	r   io.Reader
+	ctx context.Context
 }
 
-// unwrapPath drops the *PathError wrapper whose temp-file name would only
-// confuse; the caller names the real path.
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
 	}
-	return err
+	return r.r.Read(p)
 }

@@ -1,13 +1,19 @@
 package build
 
 import (
+	"context"
+	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
+	"github.com/tinyvm-oci/tinyvm-oci/internal/txn/txntest"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
@@ -93,10 +99,61 @@ func TestFilesRoundTrip(t *testing.T) {
 	}
 	names, _ := os.ReadDir(dir)
 	for _, n := range names {
-		if strings.Contains(n.Name(), ".tmp-") {
+		if strings.Contains(n.Name(), ".tmp-") || strings.HasPrefix(n.Name(), txn.Prefix) {
 			t.Errorf("temp file %s left behind", n.Name())
 		}
 	}
+}
+
+// TestCancelled: a build whose context ends, before or during the writes,
+// returns the context's error and leaves the directory as it was.
+func TestCancelled(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Files(dir, Options{Formats: []formats.Format{mustLookup(t, "raw")}}); err != nil {
+		t.Fatal(err)
+	}
+	before := txntest.Snapshot(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := FilesContext(ctx, dir, Options{Sector: sector.Options{Message: "other"}, OCILayout: true, ImageRepo: "r.example/vm"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled build: %v, want context.Canceled", err)
+	}
+	// Cancelled in the middle of a write: a fixed VHD writes its zeros.
+	ctx, cancel = context.WithCancel(context.Background())
+	w := &cancelAfter{n: 3, cancel: cancel}
+	vhd := mustLookup(t, "vhd")
+	vhd.Write = func(out io.Writer, d disk.Disk, o formats.Options) error {
+		return mustLookup(t, "vhd").Write(io.MultiWriter(w, out), d, o)
+	}
+	_, err := FilesContext(ctx, dir, Options{Size: 64 << 20, Formats: []formats.Format{vhd}, Format: formats.Options{VHDType: "fixed"}})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("build cancelled mid-write: %v, want context.Canceled", err)
+	}
+	if after := txntest.Snapshot(t, dir); after != before {
+		t.Errorf("a cancelled build changed the directory:\n%s", after)
+	}
+}
+
+// cancelAfter cancels after n writes.
+type cancelAfter struct {
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	if c.n--; c.n == 0 {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+func mustLookup(t *testing.T, name string) formats.Format {
+	t.Helper()
+	f, err := formats.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 func BenchmarkRaw(b *testing.B) {

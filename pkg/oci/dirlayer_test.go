@@ -131,7 +131,7 @@ func TestArtifactExtractRefuses(t *testing.T) {
 			if ents, _ := os.ReadDir(out); len(ents) != 0 {
 				t.Errorf("left %v in the output directory", ents)
 			}
-			if ents, _ := os.ReadDir(parent); len(ents) != 1 {
+			if ents, _ := os.ReadDir(parent); len(ents) > 1 { // out itself is removed again
 				t.Errorf("wrote outside the output directory: %v", ents)
 			}
 		})
@@ -182,7 +182,7 @@ func FuzzExtractDir(f *testing.F) {
 		parent := t.TempDir()
 		out := filepath.Join(parent, "out")
 		paths, err := oci.Extract(img, out, oci.WithMaxSize(1<<20))
-		if ents, _ := os.ReadDir(parent); len(ents) != 1 {
+		if ents, _ := os.ReadDir(parent); len(ents) > 1 { // out itself is removed again
 			t.Fatalf("wrote outside the output directory: %v", ents)
 		}
 		ents, _ := os.ReadDir(out)

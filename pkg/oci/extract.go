@@ -2,9 +2,7 @@ package oci
 
 import (
 	"archive/tar"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +16,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
 )
 
 // Errors Extract returns, wrapped with the entry or layer at fault.
@@ -70,25 +70,24 @@ func IsArtifact(m *v1.Manifest) bool {
 // It refuses absolute paths, "..", names with a directory part, symlinks,
 // hard links, devices, two files under disk/ and files over the size
 // limit, and checks every blob against its digest (artifact layers) or
-// diff_id (containerDisk layers). Files go to temp files in dir, opened
-// through an os.Root so that nothing can land outside dir, and are renamed
-// into place only when all of them are complete and verified.
+// diff_id (containerDisk layers). Files are staged in dir (see
+// internal/txn, which works through an os.Root so that nothing can land
+// outside dir) and renamed into place only when all of them are complete
+// and verified; if one rename fails, those already done are undone.
 func Extract(img v1.Image, dir string, opts ...Option) ([]string, error) {
 	o := makeOptions(opts)
 	m, err := img.Manifest()
 	if err != nil {
 		return nil, fmt.Errorf("oci: manifest: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("oci: %w", err)
-	}
-	root, err := os.OpenRoot(dir)
+	// One transaction: every file is staged in dir and renamed in only
+	// when all are complete and verified, or none is.
+	tx, err := txn.Begin(dir)
 	if err != nil {
-		return nil, fmt.Errorf("oci: %w", err)
+		return nil, outputError{fmt.Errorf("oci: %w", err)}
 	}
-	defer root.Close()
-	x := &extractor{root: root, max: o.maxSize}
-	defer x.cleanup()
+	defer tx.Rollback()
+	x := &extractor{tx: tx, max: o.maxSize}
 	if IsArtifact(m) {
 		err = x.artifact(img, m)
 	} else {
@@ -97,32 +96,20 @@ func Extract(img v1.Image, dir string, opts ...Option) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var paths []string
-	for _, f := range x.files {
-		if err := root.Rename(f.tmp, f.name); err != nil {
-			return nil, fmt.Errorf("oci: %w", err)
-		}
-		f.tmp = ""
-		paths = append(paths, filepath.Join(dir, f.name))
+	if err := tx.Commit(); err != nil {
+		return nil, outputError{fmt.Errorf("oci: %w", err)}
+	}
+	paths := make([]string, len(x.files))
+	for i, name := range x.files {
+		paths[i] = tx.Path(name)
 	}
 	return paths, nil
 }
 
-type pending struct{ name, tmp string }
-
 type extractor struct {
-	root  *os.Root
+	tx    *txn.Txn
 	max   int64
-	files []*pending
-}
-
-// cleanup removes temp files that were not renamed.
-func (x *extractor) cleanup() {
-	for _, f := range x.files {
-		if f.tmp != "" {
-			x.root.Remove(f.tmp)
-		}
-	}
+	files []string
 }
 
 func (x *extractor) artifact(img v1.Image, m *v1.Manifest) error {
@@ -371,7 +358,7 @@ func (x *extractor) tar(r io.Reader) error {
 			return err
 		}
 		if len(x.files) > 0 {
-			return fmt.Errorf("%w: %s/ holds %q and %q; KubeVirt allows only one disk", ErrNoDisk, DiskDir, x.files[0].name, base)
+			return fmt.Errorf("%w: %s/ holds %q and %q; KubeVirt allows only one disk", ErrNoDisk, DiskDir, x.files[0], base)
 		}
 		if hdr.Size > x.max {
 			return fmt.Errorf("%w: %q is %d bytes, over the size limit of %d", ErrTooLarge, name, hdr.Size, x.max)
@@ -386,38 +373,58 @@ func (x *extractor) tar(r io.Reader) error {
 	}
 }
 
-// write copies r into a new temp file in the root, at most max bytes.
-func (x *extractor) write(name string, r io.Reader) (int64, error) {
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	tmp := "." + name + ".tmp-" + hex.EncodeToString(rnd[:])
-	f, err := x.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) && pe.Path == tmp {
-			pe.Path = name
+// write stages r as the file name, at most max bytes. Errors name the
+// file, never its temp name.
+func (x *extractor) write(name string, r io.Reader) (n int64, err error) {
+	x.files = append(x.files, name)
+	src := &readErrs{r: io.LimitReader(r, x.max+1)}
+	var tooLarge error
+	_, err = x.tx.File(name, func(f *os.File) error {
+		var err error
+		n, err = io.Copy(f, src)
+		if err == nil && n > x.max {
+			tooLarge = fmt.Errorf("%w: %q is over the size limit of %d bytes", ErrTooLarge, name, x.max)
+			return tooLarge
 		}
-		return 0, fmt.Errorf("oci: write %s: %w", name, err)
-	}
-	x.files = append(x.files, &pending{name: name, tmp: tmp})
-	n, err := io.Copy(f, io.LimitReader(r, x.max+1))
-	if err == nil && n > x.max {
-		err = fmt.Errorf("%w: %q is over the size limit of %d bytes", ErrTooLarge, name, x.max)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) && pe.Path == tmp {
-			pe.Path = name // the temp name means nothing to the user
+		if err == nil {
+			err = f.Sync()
 		}
+		return err
+	})
+	switch {
+	case err == nil:
+		return n, nil
+	case err == tooLarge, src.err != nil && errors.Is(err, src.err):
+		// The image's fault: a corrupt or oversized layer.
 		return n, fmt.Errorf("oci: write %s: %w", name, err)
 	}
-	return n, nil
+	return n, outputError{fmt.Errorf("oci: write %s: %w", name, err)}
+}
+
+// ErrOutput marks a failure of the output directory (a full disk, a file
+// in the way, no permission), not of the image or the registry.
+var ErrOutput = errors.New("oci: cannot write the output directory")
+
+// outputError is an error of the output directory: it reads as err and
+// matches both err and ErrOutput.
+type outputError struct{ err error }
+
+func (e outputError) Error() string   { return e.err.Error() }
+func (e outputError) Unwrap() []error { return []error{e.err, ErrOutput} }
+
+// readErrs remembers the error its reader returned, so that a failed copy
+// can tell a bad layer from a bad output directory.
+type readErrs struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErrs) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
 }
 
 // checkName accepts a plain file name: no directory part, not . or ..,

@@ -1,14 +1,24 @@
 package oci
 
 import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
 )
+
+// ErrNotLayout is a directory that holds something other than an OCI image
+// layout, which a new layout must not replace.
+var ErrNotLayout = errors.New("oci: not an OCI image layout")
 
 // WriteLayout writes an OCI image layout at dir holding every file's
 // containerDisk index and the artifact (see Images), each with an
@@ -17,8 +27,9 @@ import (
 // `skopeo copy oci:DIR:qcow2 docker://...`, `oras cp --from-oci-layout
 // DIR:disks ...` and `crane push DIR ...` can publish it.
 //
-// The layout is written next to dir and renamed into place, replacing any
-// previous layout at dir, so a failed write leaves the old one.
+// The layout is written into a temp directory beside dir and renamed into
+// place. It replaces a previous layout at dir (see CheckLayout), never
+// anything else, and a failed write leaves dir as it was.
 func WriteLayout(dir string, files []File, opts ...Option) error {
 	imgs, err := Images(files, opts...)
 	if err != nil {
@@ -28,26 +39,33 @@ func WriteLayout(dir string, files []File, opts ...Option) error {
 }
 
 // WriteImages writes the tagged images as an OCI image layout at dir, in
-// order, replacing any previous layout there.
+// order, replacing a previous layout there as WriteLayout does.
 func WriteImages(dir string, imgs []Tagged) (err error) {
-	parent := filepath.Dir(filepath.Clean(dir))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return fmt.Errorf("oci: layout: %w", err)
-	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-*")
+	clean := filepath.Clean(dir)
+	tx, err := txn.Begin(filepath.Dir(clean))
 	if err != nil {
 		return fmt.Errorf("oci: layout: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
-		}
-	}()
-	// MkdirTemp makes the directory 0700; a layout is shared like the disks.
-	if err := os.Chmod(tmp, 0o755); err != nil {
+	defer tx.Rollback()
+	tmp, err := tx.TempDir()
+	if err != nil {
 		return fmt.Errorf("oci: layout: %w", err)
 	}
-	p, err := layout.Write(tmp, empty.Index)
+	if err := tx.Add(filepath.Base(clean), tmp, CheckLayout); err != nil {
+		return err
+	}
+	if err := WriteLayoutDir(tmp, imgs); err != nil {
+		return tx.Redact(err)
+	}
+	return tx.Commit()
+}
+
+// WriteLayoutDir writes the tagged images, in order, as an OCI image
+// layout into dir, an empty directory, with files 0644 and directories
+// 0755 whatever the umask. It renames nothing: callers that replace a
+// layout stage dir and rename it (as WriteImages does).
+func WriteLayoutDir(dir string, imgs []Tagged) error {
+	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		return fmt.Errorf("oci: layout: %w", err)
 	}
@@ -56,10 +74,19 @@ func WriteImages(dir string, imgs []Tagged) (err error) {
 			return fmt.Errorf("oci: layout: %s: %w", t.Tag, err)
 		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("oci: layout: %w", err)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
+	// The layout package creates everything with os.ModePerm, which the
+	// umask trims to 0755 or 0700 files; a layout is shared like the disks.
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		mode := fs.FileMode(0o644)
+		if d.IsDir() {
+			mode = 0o755
+		}
+		return os.Chmod(path, mode)
+	})
+	if err != nil {
 		return fmt.Errorf("oci: layout: %w", err)
 	}
 	return nil
@@ -79,3 +106,68 @@ func appendTagged(p layout.Path, t Tagged) error {
 	}
 	return fmt.Errorf("%T is neither an image nor an image index", t.Image)
 }
+
+// CheckLayout returns nil if dir holds only an OCI image layout: an
+// oci-layout file, index.json and blobs/<algorithm>/<hex digest> files,
+// nothing else. Only such a directory, one this package (or another OCI
+// tool) wrote, may be replaced by a new layout; anything else at dir is
+// the user's, and the error names the first entry that shows it.
+func CheckLayout(dir string) error {
+	notOurs := func(what string) error {
+		return fmt.Errorf("%w: %s %s: move it away or write the layout elsewhere", ErrNotLayout, dir, what)
+	}
+	if st, err := os.Lstat(dir); err != nil {
+		return fmt.Errorf("oci: %w", err)
+	} else if !st.IsDir() {
+		return notOurs("is not a directory")
+	}
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, e := range es {
+		switch {
+		case e.Name() == "blobs" && e.IsDir():
+		case (e.Name() == "oci-layout" || e.Name() == layoutIndex) && e.Type().IsRegular():
+		default:
+			return notOurs("holds " + e.Name() + ", which is not part of an OCI layout")
+		}
+		seen[e.Name()] = true
+	}
+	if !seen["oci-layout"] || !seen[layoutIndex] {
+		return notOurs("lacks oci-layout or " + layoutIndex)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "oci-layout"))
+	var marker struct {
+		Version string `json:"imageLayoutVersion"`
+	}
+	if err != nil || json.Unmarshal(b, &marker) != nil || marker.Version == "" {
+		return notOurs("has an oci-layout file without an imageLayoutVersion")
+	}
+	if !seen["blobs"] {
+		return nil
+	}
+	algs, err := os.ReadDir(filepath.Join(dir, "blobs"))
+	if err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	for _, a := range algs {
+		if !a.IsDir() {
+			return notOurs("holds blobs/" + a.Name() + ", which is not a blob directory")
+		}
+		blobs, err := os.ReadDir(filepath.Join(dir, "blobs", a.Name()))
+		if err != nil {
+			return fmt.Errorf("oci: %w", err)
+		}
+		for _, b := range blobs {
+			if _, err := hex.DecodeString(b.Name()); err != nil || len(b.Name()) < 32 || !b.Type().IsRegular() {
+				return notOurs("holds blobs/" + a.Name() + "/" + b.Name() + ", which is not a blob")
+			}
+		}
+	}
+	return nil
+}
+
+// layoutIndex is the layout's top-level index file.
+const layoutIndex = "index.json"

@@ -92,7 +92,7 @@ func extractMutant(t *testing.T, base string, img v1.Image, what string, b []byt
 	}()
 	paths, err := oci.Extract(img, out, oci.WithMaxSize(mutationMax))
 	ents, _ := os.ReadDir(out)
-	if all, _ := os.ReadDir(parent); len(all) != 1 {
+	if all, _ := os.ReadDir(parent); len(all) > 1 { // out itself is removed again
 		t.Fatalf("%s: wrote outside the output directory: %v", what, all)
 	}
 	if err == nil {

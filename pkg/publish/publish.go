@@ -8,13 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
@@ -153,11 +153,10 @@ func Push(ctx context.Context, t Target, bo build.Options, version string, progr
 func images(t Target, bo build.Options, version string) (res *build.Result, refs []name.Reference, imgs []oci.Taggable, cleanup func(), err error) {
 	cleanup = func() {}
 	bo.Formats, bo.OCILayout, bo.ImageRepo = t.Formats, false, ""
-	tmp, err := os.MkdirTemp("", "tinyvm-oci-push-")
+	tmp, cleanup, err := txn.Scratch("") // a killed push leaves it; the next removes it
 	if err != nil {
-		return nil, nil, nil, cleanup, err
+		return nil, nil, nil, func() {}, err
 	}
-	cleanup = func() { os.RemoveAll(tmp) }
 	if res, err = build.Files(tmp, bo); err != nil {
 		return nil, nil, nil, cleanup, err
 	}

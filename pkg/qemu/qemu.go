@@ -10,11 +10,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
 )
 
 // Binary is the emulator this package runs.
@@ -164,13 +165,19 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "tinyvm-qmp-")
+	// A killed run leaves this behind; the next Start removes it.
+	dir, release, err := txn.Scratch("")
 	if err != nil {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
 	p := &Process{qmp: filepath.Join(dir, "qmp.sock"), done: make(chan struct{})}
 	args = append(args, "-qmp", "unix:"+p.qmp+",server=on,wait=off")
 	p.cmd = exec.CommandContext(ctx, path, args...)
+	// QEMU runs in its own process group, killed with us (see
+	// process_linux.go), so that neither a signal to us nor our death
+	// leaves it running; cancelling ctx kills the whole group.
+	p.cmd.SysProcAttr = sysProcAttr()
+	p.cmd.Cancel = func() error { return killGroup(p.cmd.Process) }
 	p.cmd.Stdout = o.Serial
 	if p.cmd.Stdout == nil {
 		p.cmd.Stdout = io.Discard
@@ -178,16 +185,19 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	stderr := &limitedBuffer{max: 4096}
 	p.cmd.Stderr = stderr
 	if err := p.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
+		release()
 		return nil, fmt.Errorf("qemu: start %s: %w", Binary, err)
 	}
 	go func() {
 		err := p.cmd.Wait()
-		if err != nil && len(stderr.b) > 0 {
+		switch {
+		case err != nil && ctx.Err() != nil:
+			err = ctx.Err() // killed because ctx ended, not a QEMU failure
+		case err != nil && len(stderr.b) > 0:
 			err = fmt.Errorf("%w: %s", err, firstLine(stderr.b))
 		}
 		p.err = err
-		os.RemoveAll(dir)
+		release()
 		close(p.done)
 	}()
 	return p, nil
@@ -208,9 +218,9 @@ func (p *Process) Wait() error {
 	return nil
 }
 
-// Kill stops the emulator at once.
+// Kill stops the emulator, and its process group, at once.
 func (p *Process) Kill() {
-	_ = p.cmd.Process.Kill()
+	_ = killGroup(p.cmd.Process)
 	<-p.done
 }
 

@@ -4,9 +4,10 @@ package run
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/inspect"
@@ -14,18 +15,23 @@ import (
 )
 
 // Boot writes the single format in bo.Formats to a temporary directory
-// and boots it with qo (File and Driver are filled in). It returns the
-// build's warnings and the emulator's error once the guest powers off.
+// (see txn.Scratch) and boots it with qo (File and Driver are filled in).
+// It returns the build's warnings and the emulator's error once the guest
+// powers off, or ctx's error once ctx ends.
 func Boot(ctx context.Context, bo build.Options, qo qemu.Options) ([]string, error) {
 	if len(bo.Formats) != 1 {
 		return nil, fmt.Errorf("run boots one format, got %d", len(bo.Formats))
 	}
-	dir, err := os.MkdirTemp("", "tinyvm-run-")
+	if err := CheckBus(qo.Bus, bo.Formats[0]); err != nil {
+		return nil, err
+	}
+	// A killed run leaves this behind; the next one removes it.
+	dir, release, err := txn.Scratch("")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	res, err := build.Files(dir, bo)
+	defer release()
+	res, err := build.FilesContext(ctx, dir, bo)
 	if err != nil {
 		return nil, err
 	}
@@ -34,6 +40,20 @@ func Boot(ctx context.Context, bo build.Options, qo qemu.Options) ([]string, err
 		return res.Warnings, err
 	}
 	return res.Warnings, qemu.Run(ctx, qo)
+}
+
+// ErrBus is a bus the format cannot boot from.
+var ErrBus = errors.New("run: format cannot boot from this bus")
+
+// CheckBus reports whether a file of format f boots from bus (empty
+// means the default, which always does). Only an iso boots from a
+// CD-ROM: SeaBIOS finds no El Torito record on a disk image and waits
+// forever for a boot device.
+func CheckBus(bus string, f formats.Format) error {
+	if bus == "cdrom" && f.Media != formats.MediaCDROM {
+		return fmt.Errorf("%w: --bus cdrom boots only an iso, and a %s disk on a CD-ROM drive never boots: use --format iso, or another --bus", ErrBus, f.Type)
+	}
+	return nil
 }
 
 // ForFormat fills in how QEMU reads qo.File, a file of format f: its block

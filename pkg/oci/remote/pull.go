@@ -41,7 +41,7 @@ func Pull(ctx context.Context, ref name.Reference, dir string, opts ...Option) (
 	var le *os.LinkError
 	switch {
 	case err == nil:
-	case errors.As(err, &pe), errors.As(err, &le):
+	case errors.Is(err, oci.ErrOutput), errors.As(err, &pe), errors.As(err, &le):
 		// The output directory failed, not the registry.
 		return nil, d, fmt.Errorf("pull into %s: %w", dir, err)
 	default:

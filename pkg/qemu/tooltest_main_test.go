@@ -1,4 +1,4 @@
-package main
+package qemu_test
 
 import (
 	"testing"
