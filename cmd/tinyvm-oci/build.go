@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,6 +17,7 @@ func newBuildCmd() *cobra.Command {
 		flags   buildFlags
 		dir     string
 		verbose bool
+		quiet   bool
 		repo    string
 		layout  bool
 		kube    bool
@@ -55,6 +57,9 @@ func newBuildCmd() *cobra.Command {
 			for _, m := range res.Manifests {
 				fmt.Fprintln(cmd.OutOrStdout(), m)
 			}
+			if !quiet {
+				printNextSteps(cmd, res, o.ImageRepo)
+			}
 			return nil
 		},
 	}
@@ -63,6 +68,7 @@ func newBuildCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&kube, "kubevirt", true, "also write DIR/kubevirt, KubeVirt and CDI manifests")
 	cmd.Flags().StringVar(&repo, "image-repo", kubevirt.DefaultRepo, "repository the KubeVirt manifests in DIR/kubevirt reference")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print each file's size and digest")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "leave out the hint on what to do next")
 	flags.register(cmd.Flags(), fmt.Sprintf("formats to write, comma-separated (default all: %s)", joinNames()))
 	return cmd
 }
@@ -81,6 +87,28 @@ func printSummary(cmd *cobra.Command, res *build.Result, verbose bool) {
 	if verbose {
 		for _, f := range res.Files {
 			fmt.Fprintf(errw, "%-8s %12d  %s  %s\n", f.Format.Type, f.Size, f.SHA256, f.Path)
+		}
+	}
+}
+
+// printNextSteps ends a build with a short hint on stderr: how to boot
+// what was written, how to push it, and what dir/kubevirt points at.
+func printNextSteps(cmd *cobra.Command, res *build.Result, repo string) {
+	if len(res.Files) == 0 {
+		return
+	}
+	boot := res.Files[0].Path
+	for _, f := range res.Files {
+		if f.Format.Type == "qcow2" {
+			boot = f.Path
+		}
+	}
+	errw := cmd.ErrOrStderr()
+	fmt.Fprintf(errw, "next: boot it:  tinyvm-oci run %s  (Ctrl-C presses the power button)\n", boot)
+	fmt.Fprintf(errw, "      push it:  tinyvm-oci push --all REGISTRY/REPO\n")
+	for _, m := range res.Manifests {
+		if filepath.Base(m) == "vm.yaml" {
+			fmt.Fprintf(errw, "      KubeVirt: kubectl apply -f %s  (it points at %s; set --image-repo to your repository)\n", m, repo)
 		}
 	}
 }
