@@ -72,7 +72,7 @@ func TestEncodings(t *testing.T) {
 		{func(a *Assembler) { a.TestImm8(AH, 0x01) }, "test ah, 0x1"},
 		{func(a *Assembler) { a.TestImm8(AL, 0x80) }, "test al, 0x80"},
 		{func(a *Assembler) { a.RepeCmpsb() }, "rep cmpsb byte ptr [si], byte ptr [di]"}, // F3 before cmps is repe
-		{func(a *Assembler) { a.Equ("v", 0x7E04); a.DW("v") }, "add al, 0x7e"}, // the word 04 7E decodes as add al, imm8
+		{func(a *Assembler) { a.Equ("v", 0x7E04); a.DW("v") }, "add al, 0x7e"},           // the word 04 7E decodes as add al, imm8
 		// x86asm prints a far pointer as offset, segment.
 		{func(a *Assembler) { a.JmpFar(0x1234, 0x5678) }, "jmp far 0x5678, 0x1234"},
 	}
@@ -111,9 +111,9 @@ func TestJumps(t *testing.T) {
 	a.J(JA, "back")
 	a.JNear(JC, "fwd")   // near conditional forward
 	a.JNear(JNE, "back") // and backward
-	a.Jmp("back")    // short jmp backward
-	a.JmpNear("fwd") // near jmp forward
-	a.Call("fwd")    // call forward
+	a.Jmp("back")        // short jmp backward
+	a.JmpNear("fwd")     // near jmp forward
+	a.Call("fwd")        // call forward
 	a.MovAddr(SI, "fwd")
 	a.Label("fwd")
 	a.Ret()
