@@ -1,0 +1,381 @@
+package sector_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/fat"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/universal"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
+)
+
+// probeDisk builds the universal disk with the program's second stage
+// and boot counter in the gap before the ESP, as the build will.
+func probeDisk(t *testing.T, o sector.Options) disk.Disk {
+	t.Helper()
+	o.Layout = sector.Partitioned
+	s, err := sector.Build(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts []universal.Option
+	for _, r := range s.Reserved() {
+		opts = append(opts, universal.WithReserved(r.LBA, r.Data))
+	}
+	files := []fat.File{{Path: "EFI/BOOT/README.TXT", Data: []byte("BIOS boots the MBR\r\n")}}
+	d, err := universal.New(s.Code(), files, 1<<20, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// probeFile writes probeDisk as a raw file.
+func probeFile(t *testing.T, o sector.Options) string {
+	t.Helper()
+	return writeRaw(t, probeDisk(t, o))
+}
+
+// vm is one QEMU with its serial captured and QMP on a socket: the probe
+// tests need several disks, a serial socket and migration, which
+// qemu.Options does not describe.
+type vm struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	serial  *qemu.Capture
+	qmpPath string
+	done    chan struct{}
+	err     error
+	conn    net.Conn // the serial socket, when asked for
+}
+
+// vmOptions are the parts of a probe boot's command line.
+type vmOptions struct {
+	machine  string   // pc (default) or q35
+	drives   []string // -drive and -device pairs, already written
+	incoming string   // -incoming URI
+	socket   bool     // serial on a unix socket instead of stdio
+}
+
+// startVM starts QEMU; Cleanup kills it.
+func startVM(t *testing.T, o vmOptions) *vm {
+	t.Helper()
+	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
+	dir := t.TempDir()
+	machine := o.machine
+	if machine == "" {
+		machine = "pc"
+	}
+	v := &vm{t: t, serial: qemu.NewCapture(), qmpPath: filepath.Join(dir, "qmp.sock"), done: make(chan struct{})}
+	args := []string{"-machine", machine, "-accel", "tcg", "-display", "none", "-monitor", "none", "-m", "64", "-no-reboot",
+		"-qmp", "unix:" + v.qmpPath + ",server=on,wait=off"}
+	sock := filepath.Join(dir, "serial.sock")
+	if o.socket {
+		args = append(args, "-chardev", "socket,id=s0,path="+sock+",server=on,wait=off", "-serial", "chardev:s0")
+	} else {
+		args = append(args, "-serial", "stdio")
+	}
+	args = append(args, o.drives...)
+	if o.incoming != "" {
+		args = append(args, "-incoming", o.incoming)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	v.cmd = exec.CommandContext(ctx, qemu.Binary, args...)
+	if !o.socket {
+		v.cmd.Stdout = v.serial
+	}
+	var stderr strings.Builder
+	v.cmd.Stderr = &stderr
+	if err := v.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		v.err = v.cmd.Wait()
+		if v.err != nil {
+			v.err = fmt.Errorf("%w: %s", v.err, strings.TrimSpace(stderr.String()))
+		}
+		close(v.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-v.done:
+		default:
+			_ = v.cmd.Process.Kill()
+			<-v.done
+		}
+	})
+	if o.socket {
+		var err error
+		for i := 0; i < 200; i++ {
+			if v.conn, err = net.Dial("unix", sock); err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("serial socket: %v", err)
+		}
+		t.Cleanup(func() { v.conn.Close() })
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				n, err := v.conn.Read(buf)
+				v.serial.Write(buf[:n])
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	return v
+}
+
+// waitFor waits for the serial output to match re, and returns the
+// submatches of its last match.
+func (v *vm) waitFor(re *regexp.Regexp, why string) []string {
+	v.t.Helper()
+	deadline := time.Now().Add(3 * bootTimeout)
+	for {
+		out := v.serial.String()
+		if m := re.FindAllStringSubmatch(out, -1); m != nil {
+			return m[len(m)-1]
+		}
+		if time.Now().After(deadline) {
+			v.t.Fatalf("%s: no %v on serial within %v; got %q", why, re, 3*bootTimeout, out)
+		}
+		select {
+		case <-v.done:
+			if m := re.FindAllStringSubmatch(v.serial.String(), -1); m != nil {
+				return m[len(m)-1]
+			}
+			v.t.Fatalf("%s: qemu ended (%v) without %v; got %q", why, v.err, re, v.serial.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// exits waits for QEMU to end by itself with status 0.
+func (v *vm) exits(why string) {
+	v.t.Helper()
+	select {
+	case <-v.done:
+		if v.err != nil {
+			v.t.Fatalf("%s: qemu failed: %v", why, v.err)
+		}
+	case <-time.After(3 * bootTimeout):
+		v.t.Fatalf("%s: the guest did not power off within %v; serial %q", why, 3*bootTimeout, v.serial.String())
+	}
+}
+
+// qmp runs QMP commands in one session and returns the last reply.
+func (v *vm) qmp(cmds ...map[string]any) json.RawMessage {
+	v.t.Helper()
+	var conn net.Conn
+	var err error
+	for i := 0; i < 200; i++ {
+		if conn, err = net.Dial("unix", v.qmpPath); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		v.t.Fatalf("QMP: %v", err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+	r := bufio.NewReader(conn)
+	if _, err := r.ReadBytes('\n'); err != nil {
+		v.t.Fatalf("QMP greeting: %v", err)
+	}
+	var last json.RawMessage
+	for _, c := range append([]map[string]any{{"execute": "qmp_capabilities"}}, cmds...) {
+		if err := json.NewEncoder(conn).Encode(c); err != nil {
+			v.t.Fatalf("QMP %v: %v", c["execute"], err)
+		}
+		for {
+			line, err := r.ReadBytes('\n')
+			if err != nil {
+				v.t.Fatalf("QMP %v: %v", c["execute"], err)
+			}
+			var reply struct {
+				Return json.RawMessage `json:"return"`
+				Error  *struct {
+					Desc string `json:"desc"`
+				} `json:"error"`
+			}
+			if json.Unmarshal(line, &reply) != nil {
+				continue
+			}
+			if reply.Error != nil {
+				v.t.Fatalf("QMP %v: %s", c["execute"], reply.Error.Desc)
+			}
+			if reply.Return != nil {
+				last = reply.Return
+				break
+			}
+		}
+	}
+	return last
+}
+
+// bootDrive attaches path as the boot disk on the machine's usual bus.
+func bootDrive(path, format string) []string {
+	return []string{"-drive", "file=" + path + ",format=" + format + ",if=none,id=d0",
+		"-device", "virtio-blk-pci,drive=d0,bootindex=0"}
+}
+
+var (
+	heartbeatRE = regexp.MustCompile(`tinyvm heartbeat ([0-9]+)\r\n`)
+	bootRE      = regexp.MustCompile(`tinyvm boot ([0-9]+)\r\n`)
+	disksRE     = regexp.MustCompile(`tinyvm disks ([0-9]+)\r\n`)
+	idRE        = regexp.MustCompile(`tinyvm id ([0-9a-f]{8})\r\n`)
+)
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// lineTimes records when each heartbeat first appears on serial.
+type lineTimes struct {
+	mu sync.Mutex
+	at map[int]time.Time
+}
+
+// watchHeartbeats polls v's serial and stamps each new heartbeat number.
+func watchHeartbeats(v *vm, lt *lineTimes, stop <-chan struct{}) {
+	for {
+		now := time.Now()
+		for _, m := range heartbeatRE.FindAllStringSubmatch(v.serial.String(), -1) {
+			n, _ := strconv.Atoi(m[1])
+			lt.mu.Lock()
+			if _, ok := lt.at[n]; !ok {
+				lt.at[n] = now
+			}
+			lt.mu.Unlock()
+		}
+		select {
+		case <-stop:
+			return
+		case <-v.done:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestHeartbeatStopCont pauses the guest over QMP: the next heartbeat
+// after cont is the next number, and the time between the two lines
+// shows the pause.
+func TestHeartbeatStopCont(t *testing.T) {
+	v := startVM(t, vmOptions{drives: bootDrive(probeFile(t, sector.Options{Probes: sector.Probes{Heartbeat: 500 * time.Millisecond}}), "raw")})
+	v.waitFor(regexp.MustCompile(`tinyvm heartbeat 3\r\n`), "heartbeat before stop")
+	lt := &lineTimes{at: map[int]time.Time{}}
+	stop := make(chan struct{})
+	go watchHeartbeats(v, lt, stop)
+	v.qmp(map[string]any{"execute": "stop"})
+	paused := time.Now()
+	before := atoi(t, heartbeatRE.FindAllStringSubmatch(v.serial.String(), -1)[len(heartbeatRE.FindAllStringSubmatch(v.serial.String(), -1))-1][1])
+	const pause = 4 * time.Second
+	time.Sleep(pause)
+	during := heartbeatRE.FindAllStringSubmatch(v.serial.String(), -1)
+	if got := atoi(t, during[len(during)-1][1]); got > before+1 {
+		// One line may have been on its way when stop landed.
+		t.Errorf("heartbeats went on while stopped: %d, then %d", before, got)
+	}
+	last := atoi(t, during[len(during)-1][1])
+	v.qmp(map[string]any{"execute": "cont"})
+	m := v.waitFor(regexp.MustCompile(fmt.Sprintf(`tinyvm heartbeat (%d)\r\n`, last+1)), "heartbeat after cont")
+	close(stop)
+	if atoi(t, m[1]) != last+1 {
+		t.Fatalf("after cont: heartbeat %s, want %d", m[1], last+1)
+	}
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	gap := lt.at[last+1].Sub(lt.at[last])
+	t.Logf("heartbeat %d at +%v before the stop, %d after cont: gap %v", last, lt.at[last].Sub(paused), last+1, gap)
+	if gap < pause {
+		t.Errorf("gap between heartbeat %d and %d is %v, want at least the %v pause", last, last+1, gap, pause)
+	}
+	if out := v.serial.String(); strings.Count(out, fmt.Sprintf("tinyvm heartbeat %d\r\n", last+1)) != 1 {
+		t.Errorf("heartbeat %d printed more than once: %q", last+1, out)
+	}
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestHeartbeatMigration live-migrates the guest between two QEMUs on
+// loopback: the destination's first heartbeat continues the source's
+// count.
+func TestHeartbeatMigration(t *testing.T) {
+	path := probeFile(t, sector.Options{Probes: sector.Probes{Heartbeat: 500 * time.Millisecond}})
+	src := startVM(t, vmOptions{drives: bootDrive(path, "raw")})
+	src.waitFor(regexp.MustCompile(`tinyvm heartbeat 2\r\n`), "source heartbeat")
+	port := freePort(t)
+	// The destination opens the same image: the source stops writing
+	// before the switch, as with shared storage.
+	dst := startVM(t, vmOptions{drives: bootDrive(path, "raw"), incoming: fmt.Sprintf("tcp:127.0.0.1:%d", port)})
+	time.Sleep(time.Second) // let the destination listen
+	src.qmp(map[string]any{"execute": "migrate", "arguments": map[string]any{"uri": fmt.Sprintf("tcp:127.0.0.1:%d", port)}})
+	deadline := time.Now().Add(3 * bootTimeout)
+	for {
+		var st struct {
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal(src.qmp(map[string]any{"execute": "query-migrate"}), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Status == "completed" {
+			break
+		}
+		if st.Status == "failed" || st.Status == "cancelled" || time.Now().After(deadline) {
+			t.Fatalf("migration %s", st.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	srcLines := heartbeatRE.FindAllStringSubmatch(src.serial.String(), -1)
+	last := atoi(t, srcLines[len(srcLines)-1][1])
+	time.Sleep(time.Second) // the source is paused after migration
+	if again := heartbeatRE.FindAllStringSubmatch(src.serial.String(), -1); len(again) != len(srcLines) {
+		t.Errorf("the source printed heartbeats after the migration completed")
+	}
+	m := dst.waitFor(regexp.MustCompile(fmt.Sprintf(`tinyvm heartbeat (%d)\r\n`, last+1)), "destination heartbeat")
+	first := heartbeatRE.FindStringSubmatch(dst.serial.String())
+	if first[1] != m[1] {
+		t.Errorf("the destination's first heartbeat is %s, want %d, the one after the source's last", first[1], last+1)
+	}
+	if strings.Contains(dst.serial.String(), marker) {
+		t.Errorf("the destination booted afresh (printed the marker): %q", dst.serial.String())
+	}
+	t.Logf("source stopped at heartbeat %d, destination went on with %s", last, m[1])
+	dst.qmp(map[string]any{"execute": "system_powerdown"})
+	dst.exits("power button on the destination")
+}
