@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/fat"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/universal"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/qcow2"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
@@ -378,4 +380,248 @@ func TestHeartbeatMigration(t *testing.T) {
 	t.Logf("source stopped at heartbeat %d, destination went on with %s", last, m[1])
 	dst.qmp(map[string]any{"execute": "system_powerdown"})
 	dst.exits("power button on the destination")
+}
+
+// writeQcow2 writes d as a qcow2 file with pkg/formats/qcow2.
+func writeQcow2(t *testing.T, d disk.Disk, compress bool) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "disk.qcow2")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := qcow2.Write(f, d, qcow2.Options{Compress: compress}); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// bootOnce boots path until it powers off and returns its boot count.
+func bootOnce(t *testing.T, path, format string) int {
+	t.Helper()
+	v := startVM(t, vmOptions{machine: "q35", drives: bootDrive(path, format)})
+	m := v.waitFor(bootRE, "bootcount")
+	v.exits("--then poweroff")
+	return atoi(t, m[1])
+}
+
+// imgTool runs qemu-img.
+func imgTool(t *testing.T, args ...string) {
+	t.Helper()
+	tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
+	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// offlineCount reads the counter from a raw file, as inspect will.
+func offlineCount(t *testing.T, path string) uint32 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n, ok, err := sector.ReadBootCount(f)
+	if err != nil || !ok {
+		t.Fatalf("ReadBootCount(%s) = %d, %v, %v", path, n, ok, err)
+	}
+	return n
+}
+
+// TestBootCount boots the same disk repeatedly: the guest's own int 13h
+// writes count 1, 2, ...; qemu-img snapshots and overlays give back the
+// count they were taken at, and the raw file's counter reads offline.
+func TestBootCount(t *testing.T) {
+	o := sector.Options{Then: sector.PowerOff, Probes: sector.Probes{BootCount: true}}
+	d := probeDisk(t, o)
+	t.Run("raw", func(t *testing.T) {
+		path := writeRaw(t, d)
+		if n := offlineCount(t, path); n != 0 {
+			t.Fatalf("a fresh disk counts %d, want 0", n)
+		}
+		for want := 1; want <= 3; want++ {
+			if got := bootOnce(t, path, "raw"); got != want {
+				t.Fatalf("boot %d printed tinyvm boot %d", want, got)
+			}
+		}
+		if n := offlineCount(t, path); n != 3 {
+			t.Errorf("after three boots the file counts %d, want 3", n)
+		}
+	})
+	for name, compress := range map[string]bool{"qcow2": false, "qcow2-compressed": true} {
+		t.Run(name, func(t *testing.T) {
+			path := writeQcow2(t, d, compress)
+			if got := bootOnce(t, path, "qcow2"); got != 1 {
+				t.Fatalf("first boot: %d, want 1", got)
+			}
+			imgTool(t, "snapshot", "-c", "after1", path)
+			if got := bootOnce(t, path, "qcow2"); got != 2 {
+				t.Fatalf("second boot: %d, want 2", got)
+			}
+			// A clone made now (an overlay on the disk as it is) goes
+			// on from 2; the base does not see the clone's boots.
+			clone := filepath.Join(t.TempDir(), "clone.qcow2")
+			imgTool(t, "create", "-f", "qcow2", "-F", "qcow2", "-b", path, clone)
+			if got := bootOnce(t, clone, "qcow2"); got != 3 {
+				t.Errorf("clone's first boot: %d, want 3", got)
+			}
+			if got := bootOnce(t, clone, "qcow2"); got != 4 {
+				t.Errorf("clone's second boot: %d, want 4", got)
+			}
+			imgTool(t, "snapshot", "-a", "after1", path)
+			if got := bootOnce(t, path, "qcow2"); got != 2 {
+				t.Errorf("after reverting to the snapshot taken after boot 1: %d, want 2", got)
+			}
+		})
+	}
+}
+
+// blankDisk writes a zero-filled raw disk of 1 MiB.
+func blankDisk(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "blank.raw")
+	if err := os.WriteFile(path, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// labelledISO makes an ISO 9660 image with volume label label, the way
+// cloud-init's NoCloud seed is made, with xorriso.
+func labelledISO(t *testing.T, label string) string {
+	t.Helper()
+	tooltest.Require(t, "xorriso", tooltest.Xorriso)
+	dir := t.TempDir()
+	seed := filepath.Join(dir, "seed")
+	if err := os.MkdirAll(seed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"meta-data": "instance-id: tinyvm\n", "user-data": "#cloud-config\n"} {
+		if err := os.WriteFile(filepath.Join(seed, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, label+".iso")
+	if out, err := exec.Command("xorriso", "-as", "mkisofs", "-quiet", "-V", label, "-J", "-r", "-o", path, seed).CombinedOutput(); err != nil {
+		t.Fatalf("xorriso: %v: %s", err, out)
+	}
+	return path
+}
+
+// extraDisk attaches path as another virtio disk, without a boot index.
+func extraDisk(i int, path, format string) []string {
+	id := fmt.Sprintf("x%d", i)
+	return []string{"-drive", "file=" + path + ",format=" + format + ",if=none,id=" + id, "-device", "virtio-blk-pci,drive=" + id}
+}
+
+// TestDisks attaches 0, 1 and 2 more virtio disks to the boot disk and
+// sees the BIOS's count, then a cidata ISO as a CD and as a disk and
+// sees its label.
+func TestDisks(t *testing.T) {
+	path := probeFile(t, sector.Options{Then: sector.PowerOff, Probes: sector.Probes{Disks: true}})
+	volRE := regexp.MustCompile(`tinyvm volume ([ -~]+)\r\n`)
+	for extra := 0; extra <= 2; extra++ {
+		t.Run(fmt.Sprintf("%d-disks", extra+1), func(t *testing.T) {
+			drives := bootDrive(path, "raw")
+			for i := range extra {
+				drives = append(drives, extraDisk(i, blankDisk(t), "raw")...)
+			}
+			v := startVM(t, vmOptions{machine: "q35", drives: drives})
+			m := v.waitFor(disksRE, "disks")
+			v.exits("--then poweroff")
+			if got := atoi(t, m[1]); got != extra+1 {
+				t.Errorf("tinyvm disks %d, want %d", got, extra+1)
+			}
+			if volRE.MatchString(v.serial.String()) {
+				t.Errorf("a volume line without any ISO: %q", v.serial.String())
+			}
+		})
+	}
+	iso := labelledISO(t, "cidata")
+	for _, c := range []struct {
+		name, machine string
+		drives        []string
+		disks         int
+	}{
+		{"cd-pc", "pc", []string{"-drive", "file=" + iso + ",format=raw,if=none,id=cd,media=cdrom,readonly=on", "-device", "ide-cd,drive=cd,bus=ide.1"}, 1},
+		{"cd-q35", "q35", []string{"-drive", "file=" + iso + ",format=raw,if=none,id=cd,media=cdrom,readonly=on", "-device", "ide-cd,drive=cd,bus=ide.2"}, 1},
+		{"disk", "q35", extraDisk(0, iso, "raw"), 2},
+	} {
+		t.Run("cidata-"+c.name, func(t *testing.T) {
+			v := startVM(t, vmOptions{machine: c.machine, drives: append(bootDrive(path, "raw"), c.drives...)})
+			m := v.waitFor(disksRE, "disks")
+			v.exits("--then poweroff")
+			if got := atoi(t, m[1]); got != c.disks {
+				t.Errorf("tinyvm disks %d, want %d", got, c.disks)
+			}
+			vols := volRE.FindAllStringSubmatch(v.serial.String(), -1)
+			if len(vols) != 1 || vols[0][1] != "cidata" {
+				t.Errorf("volume lines %q, want one for cidata; serial %q", vols, v.serial.String())
+			}
+		})
+	}
+}
+
+// TestEcho talks to the guest over a serial socket: what is sent comes
+// back, and the line "poweroff" powers it off.
+func TestEcho(t *testing.T) {
+	v := startVM(t, vmOptions{socket: true, drives: bootDrive(probeFile(t, sector.Options{Probes: sector.Probes{Echo: true}}), "raw")})
+	v.waitFor(regexp.MustCompile(regexp.QuoteMeta(marker)), "marker")
+	if _, err := v.conn.Write([]byte("hello\r")); err != nil {
+		t.Fatal(err)
+	}
+	v.waitFor(regexp.MustCompile(regexp.QuoteMeta(marker)+`hello\r\n`), "echo")
+	// Not a power-off: a longer word, and the word inside a line.
+	for _, line := range []string{"poweroffx\r", "xpoweroff\r", "power\r"} {
+		if _, err := v.conn.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v.waitFor(regexp.MustCompile(`power\r\n`), "echo of the non-matching lines")
+	stillAlive(t, v, time.Second, "lines that are not exactly poweroff")
+	if _, err := v.conn.Write([]byte("poweroff\r")); err != nil {
+		t.Fatal(err)
+	}
+	v.exits("the line poweroff")
+	if !strings.Contains(v.serial.String(), "poweroff\r\n") {
+		t.Errorf("poweroff was not echoed: %q", v.serial.String())
+	}
+}
+
+// stillAlive fails if QEMU ends within d.
+func stillAlive(t *testing.T, v *vm, d time.Duration, why string) {
+	t.Helper()
+	select {
+	case <-v.done:
+		t.Fatalf("%s: the guest stopped (%v), want it running; serial %q", why, v.err, v.serial.String())
+	case <-time.After(d):
+	}
+}
+
+// TestID boots two disks, in both boot orders: the id printed is the
+// one of the disk with bootindex 0.
+func TestID(t *testing.T) {
+	a := sector.Options{Then: sector.PowerOff, Serial: new("disk A"), Probes: sector.Probes{ID: true}}
+	b := sector.Options{Then: sector.PowerOff, Serial: new("disk B"), Probes: sector.Probes{ID: true}}
+	if a.ID() == b.ID() {
+		t.Fatalf("two option sets share id %s", a.ID())
+	}
+	pa, pb := probeFile(t, a), probeFile(t, b)
+	for _, c := range []struct {
+		first, second string
+		want          string
+	}{{pa, pb, a.ID()}, {pb, pa, b.ID()}} {
+		drives := []string{
+			"-drive", "file=" + c.second + ",format=raw,if=none,id=d1", "-device", "virtio-blk-pci,drive=d1,bootindex=1",
+			"-drive", "file=" + c.first + ",format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0,bootindex=0",
+		}
+		v := startVM(t, vmOptions{machine: "q35", drives: drives})
+		m := v.waitFor(idRE, "id")
+		v.exits("--then poweroff")
+		if m[1] != c.want {
+			t.Errorf("booted id %s, want %s (the disk with bootindex 0)", m[1], c.want)
+		}
+	}
 }
