@@ -625,3 +625,137 @@ func TestID(t *testing.T) {
 		}
 	}
 }
+
+// allProbes turns on every probe.
+var allProbes = sector.Probes{Heartbeat: time.Second, Echo: true, Disks: true, BootCount: true, ID: true}
+
+// TestProbesKeepBehaviour boots with every probe on: the power button, a
+// key press and the timeout still power off, and waiting stays idle.
+func TestProbesKeepBehaviour(t *testing.T) {
+	for _, machine := range []string{"pc", "q35"} {
+		t.Run("powerbutton-"+machine, func(t *testing.T) {
+			v := startVM(t, vmOptions{machine: machine, drives: bootDrive(probeFile(t, sector.Options{Probes: allProbes}), "raw")})
+			v.waitFor(regexp.MustCompile(`tinyvm heartbeat 1\r\n`), "heartbeat")
+			v.qmp(map[string]any{"execute": "system_powerdown"})
+			v.exits("system_powerdown")
+		})
+	}
+	t.Run("key", func(t *testing.T) {
+		v := startVM(t, vmOptions{drives: bootDrive(probeFile(t, sector.Options{Probes: allProbes}), "raw")})
+		v.waitFor(bootRE, "boot line")
+		stillAlive(t, v, 500*time.Millisecond, "waiting")
+		v.qmp(map[string]any{"execute": "send-key", "arguments": map[string]any{"keys": []map[string]string{{"type": "qcode", "data": "a"}}}})
+		v.exits("key press")
+	})
+	t.Run("timeout", func(t *testing.T) {
+		v := startVM(t, vmOptions{drives: bootDrive(probeFile(t, sector.Options{Timeout: 3 * time.Second, Probes: allProbes}), "raw")})
+		v.waitFor(regexp.MustCompile(`tinyvm heartbeat 1\r\n`), "heartbeat")
+		v.exits("--timeout 3s")
+		if n := len(heartbeatRE.FindAllString(v.serial.String(), -1)); n < 2 || n > 4 {
+			t.Errorf("%d heartbeats in a 3s timeout, want about 3: %q", n, v.serial.String())
+		}
+	})
+	t.Run("idle", func(t *testing.T) {
+		v := startVM(t, vmOptions{drives: bootDrive(probeFile(t, sector.Options{Probes: allProbes}), "raw")})
+		v.waitFor(regexp.MustCompile(`tinyvm heartbeat 1\r\n`), "heartbeat")
+		t0, c0 := time.Now(), cpuTicks(t, v.cmd.Process.Pid)
+		time.Sleep(4 * time.Second)
+		t1, c1 := time.Now(), cpuTicks(t, v.cmd.Process.Pid)
+		share := float64(c1-c0) / 100 / t1.Sub(t0).Seconds()
+		t.Logf("idle guest with every probe on used %.1f%% of a CPU", 100*share)
+		if share >= 0.05 {
+			t.Errorf("idle guest used %.1f%% of a CPU, want under 5%%", 100*share)
+		}
+	})
+	for _, then := range []sector.Then{sector.Halt, sector.Reboot} {
+		t.Run(string(then), func(t *testing.T) {
+			p := allProbes
+			p.Heartbeat, p.Echo = 0, false
+			v := startVM(t, vmOptions{drives: bootDrive(probeFile(t, sector.Options{Then: then, Probes: p}), "raw")})
+			v.waitFor(disksRE, "disks line")
+			if then == sector.Reboot {
+				v.exits("--then reboot under -no-reboot")
+				return
+			}
+			v.qmp(map[string]any{"execute": "system_powerdown"})
+			stillAlive(t, v, 2*time.Second, "--then halt ignores the power button")
+		})
+	}
+}
+
+// TestProbesBareDisk boots the two-stage program from a disk without a
+// partition table: the second stage at LBA 1, the counter at LBA 63.
+func TestProbesBareDisk(t *testing.T) {
+	s, err := sector.Build(sector.Options{Then: sector.PowerOff, Probes: sector.Probes{BootCount: true, ID: true, Disks: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := []disk.Chunk{{Off: 0, Data: s.Bytes()}}
+	for _, r := range s.Reserved() {
+		chunks = append(chunks, disk.Chunk{Off: r.LBA * disk.SectorSize, Data: r.Data})
+	}
+	d, err := disk.NewSparse(1<<20, chunks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeRaw(t, d)
+	for _, c := range []struct{ machine, bus string }{{"pc", "ide"}, {"q35", "virtio"}} {
+		t.Run(c.machine+"-"+c.bus, func(t *testing.T) {
+			p, serial := start(t, path, c.machine, c.bus)
+			exits(t, p, bootTimeout, "--then poweroff")
+			for _, re := range []*regexp.Regexp{idRE, bootRE, disksRE} {
+				if !re.MatchString(serial.String()) {
+					t.Errorf("no %v: %q", re, serial.String())
+				}
+			}
+		})
+	}
+	if n := offlineCount(t, path); n != 2 {
+		t.Errorf("after two boots the counter is %d, want 2", n)
+	}
+}
+
+// TestProbeFailures boots disks whose second stage or counter cannot be
+// used: each prints its error line instead.
+func TestProbeFailures(t *testing.T) {
+	o := sector.Options{Then: sector.PowerOff, Probes: sector.Probes{BootCount: true}}
+	t.Run("stage2", func(t *testing.T) {
+		path := probeFile(t, o)
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Another build's stage: the signature's id half differs.
+		if _, err := f.WriteAt([]byte{'T', 'V', 0, 0}, 34*disk.SectorSize); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		v := startVM(t, vmOptions{drives: bootDrive(path, "raw")})
+		v.waitFor(regexp.MustCompile(`tinyvm error stage2\r\n`), "bad stage 2")
+		if strings.Contains(v.serial.String(), marker) {
+			t.Errorf("ran a foreign second stage: %q", v.serial.String())
+		}
+		stillAlive(t, v, time.Second, "after the stage 2 error")
+	})
+	t.Run("counter", func(t *testing.T) {
+		path := probeFile(t, o)
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt(make([]byte, disk.SectorSize), sector.BootCountLBA*disk.SectorSize); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		v := startVM(t, vmOptions{drives: bootDrive(path, "raw")})
+		v.waitFor(regexp.MustCompile(`tinyvm error bootcount\r\n`), "no counter sector")
+		v.exits("--then poweroff")
+	})
+	t.Run("read-only", func(t *testing.T) {
+		path := probeFile(t, o)
+		drives := []string{"-drive", "file=" + path + ",format=raw,if=none,id=d0,readonly=on", "-device", "virtio-blk-pci,drive=d0,bootindex=0"}
+		v := startVM(t, vmOptions{drives: drives})
+		v.waitFor(regexp.MustCompile(`tinyvm error bootcount\r\n`), "read-only disk")
+		v.exits("--then poweroff")
+	})
+}
