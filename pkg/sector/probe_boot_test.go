@@ -602,7 +602,7 @@ func stillAlive(t *testing.T, v *vm, d time.Duration, why string) {
 
 // TestID boots two disks, in both boot orders: the id printed is the
 // one of the disk with bootindex 0.
-func TestID(t *testing.T) {
+func TestIDBootOrder(t *testing.T) {
 	a := sector.Options{Then: sector.PowerOff, Serial: new("disk A"), Probes: sector.Probes{ID: true}}
 	b := sector.Options{Then: sector.PowerOff, Serial: new("disk B"), Probes: sector.Probes{ID: true}}
 	if a.ID() == b.ID() {
@@ -653,6 +653,11 @@ func TestProbesKeepBehaviour(t *testing.T) {
 		v.exits("--timeout 3s")
 		if n := len(heartbeatRE.FindAllString(v.serial.String(), -1)); n < 2 || n > 4 {
 			t.Errorf("%d heartbeats in a 3s timeout, want about 3: %q", n, v.serial.String())
+		}
+		// Every probe line the guest printed has the golden's format:
+		// id, boot, disks and at least two heartbeats.
+		if n := sector.CheckLines(t, v.serial.String()); n < 5 {
+			t.Errorf("%d probe lines, want at least 5: %q", n, v.serial.String())
 		}
 	})
 	t.Run("idle", func(t *testing.T) {

@@ -45,7 +45,7 @@ func buildProbes(o Options) (*Sector, error) {
 	id := o.ID()
 	sig, _ := hex.DecodeString(id)
 	sig = append([]byte(stage2Sig), sig[:2]...)
-	stage2, err := secondStage(o, sig)
+	stage2, _, err := secondStage(o, sig)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func buildProbes(o Options) (*Sector, error) {
 			ErrTooBig, len(stage2), over, o.Layout.Stage2Budget(), o.Layout.Stage2LBA(), BootCountLBA-1)
 	}
 	sectors := (len(stage2) + Size - 1) / Size
-	code, err := firstStage(o.Layout.Stage2LBA(), uint16(sectors), sig)
+	code, _, err := firstStage(o.Layout.Stage2LBA(), uint16(sectors), sig)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +75,8 @@ func buildProbes(o Options) (*Sector, error) {
 // from the boot drive the BIOS passes in DL, checks its signature (which
 // carries the build id, so a stale or foreign stage is refused) and jumps
 // to it, or prints "tinyvm error stage2" on screen and COM1 and idles.
-func firstStage(lba int64, sectors uint16, sig []byte) ([]byte, error) {
+// It also returns where its data starts.
+func firstStage(lba int64, sectors uint16, sig []byte) ([]byte, int, error) {
 	a := asm.New(loadAddress)
 	a.Cli()
 	a.Xor(asm.AX, asm.AX)
@@ -130,14 +131,25 @@ func firstStage(lba int64, sectors uint16, sig []byte) ([]byte, error) {
 	a.DB(byte(lba), byte(lba>>8), byte(lba>>16), byte(lba>>24), 0, 0, 0, 0)
 	a.Label("failmsg")
 	a.DB([]byte(lineError + errStage2 + "\r\n\x00")...)
-	return a.Assemble()
+	return assemble(a, "dap")
+}
+
+// assemble returns the program and the offset of its data label.
+func assemble(a *asm.Assembler, data string) ([]byte, int, error) {
+	code, err := a.Assemble()
+	if err != nil {
+		return nil, 0, err
+	}
+	addr, _ := a.Addr(data)
+	return code, int(addr - a.Origin()), nil
 }
 
 // secondStage is the program the MBR loads at 0000:7E00: the banner,
 // the message and the serial marker as the one-sector program prints
 // them, the probes' boot lines, then what --then says, with the
-// heartbeat and the echo in the wait loop.
-func secondStage(o Options, sig []byte) ([]byte, error) {
+// heartbeat and the echo in the wait loop. It also returns where its
+// data starts.
+func secondStage(o Options, sig []byte) ([]byte, int, error) {
 	a := asm.New(stage2Load)
 	p, then, serial := o.Probes, o.then(), o.serial()
 	a.DB(sig...)
@@ -238,7 +250,7 @@ func secondStage(o Options, sig []byte) ([]byte, error) {
 		a.Label(f)
 		a.DB(0, 0)
 	}
-	return a.Assemble()
+	return assemble(a, "screen")
 }
 
 // probeWait is the one-sector program's wait loop (sti; hlt, then look

@@ -110,6 +110,9 @@ func New(origin uint16) *Assembler {
 	return &Assembler{origin: origin, labels: map[string]int{}}
 }
 
+// Origin is the load address given to New.
+func (a *Assembler) Origin() uint16 { return a.origin }
+
 // Len is the number of bytes emitted so far.
 func (a *Assembler) Len() int { return len(a.code) }
 
