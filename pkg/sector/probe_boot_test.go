@@ -450,6 +450,20 @@ func TestBootCount(t *testing.T) {
 			t.Errorf("after three boots the file counts %d, want 3", n)
 		}
 	})
+	t.Run("ephemeral", func(t *testing.T) {
+		// A containerDisk's writes go to a throw-away overlay, as QEMU's
+		// snapshot=on does: every boot counts 1.
+		path := writeQcow2(t, d, false)
+		for range 2 {
+			v := startVM(t, vmOptions{drives: []string{"-drive", "file=" + path + ",format=qcow2,if=none,id=d0,snapshot=on",
+				"-device", "virtio-blk-pci,drive=d0,bootindex=0"}})
+			m := v.waitFor(bootRE, "bootcount")
+			v.exits("--then poweroff")
+			if m[1] != "1" {
+				t.Errorf("an ephemeral boot counts %s, want 1", m[1])
+			}
+		}
+	})
 	for name, compress := range map[string]bool{"qcow2": false, "qcow2-compressed": true} {
 		t.Run(name, func(t *testing.T) {
 			path := writeQcow2(t, d, compress)

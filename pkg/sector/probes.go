@@ -271,6 +271,15 @@ func (s *Sector) Reserved() []Reserved {
 	return out
 }
 
+// Stage2Free is how many bytes of the layout's second-stage budget are
+// left; 0 for a one-sector program.
+func (s *Sector) Stage2Free() int {
+	if s.stage2 == nil {
+		return 0
+	}
+	return s.layout.Stage2Budget() - s.stage2Used
+}
+
 // MinDiskSize is the smallest disk that holds the boot sector and
 // everything Reserved places.
 func (s *Sector) MinDiskSize() int64 {

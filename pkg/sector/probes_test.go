@@ -108,6 +108,9 @@ func TestProbeLayouts(t *testing.T) {
 		if r[0].LBA+int64(len(st)/Size) > BootCountLBA {
 			t.Errorf("layout %d: stage 2 runs into the counter", l)
 		}
+		if s.Stage2Free() <= 0 || s.Stage2Free() > l.Stage2Budget()-len(st)+Size {
+			t.Errorf("layout %d: Stage2Free %d with %d bytes of stage", l, s.Stage2Free(), len(st))
+		}
 		if s.MinDiskSize() != (BootCountLBA+1)*Size {
 			t.Errorf("layout %d: MinDiskSize %d", l, s.MinDiskSize())
 		}

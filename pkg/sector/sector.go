@@ -10,6 +10,10 @@
 // bytes for the program, or Partitioned, the 440 bytes of boot code in an
 // MBR that also carries a partition table (the protective MBR of a GPT
 // disk).
+//
+// With Options.Probes (the fixture probes of docs/probes.md) the sector
+// is a loader: it reads a second stage from the sectors after it, which
+// the disk must carry where Sector.Reserved says.
 package sector
 
 import (
@@ -129,12 +133,13 @@ var (
 
 // Sector is a built or loaded boot sector.
 type Sector struct {
-	code    [Size]byte
-	used    int
-	layout  Layout
-	custom  bool
-	stage2  []byte // the probes' second stage, whole sectors
-	counter []byte // the boot counter's initial sector
+	code       [Size]byte
+	used       int
+	layout     Layout
+	custom     bool
+	stage2     []byte // the probes' second stage, whole sectors
+	stage2Used int    // bytes of it the program takes
+	counter    []byte // the boot counter's initial sector
 }
 
 // Bytes returns the 512 bytes of the sector.

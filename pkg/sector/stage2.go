@@ -61,7 +61,7 @@ func buildProbes(o Options) (*Sector, error) {
 	if over := len(code) - o.Layout.Budget(); over > 0 {
 		return nil, fmt.Errorf("%w in %d bytes: the loader is %d bytes over the budget", ErrTooBig, o.Layout.Budget(), over)
 	}
-	s := &Sector{used: len(code), layout: o.Layout, stage2: make([]byte, sectors*Size)}
+	s := &Sector{used: len(code), layout: o.Layout, stage2: make([]byte, sectors*Size), stage2Used: len(stage2)}
 	copy(s.code[:], code)
 	copy(s.code[signatureOffset:], signatureSuffix)
 	copy(s.stage2, stage2)
