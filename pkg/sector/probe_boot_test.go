@@ -778,3 +778,32 @@ func TestProbeFailures(t *testing.T) {
 		v.exits("--then poweroff")
 	})
 }
+
+// TestSerialConsole boots with SeaBIOS's serial console on (QEMU's
+// -machine graphics=off, which KubeVirt's bios.useSerial turns on): COM1
+// input arrives as key presses, yet is echoed rather than powering off,
+// and every probe line starts a line of its own after the copied screen.
+func TestSerialConsole(t *testing.T) {
+	drives := append(bootDrive(probeFile(t, sector.Options{Probes: allProbes}), "raw"), "-cdrom", labelledISO(t, "cidata"))
+	v := startVM(t, vmOptions{socket: true, machine: "pc,graphics=off", drives: drives})
+	v.waitFor(regexp.MustCompile(`tinyvm heartbeat 1\r\n`), "heartbeat")
+	if _, err := v.conn.Write([]byte("hello\r")); err != nil {
+		t.Fatal(err)
+	}
+	v.waitFor(regexp.MustCompile(`\r\nhello\r\n`), "echo through the serial console")
+	stillAlive(t, v, time.Second, "input through the serial console")
+	if _, err := v.conn.Write([]byte("poweroff\r")); err != nil {
+		t.Fatal(err)
+	}
+	v.exits("the line poweroff")
+	out := v.serial.String()
+	if n := sector.CheckLines(t, out); n < 5 {
+		t.Errorf("%d probe lines, want at least 5", n)
+	}
+	if strings.Count(out, "tinyvm ") != strings.Count(out, "\r\ntinyvm ") {
+		t.Errorf("a probe line does not start a line: %q", out)
+	}
+	if !strings.Contains(out, "\r\ntinyvm volume cidata\r\n") {
+		t.Errorf("no cidata line: %q", out)
+	}
+}

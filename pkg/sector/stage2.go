@@ -160,6 +160,12 @@ func secondStage(o Options, sig []byte) ([]byte, int, error) {
 
 	a.MovAddr(asm.SI, "screen")
 	a.Call("putscreen")
+	// SeaBIOS's serial console copies the screen to COM1 on its timer
+	// tick; two ticks' wait lets it finish, so no probe line is glued to
+	// the end of the screen text.
+	a.Sti()
+	a.Hlt()
+	a.Hlt()
 
 	// int 11h: bits 9-11 of the equipment word count serial ports. The
 	// probes print only to COM1; without one they run silently.
@@ -239,7 +245,7 @@ func secondStage(o Options, sig []byte) ([]byte, int, error) {
 	a.Label("cd001")
 	a.DB(1, 'C', 'D', '0', '0', '1')
 	// Variables, each loaded fresh with the stage.
-	for _, v := range []string{"bootdrive", "hasserial", "pwptr", "tstart", "hblast", "hblo", "hbhi", "drive", "hdend", "cur"} {
+	for _, v := range []string{"bootdrive", "hasserial", "sercon", "pwptr", "tstart", "hblast", "hblo", "hbhi", "drive", "hdend", "cur"} {
 		a.Label(v)
 		a.DB(0, 0)
 	}
@@ -272,12 +278,41 @@ func probeWait(a *asm.Assembler, o Options) {
 	a.Store("tstart", asm.AX)
 	a.Store("hblast", asm.AX)
 
+	if p.Echo {
+		// SeaBIOS's serial console (KubeVirt's bios.useSerial, QEMU's
+		// -machine graphics=off) turns COM1 input into key presses. It
+		// hooks int 10h to copy the screen to serial, so the vector
+		// points into the BIOS's F000 segment rather than a video ROM.
+		a.Equ("int10seg", 0x10*4+2)
+		a.Load(asm.AX, "int10seg")
+		a.CmpImm(asm.AX, 0xF000)
+		a.J(asm.JB, "no_sercon")
+		a.MovImm8(asm.AL, 1)
+		a.Store8("sercon", asm.AL)
+		a.Label("no_sercon")
+	}
+
 	a.Label("wait")
 	a.Sti()
 	a.Hlt()
+	a.Label("key")
 	a.MovImm8(asm.AH, 0x01)
 	a.Int(0x16)
-	a.JNear(asm.JNZ, "poweroff")
+	if p.Echo {
+		// Under the serial console a key is what came in on COM1: read it
+		// (int 16h AH=0) and echo it; otherwise a key powers off.
+		a.J(asm.JZ, "no_key")
+		a.Load8(asm.AL, "sercon")
+		a.Test8(asm.AL, asm.AL)
+		a.JNear(asm.JZ, "poweroff")
+		a.MovImm8(asm.AH, 0x00)
+		a.Int(0x16)
+		a.Call("echochar")
+		a.Jmp("key")
+		a.Label("no_key")
+	} else {
+		a.JNear(asm.JNZ, "poweroff")
+	}
 	a.Test(asm.BP, asm.BP)
 	a.J(asm.JZ, "no_pm")
 	a.Mov(asm.DX, asm.BP)
@@ -335,35 +370,7 @@ func probeWait(a *asm.Assembler, o Options) {
 		a.Int(0x14)
 		a.TestImm8(asm.AH, 0x80) // timeout or error: no byte
 		a.J(asm.JNZ, "no_echo")
-		a.Push(asm.AX)
-		a.Call("putc")
-		a.Pop(asm.AX)
-		a.CmpImm8(asm.AL, '\r')
-		a.J(asm.JE, "eol")
-		a.CmpImm8(asm.AL, '\n')
-		a.J(asm.JE, "eol")
-		// Advance the "poweroff" matcher or park it on pwbad.
-		a.Mov(asm.BX, asm.AX)
-		a.Load(asm.SI, "pwptr")
-		a.Lodsb()
-		a.Cmp8(asm.AL, asm.BL)
-		a.J(asm.JE, "pw_next")
-		a.MovAddr(asm.SI, "pwbad")
-		a.Label("pw_next")
-		a.Store("pwptr", asm.SI)
-		a.Jmp("echo")
-		a.Label("eol")
-		a.CmpImm8(asm.AL, '\r') // a CR echoes as CR LF
-		a.J(asm.JNE, "eol_lf")
-		a.MovImm8(asm.AL, '\n')
-		a.Call("putc")
-		a.Label("eol_lf")
-		a.Load(asm.SI, "pwptr")
-		a.Lodsb()
-		a.CmpImm8(asm.AL, '\n') // the whole word matched
-		a.JNear(asm.JE, "poweroff")
-		a.MovAddr(asm.AX, "pw")
-		a.Store("pwptr", asm.AX)
+		a.Call("echochar")
 		a.Jmp("echo")
 		a.Label("no_echo")
 	}
@@ -430,6 +437,42 @@ func probeRoutines(a *asm.Assembler, p Probes) {
 	a.J(asm.JNZ, "pl_out")
 	a.MovAddr(asm.SI, "crlf")
 	a.JmpNear("putserial")
+
+	if p.Echo {
+		// echochar echoes AL to COM1 (a CR as CR LF) and feeds the
+		// "poweroff" matcher: a line that is exactly the word powers off.
+		a.Label("echochar")
+		a.Push(asm.AX)
+		a.Call("putc")
+		a.Pop(asm.AX)
+		a.CmpImm8(asm.AL, '\r')
+		a.J(asm.JE, "eol")
+		a.CmpImm8(asm.AL, '\n')
+		a.J(asm.JE, "eol")
+		// Advance the matcher, or park it on pwbad until the line ends.
+		a.Mov(asm.BX, asm.AX)
+		a.Load(asm.SI, "pwptr")
+		a.Lodsb()
+		a.Cmp8(asm.AL, asm.BL)
+		a.J(asm.JE, "pw_next")
+		a.MovAddr(asm.SI, "pwbad")
+		a.Label("pw_next")
+		a.Store("pwptr", asm.SI)
+		a.Ret()
+		a.Label("eol")
+		a.CmpImm8(asm.AL, '\r')
+		a.J(asm.JNE, "eol_lf")
+		a.MovImm8(asm.AL, '\n')
+		a.Call("putc")
+		a.Label("eol_lf")
+		a.Load(asm.SI, "pwptr")
+		a.Lodsb()
+		a.CmpImm8(asm.AL, '\n') // the whole word matched
+		a.JNear(asm.JE, "poweroff")
+		a.MovAddr(asm.AX, "pw")
+		a.Store("pwptr", asm.AX)
+		a.Ret()
+	}
 
 	a.Equ("buf", diskBuffer)
 	if p.BootCount {
