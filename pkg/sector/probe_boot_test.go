@@ -807,3 +807,50 @@ func TestSerialConsole(t *testing.T) {
 		t.Errorf("no cidata line: %q", out)
 	}
 }
+
+// TestProbesFromCD boots the program from an El Torito no-emulation CD
+// made by xorriso from BootImage: the loader finds the second stage among
+// the sectors the firmware loaded, in both layouts.
+func TestProbesFromCD(t *testing.T) {
+	tooltest.Require(t, "xorriso", tooltest.Xorriso)
+	for _, l := range []sector.Layout{sector.Bare, sector.Partitioned} {
+		t.Run(fmt.Sprintf("layout-%d", l), func(t *testing.T) {
+			o := sector.Options{Layout: l, Then: sector.PowerOff, Probes: sector.Probes{ID: true, Disks: true}}
+			s, err := sector.Build(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			root := filepath.Join(dir, "root")
+			if err := os.MkdirAll(root, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			img := s.BootImage()
+			if err := os.WriteFile(filepath.Join(root, "boot.img"), img, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			iso := filepath.Join(dir, "probes.iso")
+			out, err := exec.Command("xorriso", "-as", "mkisofs", "-quiet", "-V", "TINYVM_CD", "-b", "boot.img", "-no-emul-boot",
+				"-boot-load-size", strconv.Itoa(len(img)/disk.SectorSize), "-o", iso, root).CombinedOutput()
+			if err != nil {
+				t.Fatalf("xorriso: %v: %s", err, out)
+			}
+			for _, machine := range []string{"pc", "q35"} {
+				bus := "ide.1"
+				if machine == "q35" {
+					bus = "ide.2"
+				}
+				v := startVM(t, vmOptions{machine: machine, drives: []string{"-drive", "file=" + iso + ",format=raw,if=none,id=cd,media=cdrom,readonly=on",
+					"-device", "ide-cd,drive=cd,bus=" + bus + ",bootindex=0"}})
+				m := v.waitFor(idRE, machine+" CD boot")
+				v.exits("--then poweroff")
+				if m[1] != o.ID() {
+					t.Errorf("%s: id %s, want %s", machine, m[1], o.ID())
+				}
+				if !strings.Contains(v.serial.String(), "tinyvm volume TINYVM_CD\r\n") {
+					t.Errorf("%s: the CD's own label is missing: %q", machine, v.serial.String())
+				}
+			}
+		})
+	}
+}

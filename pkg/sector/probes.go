@@ -280,6 +280,22 @@ func (s *Sector) Stage2Free() int {
 	return s.layout.Stage2Budget() - s.stage2Used
 }
 
+// BootImage returns what an El Torito no-emulation entry must load for
+// the program to boot from a CD: the boot sector followed by the second
+// stage at its LBA (zeros between), or just the sector without probes.
+// Loaded whole at 0000:7C00, the loader finds the stage there instead of
+// reading it; the entry's sector count is len/512.
+func (s *Sector) BootImage() []byte {
+	if s.stage2 == nil {
+		return s.Bytes()
+	}
+	lba := s.layout.Stage2LBA()
+	b := make([]byte, lba*Size+int64(len(s.stage2)))
+	copy(b, s.code[:])
+	copy(b[lba*Size:], s.stage2)
+	return b
+}
+
 // MinDiskSize is the smallest disk that holds the boot sector and
 // everything Reserved places.
 func (s *Sector) MinDiskSize() int64 {

@@ -88,7 +88,7 @@ func TestProbeValidate(t *testing.T) {
 // TestProbeLayouts checks the pieces and places of the two-stage program
 // in both layouts, and that the default program is untouched.
 func TestProbeLayouts(t *testing.T) {
-	if s, _ := Build(Options{}); s.Stage2() != nil || s.Reserved() != nil || s.MinDiskSize() != Size {
+	if s, _ := Build(Options{}); s.Stage2() != nil || s.Reserved() != nil || s.MinDiskSize() != Size || !bytes.Equal(s.BootImage(), s.Bytes()) {
 		t.Error("the default program has a second stage")
 	}
 	for _, l := range []Layout{Bare, Partitioned} {
@@ -122,6 +122,11 @@ func TestProbeLayouts(t *testing.T) {
 		dap := []byte{16, 0, byte(len(st) / Size), 0, 0x00, 0x7E, 0, 0, byte(l.Stage2LBA()), 0, 0, 0, 0, 0, 0, 0}
 		if !bytes.Contains(s.Bytes(), dap) {
 			t.Errorf("layout %d: no DAP % x in the loader", l, dap)
+		}
+		// The CD boot image: the sector, then the stage at its LBA.
+		img := s.BootImage()
+		if int64(len(img)) != l.Stage2LBA()*Size+int64(len(st)) || !bytes.Equal(img[:Size], s.Bytes()) || !bytes.Equal(img[l.Stage2LBA()*Size:], st) {
+			t.Errorf("layout %d: BootImage of %d bytes", l, len(img))
 		}
 		// The signature's id half is the id's first two bytes.
 		if got, want := st[2:4], mustHex(t, o.ID())[:2]; !bytes.Equal(got, want) {
@@ -184,11 +189,13 @@ func TestProbeProgramsDecode(t *testing.T) {
 		}
 		walk(t, "stage 2", two, 4, end)
 	}
-	one, end, err := firstStage(34, 3, sig)
-	if err != nil {
-		t.Fatal(err)
+	for _, lba := range []int64{1, 34} {
+		one, end, err := firstStage(lba, 3, sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		walk(t, "stage 1", one, 0, end)
 	}
-	walk(t, "stage 1", one, 0, end)
 }
 
 // walk decodes code[start:end] instruction by instruction.

@@ -72,7 +72,8 @@ func buildProbes(o Options) (*Sector, error) {
 }
 
 // firstStage is the MBR: it reads the second stage with int 13h AH=42h
-// from the boot drive the BIOS passes in DL, checks its signature (which
+// from the boot drive the BIOS passes in DL (or, booted from a CD, finds
+// it among the sectors El Torito loaded), checks its signature (which
 // carries the build id, so a stale or foreign stage is refused) and jumps
 // to it, or prints "tinyvm error stage2" on screen and COM1 and idles.
 // It also returns where its data starts.
@@ -87,10 +88,24 @@ func firstStage(lba int64, sectors uint16, sig []byte) ([]byte, int, error) {
 	a.Sti()
 	a.Cld()
 
+	// Booted as an El Torito CD (SeaBIOS numbers CDs from 0xE0), the
+	// firmware loaded the whole BootImage: move the stage into place.
+	// From a disk, read it.
+	a.CmpImm8(asm.DL, firstCD)
+	a.J(asm.JB, "read")
+	if lba != 1 {
+		a.MovImm(asm.SI, uint16(loadAddress+lba*Size))
+		a.MovImm(asm.DI, stage2Load)
+		a.MovImm(asm.CX, sectors*Size/2)
+		a.RepMovsw()
+	}
+	a.Jmp("check")
+	a.Label("read")
 	a.MovAddr(asm.SI, "dap")
 	a.MovImm8(asm.AH, 0x42)
 	a.Int(0x13) // DL is still the boot drive
 	a.J(asm.JC, "fail")
+	a.Label("check")
 	a.Equ("sig", stage2Load)
 	a.Equ("sig2", stage2Load+2)
 	a.Load(asm.AX, "sig")

@@ -384,6 +384,9 @@ func (a *Assembler) TestImm8(r Reg8, v byte) {
 // repe cmpsb. ZF is set when all of them were.
 func (a *Assembler) RepeCmpsb() { a.emit(0xF3, 0xA6) }
 
+// RepMovsw copies CX words from DS:SI to ES:DI: rep movsw.
+func (a *Assembler) RepMovsw() { a.emit(0xF3, 0xA5) }
+
 // ref reserves a size-byte field for a label's address, patched by Assemble.
 func (a *Assembler) ref(label string, k fixupKind, size int) {
 	at := len(a.code)

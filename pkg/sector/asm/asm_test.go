@@ -71,6 +71,7 @@ func TestEncodings(t *testing.T) {
 		{func(a *Assembler) { a.CmpImm8(DL, 0xF0) }, "cmp dl, 0xf0"},
 		{func(a *Assembler) { a.TestImm8(AH, 0x01) }, "test ah, 0x1"},
 		{func(a *Assembler) { a.TestImm8(AL, 0x80) }, "test al, 0x80"},
+		{func(a *Assembler) { a.RepMovsw() }, "rep movsw word ptr [di], word ptr [si]"},
 		{func(a *Assembler) { a.RepeCmpsb() }, "rep cmpsb byte ptr [si], byte ptr [di]"}, // F3 before cmps is repe
 		{func(a *Assembler) { a.Equ("v", 0x7E04); a.DW("v") }, "add al, 0x7e"},           // the word 04 7E decodes as add al, imm8
 		// x86asm prints a far pointer as offset, segment.
