@@ -189,19 +189,27 @@ func (o Options) ID() string {
 	return hex.EncodeToString(h.Sum(nil)[:4])
 }
 
-// The boot counter's sector: at BootCountLBA of the boot disk, in the
-// universal disk's free gap before the ESP (LBA 34-63) and, on a bare
-// disk, after the second stage. It starts with BootCountMagic; the count
-// follows as a little-endian uint32.
+// BootCountLBA is the boot counter's sector: in the universal disk's free
+// gap before the ESP (LBA 34-63) and, on a bare disk, after the second
+// stage. It starts with BootCountMagic; the count follows as a
+// little-endian uint32.
+const BootCountLBA = 63
+
+// Offsets of the counter's sector.
 const (
-	BootCountLBA      = 63
-	bootCountOffset   = len(BootCountMagic)
-	stage2BareLBA     = 1
-	stage2GPTLBA      = 34
-	stage2Sig         = "TV"
-	stage2Load        = 0x7E00 // right after the MBR
-	stage2Entry       = stage2Load + 4
-	bootCountSizeByte = 4
+	bootCountOffset = len(BootCountMagic) // the uint32 count
+	bootCountEnd    = bootCountOffset + 4
+)
+
+// Where the second stage lives: its first LBA in each layout, where the
+// loader puts it in memory (right after the MBR), its 4-byte signature
+// ("TV" and two bytes of the id) and the entry after it.
+const (
+	stage2BareLBA = 1
+	stage2GPTLBA  = 34
+	stage2Sig     = "TV"
+	stage2Load    = 0x7E00
+	stage2Entry   = stage2Load + 4
 )
 
 // BootCountMagic starts the boot counter's sector.
@@ -212,7 +220,7 @@ const BootCountMagic = "tinyvm bootcount"
 func ReadBootCount(r io.ReaderAt) (n uint32, ok bool, err error) {
 	b := make([]byte, Size)
 	m, err := r.ReadAt(b, BootCountLBA*Size)
-	if m < bootCountOffset+bootCountSizeByte {
+	if m < bootCountEnd {
 		if err == nil || errors.Is(err, io.EOF) {
 			return 0, false, nil
 		}

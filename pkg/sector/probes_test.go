@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -245,7 +244,6 @@ func TestReadBootCount(t *testing.T) {
 	if _, _, err := ReadBootCount(failingReader{}); err == nil || !strings.Contains(err.Error(), "device gone") {
 		t.Errorf("a failing reader: %v", err)
 	}
-	var _ io.ReaderAt = failingReader{}
 }
 
 func TestID(t *testing.T) {
