@@ -724,6 +724,18 @@ func TestProbesKeepBehaviour(t *testing.T) {
 	}
 }
 
+// TestProbesWithoutMarker: --serial "" drops the marker, not the
+// probes' lines.
+func TestProbesWithoutMarker(t *testing.T) {
+	o := sector.Options{Then: sector.PowerOff, Serial: new(""), Probes: sector.Probes{ID: true, BootCount: true}}
+	v := startVM(t, vmOptions{drives: bootDrive(probeFile(t, o), "raw")})
+	v.waitFor(bootRE, "boot line")
+	v.exits("--then poweroff")
+	if out := v.serial.String(); strings.Contains(out, marker) || !strings.Contains(out, "tinyvm id "+o.ID()+"\r\n") {
+		t.Errorf("serial %q: want the id line and no marker", out)
+	}
+}
+
 // TestProbesBareDisk boots the two-stage program from a disk without a
 // partition table: the second stage at LBA 1, the counter at LBA 63.
 func TestProbesBareDisk(t *testing.T) {
@@ -776,6 +788,22 @@ func TestProbeFailures(t *testing.T) {
 		if strings.Contains(v.serial.String(), marker) {
 			t.Errorf("ran a foreign second stage: %q", v.serial.String())
 		}
+		stillAlive(t, v, time.Second, "after the stage 2 error")
+	})
+	t.Run("stage2-missing", func(t *testing.T) {
+		// The loader alone on a 512-byte disk (which SeaBIOS boots from
+		// pc's IDE): there is no stage after it to read.
+		s, err := sector.Build(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := disk.New(s.Bytes(), 512)
+		if err != nil {
+			t.Fatal(err)
+		}
+		drives := []string{"-drive", "file=" + writeRaw(t, d) + ",format=raw,if=none,id=d0", "-device", "ide-hd,drive=d0,bus=ide.0,bootindex=0"}
+		v := startVM(t, vmOptions{drives: drives})
+		v.waitFor(regexp.MustCompile(`tinyvm error stage2\r\n`), "no stage 2 on the disk")
 		stillAlive(t, v, time.Second, "after the stage 2 error")
 	})
 	t.Run("counter", func(t *testing.T) {

@@ -79,11 +79,11 @@ func ParseProbes(list string) (Probes, error) {
 		name, value, hasValue := strings.Cut(item, "=")
 		name = strings.ToLower(strings.TrimSpace(name))
 		if seen[name] {
-			return Probes{}, fmt.Errorf("%w: %s given twice", ErrBadProbe, name)
+			return Probes{}, fmt.Errorf("%w: %q given twice", ErrBadProbe, name)
 		}
 		seen[name] = true
 		if hasValue && name != ProbeHeartbeat {
-			return Probes{}, fmt.Errorf("%w: %s takes no value, got %q", ErrBadProbe, name, item)
+			return Probes{}, fmt.Errorf("%w: %q takes no value, got %q", ErrBadProbe, name, item)
 		}
 		switch name {
 		case ProbeHeartbeat:

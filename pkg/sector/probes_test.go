@@ -45,8 +45,8 @@ func TestParseProbes(t *testing.T) {
 	}{
 		{"uptime", ErrBadProbe, "use heartbeat, echo, disks, bootcount, id"},
 		{"echo,,id", ErrBadProbe, "empty name"},
-		{"echo,echo", ErrBadProbe, "echo given twice"},
-		{"disks=2", ErrBadProbe, "disks takes no value"},
+		{"echo,echo", ErrBadProbe, `"echo" given twice`},
+		{"disks=2", ErrBadProbe, `"disks" takes no value`},
 		{"heartbeat=fast", ErrBadInterval, "not a duration"},
 		{"heartbeat=10ms", ErrBadInterval, "use 100ms to 59m0s"},
 		{"heartbeat=2h", ErrBadInterval, "2h0m0s; use 100ms to 59m0s"},
@@ -353,4 +353,37 @@ func MatchesGolden(g []golden, line string) bool {
 		}
 	}
 	return false
+}
+
+// FuzzParseProbes: any input either fails with one line or parses to a
+// set whose canonical form parses back to it.
+func FuzzParseProbes(f *testing.F) {
+	for _, s := range []string{"", "heartbeat", "heartbeat=1s,echo", "id,id", "disks=1", "bootcount, ID ,echo", "heartbeat=-1s", ",", "heartbeat=1h"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, list string) {
+		p, err := ParseProbes(list)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("%q: error spans lines: %q", list, err)
+			}
+			return
+		}
+		back, err := ParseProbes(p.String())
+		if err != nil || back != p {
+			t.Errorf("%q parses to %+v, whose form %q gives %+v, %v", list, p, p.String(), back, err)
+		}
+		if p.Heartbeat != 0 && (p.Heartbeat < MinHeartbeat || p.Heartbeat > MaxHeartbeat) {
+			t.Errorf("%q: interval %v out of range accepted", list, p.Heartbeat)
+		}
+	})
+}
+
+func BenchmarkBuildProbes(b *testing.B) {
+	o := Options{Layout: Partitioned, Probes: Probes{Heartbeat: time.Second, Echo: true, Disks: true, BootCount: true, ID: true}}
+	for b.Loop() {
+		if _, err := Build(o); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
