@@ -575,17 +575,19 @@ func TestDisks(t *testing.T) {
 			}
 		})
 	}
-	iso := labelledISO(t, "cidata")
+	iso, drive := labelledISO(t, "cidata"), labelledISO(t, "config-2")
 	for _, c := range []struct {
 		name, machine string
 		drives        []string
 		disks         int
+		label         string
 	}{
-		{"cd-pc", "pc", []string{"-drive", "file=" + iso + ",format=raw,if=none,id=cd,media=cdrom,readonly=on", "-device", "ide-cd,drive=cd,bus=ide.1"}, 1},
-		{"cd-q35", "q35", []string{"-drive", "file=" + iso + ",format=raw,if=none,id=cd,media=cdrom,readonly=on", "-device", "ide-cd,drive=cd,bus=ide.2"}, 1},
-		{"disk", "q35", extraDisk(0, iso, "raw"), 2},
+		{"cidata-cd-pc", "pc", []string{"-drive", "file=" + iso + ",format=raw,if=none,id=cd,media=cdrom,readonly=on", "-device", "ide-cd,drive=cd,bus=ide.1"}, 1, "cidata"},
+		{"cidata-cd-q35", "q35", []string{"-drive", "file=" + iso + ",format=raw,if=none,id=cd,media=cdrom,readonly=on", "-device", "ide-cd,drive=cd,bus=ide.2"}, 1, "cidata"},
+		{"cidata-disk", "q35", extraDisk(0, iso, "raw"), 2, "cidata"},       // KubeVirt's cloudInitNoCloud
+		{"config-2-disk", "q35", extraDisk(0, drive, "raw"), 2, "config-2"}, // an OpenStack config drive
 	} {
-		t.Run("cidata-"+c.name, func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			v := startVM(t, vmOptions{machine: c.machine, drives: append(bootDrive(path, "raw"), c.drives...)})
 			m := v.waitFor(disksRE, "disks")
 			v.exits("--then poweroff")
@@ -593,8 +595,8 @@ func TestDisks(t *testing.T) {
 				t.Errorf("tinyvm disks %d, want %d", got, c.disks)
 			}
 			vols := volRE.FindAllStringSubmatch(v.serial.String(), -1)
-			if len(vols) != 1 || vols[0][1] != "cidata" {
-				t.Errorf("volume lines %q, want one for cidata; serial %q", vols, v.serial.String())
+			if len(vols) != 1 || vols[0][1] != c.label {
+				t.Errorf("volume lines %q, want one for %s; serial %q", vols, c.label, v.serial.String())
 			}
 		})
 	}
