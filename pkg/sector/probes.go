@@ -35,6 +35,11 @@ type Probes struct {
 	ID bool
 }
 
+// LinesVersion names the version of the probes' serial line format, the
+// first line of testdata/probes/lines.txt. A change to any line's format
+// is a new version.
+const LinesVersion = "tinyvm probes v1"
+
 // Probe names, as --probe takes them.
 const (
 	ProbeHeartbeat = "heartbeat"

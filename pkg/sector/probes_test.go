@@ -291,7 +291,7 @@ func loadGolden(t *testing.T) []golden {
 	for sc.Scan() {
 		line := sc.Text()
 		if first {
-			if line != "# tinyvm probes v1" {
+			if line != "# "+LinesVersion {
 				t.Fatalf("the golden's first line is %q, want the version", line)
 			}
 			first = false
