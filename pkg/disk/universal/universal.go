@@ -17,6 +17,7 @@
 package universal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -74,6 +75,7 @@ type options struct {
 // partition: the BIOS program's second stage and its boot counter. New
 // refuses data that leaves the gap or overlaps other reserved data.
 func WithReserved(lba int64, data []byte) Option {
+	data = bytes.Clone(data) // the disk keeps its own copy
 	return func(o *options) { o.reserved = append(o.reserved, disk.Chunk{Off: lba, Data: data}) }
 }
 
