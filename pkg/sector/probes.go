@@ -261,8 +261,8 @@ func (l Layout) Stage2Budget() int { return int(BootCountLBA-l.Stage2LBA()) * Si
 // Reserved is data the program needs on its disk besides the boot
 // sector, at a sector address.
 type Reserved struct {
-	LBA  int64
-	Data []byte
+	LBA  int64  // the first sector
+	Data []byte // whole sectors
 }
 
 // Stage2 returns the second stage, whole sectors to be written at
