@@ -10,6 +10,10 @@
 // bytes for the program, or Partitioned, the 440 bytes of boot code in an
 // MBR that also carries a partition table (the protective MBR of a GPT
 // disk).
+//
+// With Options.Probes (the fixture probes of docs/probes.md) the sector
+// is a loader: it reads a second stage from the sectors after it, which
+// the disk must carry where Sector.Reserved says.
 package sector
 
 import (
@@ -110,6 +114,9 @@ type Options struct {
 	// Layout is where the program goes (default Bare, 510 bytes);
 	// Partitioned leaves the MBR's partition table free (440 bytes).
 	Layout Layout
+	// Probes are the fixture probes (--probe); any of them makes the
+	// program two-stage (see Sector.Reserved).
+	Probes Probes
 }
 
 // Errors that Build and Load return, wrapped with details.
@@ -126,10 +133,13 @@ var (
 
 // Sector is a built or loaded boot sector.
 type Sector struct {
-	code   [Size]byte
-	used   int
-	layout Layout
-	custom bool
+	code       [Size]byte
+	used       int
+	layout     Layout
+	custom     bool
+	stage2     []byte // the probes' second stage, whole sectors
+	stage2Used int    // bytes of it the program takes
+	counter    []byte // the boot counter's initial sector
 }
 
 // Bytes returns the 512 bytes of the sector.
@@ -185,6 +195,9 @@ func (o Options) Validate() error {
 	}
 	if o.Timeout > MaxTimeout {
 		return fmt.Errorf("%w: %v is longer than the longest, %v", ErrBadTimeout, o.Timeout, MaxTimeout)
+	}
+	if err := o.Probes.validate(then); err != nil {
+		return err
 	}
 	if err := checkText("message", o.Message); err != nil {
 		return err
@@ -255,6 +268,9 @@ var banner = func() []byte {
 func Build(o Options) (*Sector, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
+	}
+	if o.Probes.Any() {
+		return buildProbes(o)
 	}
 	code, err := program(o)
 	if err != nil {

@@ -6,7 +6,8 @@
 //
 //	LBA 0          protective MBR: the BIOS program in bytes 0-439
 //	LBA 1-33       primary GPT header and partition entries
-//	LBA 34-63      free, so the ESP starts on a 32 KiB boundary
+//	LBA 34-63      free, so the ESP starts on a 32 KiB boundary; WithReserved
+//	               puts data there (the BIOS probes' second stage)
 //	LBA 64-127     the ESP (FAT12), "EFI System"; longer for larger files
 //	...            zeros
 //	LBA N-33..N-1  backup partition entries and header
@@ -16,6 +17,7 @@
 package universal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -50,13 +52,31 @@ var (
 	ErrSize     = errors.New("universal: disk too small")
 	ErrBootCode = errors.New("universal: boot code too long")
 	ErrNoESP    = errors.New("universal: no EFI system partition")
+	ErrReserved = errors.New("universal: reserved data does not fit the gap")
+)
+
+// The free gap between the primary GPT and the ESP, which WithReserved
+// fills: LBA 34 to 63, 15 KiB.
+const (
+	ReservedFirstLBA = gpt.FirstUsableLBA
+	ReservedLastLBA  = ESPFirstLBA - 1
 )
 
 // Option changes how the disk is written.
 type Option func(*options)
 
 type options struct {
-	time time.Time
+	time     time.Time
+	reserved []disk.Chunk
+}
+
+// WithReserved writes data at sector lba of the gap between the primary
+// GPT and the ESP (ReservedFirstLBA to ReservedLastLBA), outside every
+// partition: the BIOS program's second stage and its boot counter. New
+// refuses data that leaves the gap or overlaps other reserved data.
+func WithReserved(lba int64, data []byte) Option {
+	data = bytes.Clone(data) // the disk keeps its own copy
+	return func(o *options) { o.reserved = append(o.reserved, disk.Chunk{Off: lba, Data: data}) }
 }
 
 // WithTime sets the time stamp of every file and directory of the ESP
@@ -107,6 +127,14 @@ func New(bootCode []byte, files []fat.File, size int64, opts ...Option) (*disk.S
 	if err != nil {
 		return nil, err
 	}
+	o := options{}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	reserved, err := checkReserved(o.reserved)
+	if err != nil {
+		return nil, err
+	}
 	last := ESPFirstLBA + uint64(len(esp))/disk.SectorSize - 1
 	if room := uint64(size/disk.SectorSize) - gpt.EntriesSectors - 2; last > room {
 		return nil, fmt.Errorf("%w: %d bytes do not hold a %d-byte ESP; use at least %d bytes",
@@ -115,7 +143,13 @@ func New(bootCode []byte, files []fat.File, size int64, opts ...Option) (*disk.S
 
 	var sz [8]byte
 	binary.LittleEndian.PutUint64(sz[:], uint64(size))
-	diskGUID := gpt.HashGUID([]byte("tinyvm-oci disk"), bootCode, esp, sz[:])
+	hashed := [][]byte{[]byte("tinyvm-oci disk"), bootCode, esp, sz[:]}
+	for _, c := range reserved { // none by default, which keeps the GUIDs
+		var at [8]byte
+		binary.LittleEndian.PutUint64(at[:], uint64(c.Off))
+		hashed = append(hashed, at[:], c.Data)
+	}
+	diskGUID := gpt.HashGUID(hashed...)
 	t := &gpt.Table{
 		DiskGUID: diskGUID,
 		Partitions: []gpt.Partition{{
@@ -130,11 +164,32 @@ func New(bootCode []byte, files []fat.File, size int64, opts ...Option) (*disk.S
 	if err != nil {
 		return nil, fmt.Errorf("universal: %w", err)
 	}
-	return disk.NewSparse(size,
+	return disk.NewSparse(size, append(reserved,
 		disk.Chunk{Off: 0, Data: head},
 		disk.Chunk{Off: ESPFirstLBA * disk.SectorSize, Data: esp},
 		disk.Chunk{Off: size - int64(len(tail)), Data: tail},
-	)
+	)...)
+}
+
+// checkReserved checks that each reserved piece lies in the gap and that
+// none overlap, and returns them as chunks at byte offsets.
+func checkReserved(rs []disk.Chunk) ([]disk.Chunk, error) {
+	var out []disk.Chunk
+	for _, r := range rs {
+		sectors := (int64(len(r.Data)) + disk.SectorSize - 1) / disk.SectorSize
+		if len(r.Data) == 0 || r.Off < ReservedFirstLBA || r.Off+sectors-1 > ReservedLastLBA {
+			return nil, fmt.Errorf("%w: %d bytes at LBA %d; the gap is LBA %d-%d (%d bytes)",
+				ErrReserved, len(r.Data), r.Off, ReservedFirstLBA, ReservedLastLBA, (ReservedLastLBA-ReservedFirstLBA+1)*disk.SectorSize)
+		}
+		for _, c := range out {
+			cFirst, cLast := c.Off/disk.SectorSize, (c.Off+int64(len(c.Data))-1)/disk.SectorSize
+			if r.Off <= cLast && r.Off+sectors-1 >= cFirst {
+				return nil, fmt.Errorf("%w: %d bytes at LBA %d overlap those at LBA %d-%d", ErrReserved, len(r.Data), r.Off, cFirst, cLast)
+			}
+		}
+		out = append(out, disk.Chunk{Off: r.Off * disk.SectorSize, Data: r.Data})
+	}
+	return out, nil
 }
 
 // FindESP reads the GPT of d and returns where its first EFI system

@@ -65,12 +65,17 @@ const (
 	JAE Cond = 0x3 // above or equal (CF=0)
 	JE  Cond = 0x4 // equal (ZF=1)
 	JNE Cond = 0x5 // not equal (ZF=0)
+	JBE Cond = 0x6 // below or equal (CF=1 or ZF=1)
+	JA  Cond = 0x7 // above (CF=0 and ZF=0)
 )
 
-// JZ and JNZ are the same conditions as JE and JNE.
+// JZ and JNZ are the same conditions as JE and JNE; JC and JNC test
+// the carry flag, as JB and JAE do.
 const (
 	JZ  = JE
 	JNZ = JNE
+	JC  = JB
+	JNC = JAE
 )
 
 // ErrUndefined is returned for a label that is used but never defined.
@@ -105,6 +110,9 @@ func New(origin uint16) *Assembler {
 	return &Assembler{origin: origin, labels: map[string]int{}}
 }
 
+// Origin is the load address given to New.
+func (a *Assembler) Origin() uint16 { return a.origin }
+
 // Len is the number of bytes emitted so far.
 func (a *Assembler) Len() int { return len(a.code) }
 
@@ -120,6 +128,18 @@ func (a *Assembler) fail(format string, args ...any) {
 func (a *Assembler) emit(b ...byte) { a.code = append(a.code, b...) }
 
 func (a *Assembler) emit16(v uint16) { a.emit(byte(v), byte(v>>8)) }
+
+// Equ defines name as a fixed load address, such as a buffer outside the
+// program or the entry of another one; it is used like a label.
+func (a *Assembler) Equ(name string, addr uint16) {
+	if _, dup := a.labels[name]; dup {
+		a.fail("label %q defined twice", name)
+		return
+	}
+	// Labels are offsets from the origin; an address below it is a
+	// negative offset, which the fix-ups handle alike.
+	a.labels[name] = int(addr) - int(a.origin)
+}
 
 // Label defines name at the current position.
 func (a *Assembler) Label(name string) {
@@ -254,6 +274,13 @@ func (a *Assembler) J(cond Cond, label string) {
 	a.ref(label, rel8, 1)
 }
 
+// JNear jumps to label when cond holds: Jcc rel16, for targets beyond
+// the short range.
+func (a *Assembler) JNear(cond Cond, label string) {
+	a.emit(0x0F, 0x80+byte(cond))
+	a.ref(label, rel16, 2)
+}
+
 // Jmp jumps to label: jmp rel8 (short).
 func (a *Assembler) Jmp(label string) {
 	a.emit(0xEB)
@@ -271,6 +298,94 @@ func (a *Assembler) Call(label string) {
 	a.emit(0xE8)
 	a.ref(label, rel16, 2)
 }
+
+// DW emits a label's load address as a 16-bit data word.
+func (a *Assembler) DW(label string) { a.ref(label, abs16, 2) }
+
+// Memory operands name a label (or an Equ address) and use the direct
+// 16-bit address form: ModRM mod 00, r/m 110, disp16.
+func (a *Assembler) mem(op byte, reg byte, label string) {
+	a.emit(op, reg<<3|0x06)
+	a.ref(label, abs16, 2)
+}
+
+// Load loads a word: mov r16, [label].
+func (a *Assembler) Load(r Reg, label string) { a.mem(0x8B, byte(r), label) }
+
+// Store stores a word: mov [label], r16.
+func (a *Assembler) Store(label string, r Reg) { a.mem(0x89, byte(r), label) }
+
+// Load8 loads a byte: mov r8, [label].
+func (a *Assembler) Load8(r Reg8, label string) { a.mem(0x8A, byte(r), label) }
+
+// Store8 stores a byte: mov [label], r8.
+func (a *Assembler) Store8(label string, r Reg8) { a.mem(0x88, byte(r), label) }
+
+// IncMem adds one to a word in memory: inc word [label].
+func (a *Assembler) IncMem(label string) { a.mem(0xFF, 0, label) }
+
+// Add sets dst to dst + src: add dst, src.
+func (a *Assembler) Add(dst, src Reg) { a.emit(0x01, modrm(byte(src), byte(dst))) }
+
+// Or sets dst to dst OR src: or dst, src.
+func (a *Assembler) Or(dst, src Reg) { a.emit(0x09, modrm(byte(src), byte(dst))) }
+
+// arith emits a group-1 operation (ext is the ModRM reg field) with an
+// immediate, the sign-extended 8-bit form when the value allows it.
+func (a *Assembler) arith(ext byte, r Reg, v uint16) {
+	if int16(v) >= -128 && int16(v) <= 127 {
+		a.emit(0x83, modrm(ext, byte(r)), byte(v))
+		return
+	}
+	a.emit(0x81, modrm(ext, byte(r)))
+	a.emit16(v)
+}
+
+// AddImm adds an immediate: add r16, imm.
+func (a *Assembler) AddImm(r Reg, v uint16) { a.arith(0, r, v) }
+
+// AdcImm adds an immediate and the carry: adc r16, imm, the upper half
+// of a 32-bit addition.
+func (a *Assembler) AdcImm(r Reg, v uint16) { a.arith(2, r, v) }
+
+// SubImm subtracts an immediate: sub r16, imm.
+func (a *Assembler) SubImm(r Reg, v uint16) { a.arith(5, r, v) }
+
+// Dec subtracts one from a register: dec r16.
+func (a *Assembler) Dec(r Reg) { a.emit(0x48 + byte(r)) }
+
+// Div divides DX:AX by a register, unsigned: div r16 leaves the quotient
+// in AX and the remainder in DX.
+func (a *Assembler) Div(r Reg) { a.emit(0xF7, modrm(6, byte(r))) }
+
+// Cmp8 compares two 8-bit registers: cmp dst, src.
+func (a *Assembler) Cmp8(dst, src Reg8) { a.emit(0x38, modrm(byte(src), byte(dst))) }
+
+// CmpImm8 compares an 8-bit register with an immediate: cmp r8, imm8.
+func (a *Assembler) CmpImm8(r Reg8, v byte) {
+	if r == AL {
+		a.emit(0x3C, v)
+		return
+	}
+	a.emit(0x80, modrm(7, byte(r)), v)
+}
+
+// TestImm8 ANDs an 8-bit register with an immediate for the flags:
+// test r8, imm8.
+func (a *Assembler) TestImm8(r Reg8, v byte) {
+	if r == AL {
+		a.emit(0xA8, v)
+		return
+	}
+	a.emit(0xF6, modrm(0, byte(r)), v)
+}
+
+// RepeCmpsb compares CX bytes at DS:SI and ES:DI while they are equal:
+// repe cmpsb. ZF is set when all of them were.
+func (a *Assembler) RepeCmpsb() { a.emit(0xF3, 0xA6) }
+
+// RepMovsw copies CX words from DS:SI to ES:DI: rep movsw.
+func (a *Assembler) RepMovsw() { a.emit(0xF3, 0xA5) }
 
 // ref reserves a size-byte field for a label's address, patched by Assemble.
 func (a *Assembler) ref(label string, k fixupKind, size int) {

@@ -50,6 +50,30 @@ func TestEncodings(t *testing.T) {
 		{func(a *Assembler) { a.InDX() }, "in ax, dx"},
 		{func(a *Assembler) { a.OutDX() }, "out dx, ax"},
 		{func(a *Assembler) { a.OutImm8(0x64) }, "out 0x64, al"},
+		// Memory operands at an Equ address (x86asm prints the disp16).
+		{func(a *Assembler) { a.Equ("v", 0x1234); a.Load(CX, "v") }, "mov cx, word ptr [0x1234]"},
+		{func(a *Assembler) { a.Equ("v", 0x1234); a.Store("v", DX) }, "mov word ptr [0x1234], dx"},
+		{func(a *Assembler) { a.Equ("v", 0x0475); a.Load8(AL, "v") }, "mov al, byte ptr [0x475]"},
+		{func(a *Assembler) { a.Equ("v", 0x7E10); a.Store8("v", DL) }, "mov byte ptr [0x7e10], dl"},
+		{func(a *Assembler) { a.Equ("v", 0x7E10); a.IncMem("v") }, "inc word ptr [0x7e10]"},
+		{func(a *Assembler) { a.Add(AX, BX) }, "add ax, bx"},
+		{func(a *Assembler) { a.Or(SI, AX) }, "or si, ax"},
+		{func(a *Assembler) { a.AddImm(AX, 1) }, "add ax, 0x1"},
+		{func(a *Assembler) { a.AddImm(AX, 0x30) }, "add ax, 0x30"},
+		{func(a *Assembler) { a.AddImm(BX, 0x1000) }, "add bx, 0x1000"},
+		{func(a *Assembler) { a.AdcImm(DX, 0) }, "adc dx, 0x0"},
+		{func(a *Assembler) { a.SubImm(DI, 0x1028) }, "sub di, 0x1028"},
+		{func(a *Assembler) { a.SubImm(CX, 2) }, "sub cx, 0x2"},
+		{func(a *Assembler) { a.Dec(CX) }, "dec cx"},
+		{func(a *Assembler) { a.Div(CX) }, "div cx"},
+		{func(a *Assembler) { a.Cmp8(AL, AH) }, "cmp al, ah"},
+		{func(a *Assembler) { a.CmpImm8(AL, 0x0D) }, "cmp al, 0xd"},
+		{func(a *Assembler) { a.CmpImm8(DL, 0xF0) }, "cmp dl, 0xf0"},
+		{func(a *Assembler) { a.TestImm8(AH, 0x01) }, "test ah, 0x1"},
+		{func(a *Assembler) { a.TestImm8(AL, 0x80) }, "test al, 0x80"},
+		{func(a *Assembler) { a.RepMovsw() }, "rep movsw word ptr [di], word ptr [si]"},
+		{func(a *Assembler) { a.RepeCmpsb() }, "rep cmpsb byte ptr [si], byte ptr [di]"}, // F3 before cmps is repe
+		{func(a *Assembler) { a.Equ("v", 0x7E04); a.DW("v") }, "add al, 0x7e"},           // the word 04 7E decodes as add al, imm8
 		// x86asm prints a far pointer as offset, segment.
 		{func(a *Assembler) { a.JmpFar(0x1234, 0x5678) }, "jmp far 0x5678, 0x1234"},
 	}
@@ -84,9 +108,13 @@ func TestJumps(t *testing.T) {
 	a.J(JNE, "back") // backward, short
 	a.J(JB, "fwd")   // other conditions
 	a.J(JAE, "back") //
-	a.Jmp("back")    // short jmp backward
-	a.JmpNear("fwd") // near jmp forward
-	a.Call("fwd")    // call forward
+	a.J(JBE, "fwd")
+	a.J(JA, "back")
+	a.JNear(JC, "fwd")   // near conditional forward
+	a.JNear(JNE, "back") // and backward
+	a.Jmp("back")        // short jmp backward
+	a.JmpNear("fwd")     // near jmp forward
+	a.Call("fwd")        // call forward
 	a.MovAddr(SI, "fwd")
 	a.Label("fwd")
 	a.Ret()
@@ -101,6 +129,7 @@ func TestJumps(t *testing.T) {
 		target uint16
 	}{
 		{x86asm.HLT, 0}, {x86asm.JE, fwd}, {x86asm.JNE, back}, {x86asm.JB, fwd}, {x86asm.JAE, back},
+		{x86asm.JBE, fwd}, {x86asm.JA, back}, {x86asm.JB, fwd}, {x86asm.JNE, back},
 		{x86asm.JMP, back}, {x86asm.JMP, fwd}, {x86asm.CALL, fwd}, {x86asm.MOV, fwd}, {x86asm.RET, 0},
 	}
 	pc := 0
@@ -127,6 +156,40 @@ func TestJumps(t *testing.T) {
 	}
 	if pc != len(code) {
 		t.Errorf("decoded %d of %d bytes", pc, len(code))
+	}
+}
+
+// TestEqu checks that an Equ address is reached by relative jumps and
+// calls from any origin, and that DW writes it.
+func TestEqu(t *testing.T) {
+	a := New(0x7C00)
+	a.Equ("entry", 0x7E04) // beyond the program
+	a.Equ("low", 0x0600)   // below the origin
+	a.JmpNear("entry")
+	a.Call("low")
+	a.DW("entry")
+	code, err := a.Assemble()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []uint16{0x7E04, 0x0600} {
+		inst, err := x86asm.Decode(code[3*i:], 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := uint16(0x7C00 + 3*i + inst.Len)
+		if got := next + uint16(int16(inst.Args[0].(x86asm.Rel))); got != want {
+			t.Errorf("instruction %d targets 0x%X, want 0x%X", i, got, want)
+		}
+	}
+	if got := uint16(code[6]) | uint16(code[7])<<8; got != 0x7E04 {
+		t.Errorf("DW wrote 0x%X, want 0x7E04", got)
+	}
+	b := New(0)
+	b.Label("x")
+	b.Equ("x", 5)
+	if _, err := b.Assemble(); err == nil || !strings.Contains(err.Error(), "defined twice") {
+		t.Errorf("Equ over a label: got %v", err)
 	}
 }
 
