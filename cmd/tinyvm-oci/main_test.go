@@ -285,3 +285,29 @@ func TestSuggestionOnItsOwnLine(t *testing.T) {
 		t.Errorf("stderr %q", stderr)
 	}
 }
+
+// TestBuildNextSteps: build ends with what to do next, on stderr only
+// (stdout stays the list of paths); -q leaves it out.
+func TestBuildNextSteps(t *testing.T) {
+	dir := t.TempDir()
+	code, stdout, stderr := cli(t, "build", "-o", dir, "--format", "raw,qcow2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"next: boot it:  tinyvm-oci run " + filepath.Join(dir, "512-byte-vm.qcow2"),
+		"push it:  tinyvm-oci push --all REGISTRY/REPO",
+		"kubectl apply -f " + filepath.Join(dir, "kubevirt", "vm.yaml"),
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stdout, "next:") {
+		t.Errorf("the hint went to stdout:\n%s", stdout)
+	}
+	_, _, stderr = cli(t, "build", "-q", "-o", dir, "--format", "raw")
+	if strings.Contains(stderr, "next:") {
+		t.Errorf("-q still prints the hint:\n%s", stderr)
+	}
+}
