@@ -79,8 +79,8 @@ type Options struct {
 	Arch string
 	// Firmware is "bios" (default on amd64: SeaBIOS) or "uefi" (OVMF on
 	// amd64, AAVMF on arm64). File may then be "fat:DIR", QEMU's vvfat:
-	// a read-only FAT disk holding DIR, such as one with
-	// EFI/BOOT/BOOTX64.EFI.
+	// a FAT disk holding DIR, such as one with EFI/BOOT/BOOTX64.EFI,
+	// whose writes are thrown away.
 	Firmware string
 	// SecureBoot boots OVMF's Secure Boot build with Microsoft's keys
 	// enrolled (q35 with SMM), which refuses unsigned applications.
@@ -89,7 +89,9 @@ type Options struct {
 	// where AAVMF needs it.
 	Memory int
 	// Console, when set, is typed on the serial console (the emulator's
-	// standard input); UEFI firmware reads it as key presses.
+	// standard input); UEFI firmware reads it as key presses. An *os.File
+	// is handed over as it is; any other reader is copied, and Wait then
+	// also waits for it to end.
 	Console io.Reader
 }
 
@@ -221,7 +223,9 @@ func (o Options) Args() ([]string, error) {
 	}
 	drive := fmt.Sprintf("file=%s,format=%s,if=none,id=d0", escape(o.File), driver)
 	if strings.HasPrefix(o.File, "fat:") {
-		drive += ",readonly=on" // vvfat is read-only unless asked; devices must agree
+		// vvfat is read-only, which ide-hd refuses; a throw-away overlay
+		// lets every device write, and DIR is never changed.
+		drive += ",snapshot=on"
 	}
 	if o.Length > 0 {
 		// The raw driver's offset and size read a slice of the file; the

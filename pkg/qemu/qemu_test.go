@@ -42,7 +42,7 @@ func TestArgsFirmware(t *testing.T) {
 		want []string
 	}{
 		{Options{File: "fat:/d", Firmware: "uefi", Machine: "q35", Bus: "virtio"}, []string{
-			"-machine q35 ", "-m 64 ", "file=fat:/d,format=raw,if=none,id=d0,readonly=on",
+			"-machine q35 ", "-m 64 ", "file=fat:/d,format=raw,if=none,id=d0,snapshot=on",
 			"if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
 			"if=pflash,format=raw,unit=1,snapshot=on,file=" + OVMFVars,
 		}},
