@@ -85,6 +85,10 @@ type Options struct {
 	// SecureBoot boots OVMF's Secure Boot build with Microsoft's keys
 	// enrolled (q35 with SMM), which refuses unsigned applications.
 	SecureBoot bool
+	// NoACPI builds the machine without ACPI (acpi=off): on arm64 virt the
+	// power button is then a PL061 GPIO line instead of the Generic Event
+	// Device.
+	NoACPI bool
 	// Memory is the guest's RAM in MiB: 0 means 64, or 128 on arm64,
 	// where AAVMF needs it.
 	Memory int
@@ -200,6 +204,9 @@ func (o Options) Args() ([]string, error) {
 	machineArg := machine
 	if o.SecureBoot {
 		machineArg += ",smm=on" // the Secure Boot build keeps its variables in SMM
+	}
+	if o.NoACPI {
+		machineArg += ",acpi=off"
 	}
 	args := []string{"-machine", machineArg, "-display", "none", "-serial", "stdio", "-monitor", "none", "-m", strconv.Itoa(memory)}
 	args = append(args, "-accel", accel)

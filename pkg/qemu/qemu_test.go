@@ -46,6 +46,7 @@ func TestArgsFirmware(t *testing.T) {
 			"if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
 			"if=pflash,format=raw,unit=1,snapshot=on,file=" + OVMFVars,
 		}},
+		{Options{File: "d.raw", Arch: "arm64", NoACPI: true}, []string{"-machine virt,acpi=off "}},
 		{Options{File: "d.raw", Arch: "arm64"}, []string{
 			"-machine virt ", "-cpu cortex-a57", "-m 128 ", "virtio-blk-pci,drive=d0",
 			"unit=0,readonly=on,file=" + AAVMFCode, "unit=1,snapshot=on,file=" + AAVMFVars,

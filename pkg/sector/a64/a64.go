@@ -88,6 +88,8 @@ const (
 	opAdd64   = 0x91000000 // ADD Xd|SP, Xn|SP, #imm12
 	opSub64   = 0xD1000000 // SUB Xd|SP, Xn|SP, #imm12
 	opSubs32  = 0x71000000 // SUBS Wd, Wn|WSP, #imm12
+	opSubs64r = 0xEB000000 // SUBS Xd, Xn, Xm (shifted register)
+	opAnds32r = 0x6A000000 // ANDS Wd, Wn, Wm (shifted register)
 	opLdr64   = 0xF9400000 // LDR Xt, [Xn|SP, #imm12*8]
 	opLdr32   = 0xB9400000 // LDR Wt, [Xn|SP, #imm12*4]
 	opStr64   = 0xF9000000 // STR Xt, [Xn|SP, #imm12*8]
@@ -234,6 +236,17 @@ func (a *Assembler) SubImm(rd, rn Reg, imm uint32) {
 // SUBS Wd, Wn, #imm.
 func (a *Assembler) SubsImm32(rd, rn Reg, imm uint32) {
 	a.emit(opSubs32 | a.imm12("subs", imm)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rd))
+}
+
+// Cmp compares two 64-bit registers: CMP Xn, Xm (SUBS XZR, Xn, Xm).
+func (a *Assembler) Cmp(rn, rm Reg) {
+	a.emit(opSubs64r | a.reg(rm)<<shiftRm | a.reg(rn)<<shiftRn | uint32(XZR))
+}
+
+// Tst32 ANDs two 32-bit registers for the flags: TST Wn, Wm (ANDS WZR,
+// Wn, Wm).
+func (a *Assembler) Tst32(rn, rm Reg) {
+	a.emit(opAnds32r | a.reg(rm)<<shiftRm | a.reg(rn)<<shiftRn | uint32(XZR))
 }
 
 // scaled checks that off is a multiple of size below 4096*size and

@@ -42,6 +42,8 @@ func TestEncodings(t *testing.T) {
 		{func(a *Assembler) { a.AddImm(X4, SP, 8) }, "add x4, sp, #0x8"},
 		{func(a *Assembler) { a.SubImm(SP, SP, 32) }, "sub sp, sp, #0x20"},
 		{func(a *Assembler) { a.SubsImm32(X21, X21, 1) }, "subs w21, w21, #0x1"},
+		{func(a *Assembler) { a.Cmp(X13, X12) }, "cmp x13, x12"},
+		{func(a *Assembler) { a.Tst32(X10, X24) }, "tst w10, w24"},
 		{func(a *Assembler) { a.Ldr(X0, X19, 0x40) }, "ldr x0, [x19,#64]"},
 		{func(a *Assembler) { a.Ldr(X9, X20, 0x100) }, "ldr x9, [x20,#256]"},
 		{func(a *Assembler) { a.Ldr(X9, SP, 16) }, "ldr x9, [sp,#16]"},

@@ -13,17 +13,36 @@ const (
 	slotIndex64 = 16 // which event WaitForEvent saw
 )
 
-// The power button of QEMU's virt machine. With ACPI, as under AAVMF,
-// system_powerdown sets the power-down bit in the selector register of the
-// Generic Event Device; reading the register clears it.
+// The power button of QEMU's virt machine. With ACPI, as under AAVMF by
+// default, system_powerdown sets the power-down bit in the selector
+// register of the Generic Event Device; reading the register clears it.
+// Without ACPI (virt,acpi=off) the machine has no GED but a PL061 GPIO
+// controller whose line 3 QEMU pulses for 100 ms; its reset state detects
+// falling edges, which latch in the raw interrupt status register. Only
+// one of the two exists, and touching the other one faults, so the
+// application looks for ACPI tables in the EFI configuration table first.
 const (
 	gedBase      = 0x09080000 // VIRT_ACPI_GED
-	gedPowerDown = 1          // bit of ACPI_GED_PWR_DOWN_EVT in the selector
+	gedPowerDown = 1 << 1     // ACPI_GED_PWR_DOWN_EVT in the selector at offset 0
+	pl061Base    = 0x09030000 // VIRT_GPIO
+	pl061RIS     = 0x414      // GPIORIS, the raw interrupt status
+	pl061Line3   = 1 << 3     // the power key's line
+)
+
+// Offsets in EFI_SYSTEM_TABLE and EFI_CONFIGURATION_TABLE, and
+// EFI_ACPI_20_TABLE_GUID (8868E871-E4F1-11D3-BC22-0080C73C8881) as two
+// little-endian words.
+const (
+	stNumberOfTableEntries = 0x68
+	stConfigurationTable   = 0x70
+	configEntrySize        = 24 // EFI_GUID and a pointer
+	acpi20GUIDLow          = 0x11D3E4F1_8868E871
+	acpi20GUIDHigh         = 0x81883CC7_800022BC
 )
 
 // arm64Program writes the AArch64 application. Registers that survive
 // calls: X19 holds the system table, X20 the boot services, X21 the ticks
-// left, X22 the Generic Event Device.
+// left, X22 the power button's status register and W23 its bit.
 func arm64Program(o sector.Options) ([]byte, error) {
 	a := a64.New()
 	a.SubImm(a64.SP, a64.SP, frameSize64)
@@ -111,7 +130,7 @@ func arm64Wait(a *a64.Assembler, o sector.Options) {
 	a.Ldr(a64.X9, a64.X19, stConIn)
 	a.Ldr(a64.X9, a64.X9, conInWaitForKey)
 	a.Str(a64.X9, a64.SP, slotKey64)
-	a.MovImm(a64.X22, gedBase)
+	arm64PowerButton(a)
 	n := ticks(o)
 	if n > 0 {
 		a.MovImm(a64.X21, uint64(n))
@@ -127,10 +146,39 @@ func arm64Wait(a *a64.Assembler, o sector.Options) {
 	a.Ldr(a64.X9, a64.SP, slotIndex64)
 	a.Cbz(a64.X9, "poweroff") // index 0: a key
 	a.Ldr32(a64.X10, a64.X22, 0)
-	a.Tbnz(a64.X10, gedPowerDown, "poweroff")
+	a.Tst32(a64.X10, a64.X23)
+	a.BCond(a64.NE, "poweroff")
 	if n > 0 {
 		a.SubsImm32(a64.X21, a64.X21, 1)
 		a.BCond(a64.EQ, "poweroff")
 	}
 	a.B("wait")
+}
+
+// arm64PowerButton sets X22 and W23 to the Generic Event Device's selector
+// and power-down bit when the configuration table has ACPI 2.0 tables, and
+// to the PL061's raw interrupt status and line 3 when it has none.
+func arm64PowerButton(a *a64.Assembler) {
+	a.MovImm(a64.X22, pl061Base+pl061RIS)
+	a.MovImm(a64.X23, pl061Line3)
+	a.Ldr(a64.X10, a64.X19, stNumberOfTableEntries)
+	a.Ldr(a64.X11, a64.X19, stConfigurationTable)
+	a.MovImm(a64.X12, acpi20GUIDLow)
+	a.MovImm(a64.X14, acpi20GUIDHigh)
+	a.Label("config")
+	a.Cbz(a64.X10, "button_found")
+	a.Ldr(a64.X13, a64.X11, 0)
+	a.Cmp(a64.X13, a64.X12)
+	a.BCond(a64.NE, "config_next")
+	a.Ldr(a64.X13, a64.X11, 8)
+	a.Cmp(a64.X13, a64.X14)
+	a.BCond(a64.EQ, "acpi")
+	a.Label("config_next")
+	a.AddImm(a64.X11, a64.X11, configEntrySize)
+	a.SubImm(a64.X10, a64.X10, 1)
+	a.B("config")
+	a.Label("acpi")
+	a.MovImm(a64.X22, gedBase)
+	a.MovImm(a64.X23, gedPowerDown)
+	a.Label("button_found")
 }

@@ -210,14 +210,19 @@ func TestWaitKeyPress(t *testing.T) {
 
 // TestWaitPowerButton presses the ACPI power button (QMP
 // system_powerdown) where the application can see it: PWRBTN_STS in the
-// PM1 block on OVMF (0x600 on q35, 0xB000 on pc) and the Generic Event
-// Device on AAVMF.
+// PM1 block on OVMF (0x600 on q35, 0xB000 on pc), the Generic Event
+// Device on AAVMF and, without ACPI, the PL061's line 3.
 func TestWaitPowerButton(t *testing.T) {
-	x86 := esp(t, sector.Options{}, efi.AMD64)
+	x86, a64 := esp(t, sector.Options{}, efi.AMD64), esp(t, sector.Options{}, efi.ARM64)
 	for name, o := range map[string]qemu.Options{
 		"ovmf-q35":   uefi(x86, "q35", "virtio"),
 		"ovmf-pc":    uefi(x86, "pc", "virtio"),
-		"aavmf-virt": arm(esp(t, sector.Options{}, efi.ARM64)),
+		"aavmf-virt": arm(a64),
+		"aavmf-virt-acpi-off": func() qemu.Options {
+			o := arm(a64)
+			o.NoACPI = true
+			return o
+		}(),
 	} {
 		t.Run(name, func(t *testing.T) {
 			p, _ := start(t, o)
