@@ -107,3 +107,21 @@ const (
 	Oras        = "go install oras.land/oras/cmd/oras@v1.3.6"
 	Crane       = "go install github.com/google/go-containerregistry/cmd/crane@v0.22.1"
 )
+
+// Install hints for the UEFI tests' tools and firmware.
+const (
+	QemuSystemARM = "apt-get install qemu-system-arm"
+	OVMF          = "apt-get install ovmf"
+	AAVMF         = "apt-get install qemu-efi-aarch64"
+	Binutils      = "apt-get install binutils-multiarch"
+)
+
+// RequireFile returns path, or skips (fails under TINYVM_REQUIRE_TOOLS=1)
+// the test when the file is missing, naming how to install it.
+func RequireFile(t testing.TB, path, install string) string {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		Missing(t, path+" not found: "+install)
+	}
+	return path
+}

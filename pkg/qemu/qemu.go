@@ -1,5 +1,6 @@
-// Package qemu boots a disk image in the local qemu-system-x86_64 and
-// talks to it over QMP. The run command and the boot tests share it.
+// Package qemu boots a disk image in the local qemu-system-x86_64 (or
+// qemu-system-aarch64) and talks to it over QMP. The run command and the
+// boot tests share it.
 package qemu
 
 import (
@@ -13,6 +14,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
@@ -24,10 +27,28 @@ const Binary = "qemu-system-x86_64"
 // InstallHint says how to get the emulator on Debian.
 const InstallHint = "install it with: apt-get install qemu-system-x86"
 
+// BinaryARM is the emulator for Arch "arm64".
+const BinaryARM = "qemu-system-aarch64"
+
+// InstallHintARM says how to get BinaryARM on Debian.
+const InstallHintARM = "install it with: apt-get install qemu-system-arm"
+
 // Machines and buses that Options accept.
 var (
-	Machines = []string{"pc", "q35"}
+	Machines = []string{"pc", "q35", "virt"}
 	Buses    = []string{"ide", "virtio", "sata", "scsi", "cdrom"}
+)
+
+// Firmware files from Debian's ovmf and qemu-efi-aarch64 packages. The
+// VARS files are templates: a boot writes to a throw-away overlay
+// (snapshot=on), never to the file.
+const (
+	OVMFCode       = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	OVMFVars       = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	OVMFSecureCode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd" // needs SMM
+	OVMFSecureVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"      // Microsoft keys enrolled
+	AAVMFCode      = "/usr/share/AAVMF/AAVMF_CODE.fd"
+	AAVMFVars      = "/usr/share/AAVMF/AAVMF_VARS.fd"
 )
 
 // Options describe one boot.
@@ -54,6 +75,55 @@ type Options struct {
 	// far slower under nested virtualisation, where every port access of
 	// the BIOS is a costly exit.
 	Accel string
+	// Arch is "amd64" (default: qemu-system-x86_64) or "arm64"
+	// (qemu-system-aarch64, machine virt with a Cortex-A57, UEFI only).
+	Arch string
+	// Firmware is "bios" (default on amd64: SeaBIOS) or "uefi" (OVMF on
+	// amd64, AAVMF on arm64). File may then be "fat:DIR", QEMU's vvfat:
+	// a FAT disk holding DIR, such as one with EFI/BOOT/BOOTX64.EFI,
+	// whose writes are thrown away.
+	Firmware string
+	// SecureBoot boots OVMF's Secure Boot build with Microsoft's keys
+	// enrolled (q35 with SMM), which refuses unsigned applications.
+	SecureBoot bool
+	// NoACPI builds the machine without ACPI (acpi=off): on arm64 virt the
+	// power button is then a PL061 GPIO line instead of the Generic Event
+	// Device.
+	NoACPI bool
+	// Memory is the guest's RAM in MiB: 0 means 64, or 128 on arm64,
+	// where AAVMF needs it.
+	Memory int
+	// Console, when set, is typed on the serial console (the emulator's
+	// standard input); UEFI firmware reads it as key presses. An *os.File
+	// is handed over as it is; any other reader is copied, and Wait then
+	// also waits for it to end.
+	Console io.Reader
+}
+
+func (o Options) arm() bool { return o.Arch == "arm64" }
+
+func (o Options) uefi() bool { return o.Firmware == "uefi" || o.arm() }
+
+// binary is the emulator for the options' architecture, and how to get it.
+func (o Options) binary() (string, string) {
+	if o.arm() {
+		return BinaryARM, InstallHintARM
+	}
+	return Binary, InstallHint
+}
+
+// FirmwareFiles returns the firmware's code and variables files, or ""
+// for SeaBIOS, which QEMU brings.
+func (o Options) FirmwareFiles() (code, vars string) {
+	switch {
+	case o.arm():
+		return AAVMFCode, AAVMFVars
+	case o.SecureBoot:
+		return OVMFSecureCode, OVMFSecureVars
+	case o.uefi():
+		return OVMFCode, OVMFVars
+	}
+	return "", ""
 }
 
 // Validate reports a bad machine or bus.
@@ -61,8 +131,33 @@ func (o Options) Validate() error {
 	if o.File == "" {
 		return errors.New("qemu: no image file given")
 	}
+	if o.Arch != "" && o.Arch != "amd64" && o.Arch != "arm64" {
+		return fmt.Errorf("qemu: unknown architecture %q: use amd64 or arm64", o.Arch)
+	}
+	if o.Firmware != "" && o.Firmware != "bios" && o.Firmware != "uefi" {
+		return fmt.Errorf("qemu: unknown firmware %q: use bios or uefi", o.Firmware)
+	}
 	if o.Machine != "" && !slices.Contains(Machines, o.Machine) {
-		return fmt.Errorf("qemu: unknown machine %q: use pc or q35", o.Machine)
+		return fmt.Errorf("qemu: unknown machine %q: use pc or q35 (virt on arm64)", o.Machine)
+	}
+	if o.arm() {
+		if o.Firmware == "bios" || o.SecureBoot {
+			return errors.New("qemu: arm64 boots only plain UEFI: drop bios and Secure Boot")
+		}
+		if o.Machine != "" && o.Machine != "virt" {
+			return fmt.Errorf("qemu: machine %q is x86: arm64 uses virt", o.Machine)
+		}
+		if o.Bus != "" && o.Bus != "virtio" && o.Bus != "scsi" {
+			return fmt.Errorf("qemu: bus %q does not exist on virt: use virtio or scsi", o.Bus)
+		}
+	} else if o.Machine == "virt" {
+		return errors.New("qemu: machine virt is arm64: use pc or q35")
+	}
+	if o.SecureBoot && (!o.uefi() || o.Machine == "pc") {
+		return errors.New("qemu: Secure Boot needs --firmware uefi on q35")
+	}
+	if o.Memory < 0 {
+		return fmt.Errorf("qemu: memory %d MiB is negative", o.Memory)
 	}
 	if o.Accel != "" && o.Accel != "tcg" && o.Accel != "kvm" {
 		return fmt.Errorf("qemu: unknown accelerator %q: use tcg or kvm", o.Accel)
@@ -81,23 +176,65 @@ func (o Options) Args() ([]string, error) {
 	machine, bus, driver := o.Machine, o.Bus, o.Driver
 	if machine == "" {
 		machine = "pc"
+		if o.arm() {
+			machine = "virt"
+		} else if o.SecureBoot {
+			machine = "q35"
+		}
 	}
 	if bus == "" {
 		bus = "ide"
+		if o.arm() {
+			bus = "virtio"
+		}
 	}
 	if driver == "" {
 		driver = "raw"
 	}
-	args := []string{"-machine", machine, "-display", "none", "-serial", "stdio", "-monitor", "none", "-m", "64"}
+	memory := o.Memory
+	if memory == 0 {
+		memory = 64
+		if o.arm() {
+			memory = 128
+		}
+	}
 	accel := o.Accel
 	if accel == "" {
 		accel = "tcg"
 	}
+	machineArg := machine
+	if o.SecureBoot {
+		machineArg += ",smm=on" // the Secure Boot build keeps its variables in SMM
+	}
+	if o.NoACPI {
+		machineArg += ",acpi=off"
+	}
+	args := []string{"-machine", machineArg, "-display", "none", "-serial", "stdio", "-monitor", "none", "-m", strconv.Itoa(memory)}
 	args = append(args, "-accel", accel)
+	if o.arm() {
+		cpu := "cortex-a57"
+		if accel == "kvm" {
+			cpu = "host"
+		}
+		args = append(args, "-cpu", cpu)
+	}
+	if code, vars := o.FirmwareFiles(); code != "" {
+		if o.SecureBoot {
+			args = append(args, "-global", "driver=cfi.pflash01,property=secure,value=on")
+		}
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+escape(code),
+			"-drive", "if=pflash,format=raw,unit=1,snapshot=on,file="+escape(vars))
+	}
 	if o.NoReboot {
 		args = append(args, "-no-reboot")
 	}
 	drive := fmt.Sprintf("file=%s,format=%s,if=none,id=d0", escape(o.File), driver)
+	if strings.HasPrefix(o.File, "fat:") {
+		// vvfat is read-only, which ide-hd refuses; a throw-away overlay
+		// lets every device write, and DIR is never changed.
+		drive += ",snapshot=on"
+	}
 	if o.Length > 0 {
 		// The raw driver's offset and size read a slice of the file; the
 		// format driver sits on top of it.
@@ -157,9 +294,10 @@ type Process struct {
 // Start boots the image. The emulator runs until the guest powers off, ctx
 // is cancelled, or Kill is called.
 func Start(ctx context.Context, o Options) (*Process, error) {
-	path, err := exec.LookPath(Binary)
+	binary, hint := o.binary()
+	path, err := exec.LookPath(binary)
 	if err != nil {
-		return nil, fmt.Errorf("qemu: %s not found: %s", Binary, InstallHint)
+		return nil, fmt.Errorf("qemu: %s not found: %s", binary, hint)
 	}
 	args, err := o.Args()
 	if err != nil {
@@ -178,6 +316,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	// leaves it running; cancelling ctx kills the whole group.
 	p.cmd.SysProcAttr = sysProcAttr()
 	p.cmd.Cancel = func() error { return killGroup(p.cmd.Process) }
+	p.cmd.Stdin = o.Console
 	p.cmd.Stdout = o.Serial
 	if p.cmd.Stdout == nil {
 		p.cmd.Stdout = io.Discard
@@ -186,7 +325,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	p.cmd.Stderr = stderr
 	if err := p.cmd.Start(); err != nil {
 		release()
-		return nil, fmt.Errorf("qemu: start %s: %w", Binary, err)
+		return nil, fmt.Errorf("qemu: start %s: %w", binary, err)
 	}
 	go func() {
 		err := p.cmd.Wait()

@@ -35,3 +35,59 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestArgsFirmware(t *testing.T) {
+	for _, c := range []struct {
+		o    Options
+		want []string
+	}{
+		{Options{File: "fat:/d", Firmware: "uefi", Machine: "q35", Bus: "virtio"}, []string{
+			"-machine q35 ", "-m 64 ", "file=fat:/d,format=raw,if=none,id=d0,snapshot=on",
+			"if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
+			"if=pflash,format=raw,unit=1,snapshot=on,file=" + OVMFVars,
+		}},
+		{Options{File: "d.raw", Arch: "arm64", NoACPI: true}, []string{"-machine virt,acpi=off "}},
+		{Options{File: "d.raw", Arch: "arm64"}, []string{
+			"-machine virt ", "-cpu cortex-a57", "-m 128 ", "virtio-blk-pci,drive=d0",
+			"unit=0,readonly=on,file=" + AAVMFCode, "unit=1,snapshot=on,file=" + AAVMFVars,
+		}},
+		{Options{File: "d.raw", Firmware: "uefi", SecureBoot: true, Memory: 48}, []string{
+			"-machine q35,smm=on ", "-m 48 ", "driver=cfi.pflash01,property=secure,value=on",
+			"file=" + OVMFSecureCode, "file=" + OVMFSecureVars,
+		}},
+	} {
+		args, err := c.o.Args()
+		if err != nil {
+			t.Fatalf("%+v: %v", c.o, err)
+		}
+		line := strings.Join(args, " ") + " "
+		for _, want := range c.want {
+			if !strings.Contains(line, want) {
+				t.Errorf("%+v: args %q lack %q", c.o, line, want)
+			}
+		}
+	}
+	if args, _ := (Options{File: "d.raw"}).Args(); strings.Contains(strings.Join(args, " "), "pflash") {
+		t.Errorf("SeaBIOS boot has pflash drives: %q", args)
+	}
+}
+
+func TestValidateFirmware(t *testing.T) {
+	for _, o := range []Options{
+		{File: "f", Arch: "riscv64"},
+		{File: "f", Firmware: "coreboot"},
+		{File: "f", Arch: "arm64", Firmware: "bios"},
+		{File: "f", Arch: "arm64", Machine: "q35"},
+		{File: "f", Arch: "arm64", Bus: "ide"},
+		{File: "f", Machine: "virt"},
+		{File: "f", SecureBoot: true},
+		{File: "f", Firmware: "uefi", SecureBoot: true, Machine: "pc"},
+		{File: "f", Memory: -1},
+	} {
+		if err := o.Validate(); err == nil {
+			t.Errorf("%+v accepted", o)
+		} else if strings.Contains(err.Error(), "\n") {
+			t.Errorf("%+v: error spans lines: %q", o, err)
+		}
+	}
+}

@@ -1,0 +1,370 @@
+// Package a64 is a small AArch64 (A64) assembler: just the instructions
+// the EFI application needs, with labels and fix-ups for branches and
+// ADR.
+//
+// Instructions are methods that append one 32-bit little-endian word each
+// (MovImm may append several); a label may be used before it is defined.
+// Errors are sticky: the first one is kept and returned by Assemble, so a
+// program reads as a straight list of instructions with no error checks in
+// between.
+//
+// The code is position independent: data is reached with ADR and branches
+// are relative, so the PE file needs no relocations.
+//
+// Encodings follow the Arm® Architecture Reference Manual for A-profile
+// architecture (DDI 0487), section C6, "A64 Base Instruction Descriptions".
+package a64
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Reg is a general register number. Register 31 is SP or the zero
+// register depending on the instruction; each method says which.
+type Reg uint8
+
+// The general registers.
+const (
+	X0 Reg = iota
+	X1
+	X2
+	X3
+	X4
+	X5
+	X6
+	X7
+	X8
+	X9
+	X10
+	X11
+	X12
+	X13
+	X14
+	X15
+	X16
+	X17
+	X18
+	X19
+	X20
+	X21
+	X22
+	X23
+	X24
+	X25
+	X26
+	X27
+	X28
+	X29
+	X30
+	// SP is the stack pointer, register 31 in ADD, SUB and the address
+	// base of loads and stores.
+	SP Reg = 31
+	// XZR is the zero register, register 31 elsewhere.
+	XZR Reg = 31
+)
+
+// Cond is a condition code of B.cond.
+type Cond uint8
+
+// Conditions for B.cond.
+const (
+	EQ Cond = 0x0 // equal (Z=1)
+	NE Cond = 0x1 // not equal (Z=0)
+	HS Cond = 0x2 // unsigned higher or same (C=1)
+	LO Cond = 0x3 // unsigned lower (C=0)
+)
+
+// ErrUndefined is returned for a label that is used but never defined.
+var ErrUndefined = errors.New("a64: undefined label")
+
+// Base opcodes, with every variable field zero.
+const (
+	opMovz64  = 0xD2800000 // MOVZ Xd, #imm16, LSL #hw*16
+	opMovk64  = 0xF2800000 // MOVK Xd, #imm16, LSL #hw*16
+	opMovz32  = 0x52800000 // MOVZ Wd, #imm16, LSL #hw*16
+	opOrr64   = 0xAA000000 // ORR Xd, Xn, Xm (shifted register)
+	opAdd64   = 0x91000000 // ADD Xd|SP, Xn|SP, #imm12
+	opSub64   = 0xD1000000 // SUB Xd|SP, Xn|SP, #imm12
+	opSubs32  = 0x71000000 // SUBS Wd, Wn|WSP, #imm12
+	opSubs64r = 0xEB000000 // SUBS Xd, Xn, Xm (shifted register)
+	opAnds32r = 0x6A000000 // ANDS Wd, Wn, Wm (shifted register)
+	opLdr64   = 0xF9400000 // LDR Xt, [Xn|SP, #imm12*8]
+	opLdr32   = 0xB9400000 // LDR Wt, [Xn|SP, #imm12*4]
+	opStr64   = 0xF9000000 // STR Xt, [Xn|SP, #imm12*8]
+	opStr32   = 0xB9000000 // STR Wt, [Xn|SP, #imm12*4]
+	opAdr     = 0x10000000 // ADR Xd, label
+	opBlr     = 0xD63F0000 // BLR Xn
+	opRet     = 0xD65F03C0 // RET (X30)
+	opWfi     = 0xD503207F // WFI
+	opB       = 0x14000000 // B label
+	opBCond   = 0x54000000 // B.cond label
+	opCbz64   = 0xB4000000 // CBZ Xt, label
+	opCbnz64  = 0xB5000000 // CBNZ Xt, label
+	opTbz     = 0x36000000 // TBZ Rt, #bit, label
+	opTbnz    = 0x37000000 // TBNZ Rt, #bit, label
+	immMax12  = 1<<12 - 1
+	shiftRn   = 5
+	shiftRm   = 16
+	shiftImm  = 10 // imm12 of ADD, SUB and loads and stores
+	shiftHw   = 21 // MOVZ and MOVK's halfword number
+	shiftIm16 = 5
+)
+
+type fixupKind uint8
+
+const (
+	imm26 fixupKind = iota // B: bits 0-25, in words
+	imm19                  // B.cond, CBZ: bits 5-23, in words
+	imm14                  // TBZ: bits 5-18, in words
+	adr21                  // ADR: immlo bits 29-30, immhi bits 5-23, in bytes
+)
+
+type fixup struct {
+	at    int // offset of the instruction; A64 branches count from it
+	label string
+	kind  fixupKind
+}
+
+// Assembler accumulates a program.
+type Assembler struct {
+	code   []byte
+	labels map[string]int
+	fixups []fixup
+	err    error
+}
+
+// New returns an empty assembler.
+func New() *Assembler { return &Assembler{labels: map[string]int{}} }
+
+// Len is the number of bytes emitted so far.
+func (a *Assembler) Len() int { return len(a.code) }
+
+// Err returns the first error, if any.
+func (a *Assembler) Err() error { return a.err }
+
+func (a *Assembler) fail(format string, args ...any) {
+	if a.err == nil {
+		a.err = fmt.Errorf("a64: "+format, args...)
+	}
+}
+
+func (a *Assembler) emit(w uint32) { a.code = binary.LittleEndian.AppendUint32(a.code, w) }
+
+// Label defines name at the current position.
+func (a *Assembler) Label(name string) {
+	if _, dup := a.labels[name]; dup {
+		a.fail("label %q defined twice", name)
+		return
+	}
+	a.labels[name] = len(a.code)
+}
+
+// Offset returns the offset of a defined label from the start of the code.
+func (a *Assembler) Offset(name string) (int, bool) {
+	off, ok := a.labels[name]
+	return off, ok
+}
+
+// DB emits raw data bytes. Instructions after data must stay 4-byte
+// aligned: see Align.
+func (a *Assembler) DB(b ...byte) { a.code = append(a.code, b...) }
+
+// Align pads with zeros up to a multiple of 4 bytes.
+func (a *Assembler) Align() {
+	for len(a.code)%4 != 0 {
+		a.code = append(a.code, 0)
+	}
+}
+
+func (a *Assembler) reg(r Reg) uint32 {
+	if r > 31 {
+		a.fail("no register %d", r)
+	}
+	return uint32(r & 31)
+}
+
+// MovImm sets a 64-bit register to v with MOVZ and a MOVK for each other
+// non-zero halfword. The zero register is not allowed.
+func (a *Assembler) MovImm(rd Reg, v uint64) {
+	d := a.reg(rd)
+	if v == 0 {
+		a.emit(opMovz64 | d)
+		return
+	}
+	op := uint32(opMovz64)
+	for hw := uint32(0); hw < 4; hw++ {
+		if h := uint32(v>>(16*hw)) & 0xFFFF; h != 0 {
+			a.emit(op | hw<<shiftHw | h<<shiftIm16 | d)
+			op = opMovk64
+		}
+	}
+}
+
+// MovImm32 sets a 32-bit register to a 16-bit value, clearing the rest:
+// MOVZ Wd, #v.
+func (a *Assembler) MovImm32(rd Reg, v uint16) {
+	a.emit(opMovz32 | uint32(v)<<shiftIm16 | a.reg(rd))
+}
+
+// Mov copies a register: ORR Xd, XZR, Xm. Register 31 is XZR here; use
+// AddImm(d, SP, 0) to copy SP.
+func (a *Assembler) Mov(rd, rm Reg) {
+	a.emit(opOrr64 | a.reg(rm)<<shiftRm | uint32(XZR)<<shiftRn | a.reg(rd))
+}
+
+func (a *Assembler) imm12(what string, v uint32) uint32 {
+	if v > immMax12 {
+		a.fail("%s immediate %d does not fit in 12 bits", what, v)
+	}
+	return v & immMax12
+}
+
+// AddImm adds a 12-bit immediate: ADD Xd, Xn, #imm. Register 31 is SP.
+func (a *Assembler) AddImm(rd, rn Reg, imm uint32) {
+	a.emit(opAdd64 | a.imm12("add", imm)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rd))
+}
+
+// SubImm subtracts a 12-bit immediate: SUB Xd, Xn, #imm. Register 31 is
+// SP.
+func (a *Assembler) SubImm(rd, rn Reg, imm uint32) {
+	a.emit(opSub64 | a.imm12("sub", imm)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rd))
+}
+
+// SubsImm32 subtracts a 12-bit immediate on 32 bits and sets the flags:
+// SUBS Wd, Wn, #imm.
+func (a *Assembler) SubsImm32(rd, rn Reg, imm uint32) {
+	a.emit(opSubs32 | a.imm12("subs", imm)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rd))
+}
+
+// Cmp compares two 64-bit registers: CMP Xn, Xm (SUBS XZR, Xn, Xm).
+func (a *Assembler) Cmp(rn, rm Reg) {
+	a.emit(opSubs64r | a.reg(rm)<<shiftRm | a.reg(rn)<<shiftRn | uint32(XZR))
+}
+
+// Tst32 ANDs two 32-bit registers for the flags: TST Wn, Wm (ANDS WZR,
+// Wn, Wm).
+func (a *Assembler) Tst32(rn, rm Reg) {
+	a.emit(opAnds32r | a.reg(rm)<<shiftRm | a.reg(rn)<<shiftRn | uint32(XZR))
+}
+
+// scaled checks that off is a multiple of size below 4096*size and
+// returns it in units of size.
+func (a *Assembler) scaled(off, size uint32) uint32 {
+	if off%size != 0 || off/size > immMax12 {
+		a.fail("offset %d is not a multiple of %d below %d", off, size, size*(immMax12+1))
+	}
+	return (off / size) & immMax12
+}
+
+// Ldr loads 64 bits: LDR Xt, [Xn, #off]. The base register 31 is SP.
+func (a *Assembler) Ldr(rt, rn Reg, off uint32) {
+	a.emit(opLdr64 | a.scaled(off, 8)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rt))
+}
+
+// Ldr32 loads 32 bits, clearing the upper half: LDR Wt, [Xn, #off].
+func (a *Assembler) Ldr32(rt, rn Reg, off uint32) {
+	a.emit(opLdr32 | a.scaled(off, 4)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rt))
+}
+
+// Str stores 64 bits: STR Xt, [Xn, #off]. The base register 31 is SP.
+func (a *Assembler) Str(rt, rn Reg, off uint32) {
+	a.emit(opStr64 | a.scaled(off, 8)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rt))
+}
+
+// Str32 stores 32 bits: STR Wt, [Xn, #off].
+func (a *Assembler) Str32(rt, rn Reg, off uint32) {
+	a.emit(opStr32 | a.scaled(off, 4)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rt))
+}
+
+// Adr loads a label's address relative to the instruction: ADR Xd, label.
+func (a *Assembler) Adr(rd Reg, label string) { a.ref(opAdr|a.reg(rd), label, adr21) }
+
+// Blr calls the function whose address is in Xn: BLR Xn.
+func (a *Assembler) Blr(rn Reg) { a.emit(opBlr | a.reg(rn)<<shiftRn) }
+
+// Ret returns to the address in X30.
+func (a *Assembler) Ret() { a.emit(opRet) }
+
+// Wfi waits for an interrupt.
+func (a *Assembler) Wfi() { a.emit(opWfi) }
+
+// B branches to label (±128 MiB).
+func (a *Assembler) B(label string) { a.ref(opB, label, imm26) }
+
+// BCond branches to label when cond holds (±1 MiB).
+func (a *Assembler) BCond(cond Cond, label string) { a.ref(opBCond|uint32(cond&0xF), label, imm19) }
+
+// Cbz branches to label when Xt is zero (±1 MiB).
+func (a *Assembler) Cbz(rt Reg, label string) { a.ref(opCbz64|a.reg(rt), label, imm19) }
+
+// Cbnz branches to label when Xt is not zero (±1 MiB).
+func (a *Assembler) Cbnz(rt Reg, label string) { a.ref(opCbnz64|a.reg(rt), label, imm19) }
+
+// tb encodes TBZ and TBNZ: bit 5 of the bit number is b5 (and makes Rt
+// an X register), bits 0-4 go in b40.
+func (a *Assembler) tb(op uint32, rt Reg, bit uint8, label string) {
+	if bit > 63 {
+		a.fail("bit %d is beyond 63", bit)
+	}
+	b := uint32(bit & 63)
+	a.ref(op|(b>>5)<<31|(b&31)<<19|a.reg(rt), label, imm14)
+}
+
+// Tbz branches to label when bit of Rt is zero (±32 KiB).
+func (a *Assembler) Tbz(rt Reg, bit uint8, label string) { a.tb(opTbz, rt, bit, label) }
+
+// Tbnz branches to label when bit of Rt is one (±32 KiB).
+func (a *Assembler) Tbnz(rt Reg, bit uint8, label string) { a.tb(opTbnz, rt, bit, label) }
+
+// ref emits an instruction whose offset field Assemble fills in.
+func (a *Assembler) ref(word uint32, label string, k fixupKind) {
+	if len(a.code)%4 != 0 {
+		a.fail("instruction at offset %d is not 4-byte aligned", len(a.code))
+	}
+	a.fixups = append(a.fixups, fixup{at: len(a.code), label: label, kind: k})
+	a.emit(word)
+}
+
+// Assemble resolves every label reference and returns the machine code.
+func (a *Assembler) Assemble() ([]byte, error) {
+	if a.err != nil {
+		return nil, a.err
+	}
+	out := append([]byte(nil), a.code...)
+	for _, f := range a.fixups {
+		target, ok := a.labels[f.label]
+		if !ok {
+			return nil, fmt.Errorf("%w %q", ErrUndefined, f.label)
+		}
+		d := target - f.at
+		w := binary.LittleEndian.Uint32(out[f.at:])
+		bits, shift, unit := 0, 0, 4
+		switch f.kind {
+		case imm26:
+			bits = 26
+		case imm19:
+			bits, shift = 19, 5
+		case imm14:
+			bits, shift = 14, 5
+		case adr21:
+			bits, unit = 21, 1
+		}
+		if d%unit != 0 {
+			return nil, fmt.Errorf("a64: branch to %q at offset %d is not 4-byte aligned", f.label, target)
+		}
+		v := d / unit
+		if lim := 1 << (bits - 1); v < -lim || v >= lim {
+			return nil, fmt.Errorf("a64: %q is %d bytes away, beyond the %d-bit range", f.label, d, bits)
+		}
+		u := uint32(v) & (1<<bits - 1)
+		if f.kind == adr21 {
+			w |= (u&3)<<29 | (u>>2)<<5 // immlo, immhi
+		} else {
+			w |= u << shift
+		}
+		binary.LittleEndian.PutUint32(out[f.at:], w)
+	}
+	return out, nil
+}

@@ -1,0 +1,325 @@
+package efi_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/efi"
+)
+
+// Generous limits: firmware under TCG on a loaded 2-core machine is slow.
+const (
+	bootTimeout = 180 * time.Second
+	marker      = "Hello World!\r\n"
+)
+
+// ownLine matches the marker as a line of its own on the serial console.
+var ownLine = regexp.MustCompile(`(^|\n)Hello World!\r\n`)
+
+// esp writes the application where removable-media boot finds it and
+// returns the directory as a vvfat disk for qemu.Options.File.
+func esp(t *testing.T, o sector.Options, arch efi.Arch) string {
+	t.Helper()
+	b, err := efi.Build(o, arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, filepath.FromSlash(arch.BootPath()))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return "fat:" + dir
+}
+
+// require skips (fails under TINYVM_REQUIRE_TOOLS=1) without the emulator
+// and firmware that o needs.
+func require(t *testing.T, o qemu.Options) {
+	t.Helper()
+	if o.Arch == "arm64" {
+		tooltest.Require(t, qemu.BinaryARM, tooltest.QemuSystemARM)
+		tooltest.RequireFile(t, qemu.AAVMFCode, tooltest.AAVMF)
+	} else {
+		tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
+		code, vars := o.FirmwareFiles()
+		tooltest.RequireFile(t, code, tooltest.OVMF)
+		tooltest.RequireFile(t, vars, tooltest.OVMF)
+	}
+}
+
+// boot starts o and returns the process and its serial output.
+func boot(t *testing.T, o qemu.Options) (*qemu.Process, *qemu.Capture) {
+	t.Helper()
+	require(t, o)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*bootTimeout)
+	t.Cleanup(cancel)
+	serial := qemu.NewCapture()
+	o.Serial = serial
+	p, err := qemu.Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		select {
+		case <-p.Done():
+		default:
+			p.Kill()
+		}
+	})
+	return p, serial
+}
+
+// start boots o and waits for the marker on serial.
+func start(t *testing.T, o qemu.Options) (*qemu.Process, *qemu.Capture) {
+	t.Helper()
+	p, serial := boot(t, o)
+	if !serial.WaitFor(marker, bootTimeout, p.Done()) {
+		t.Fatalf("no %q on serial within %v; got %q", marker, bootTimeout, tail(serial.String()))
+	}
+	return p, serial
+}
+
+func tail(s string) string {
+	if len(s) > 2000 {
+		return "..." + s[len(s)-2000:]
+	}
+	return s
+}
+
+// exits waits for the emulator to end by itself with status 0.
+func exits(t *testing.T, p *qemu.Process, why string) {
+	t.Helper()
+	select {
+	case <-p.Done():
+		if err := p.Wait(); err != nil {
+			t.Fatalf("%s: qemu failed: %v", why, err)
+		}
+	case <-time.After(bootTimeout):
+		t.Fatalf("%s: the guest did not power off within %v", why, bootTimeout)
+	}
+}
+
+// stillRunning fails unless the emulator is alive after d.
+func stillRunning(t *testing.T, p *qemu.Process, d time.Duration, why string) {
+	t.Helper()
+	select {
+	case <-p.Done():
+		t.Fatalf("%s: the guest stopped, want it running", why)
+	case <-time.After(d):
+	}
+}
+
+// console returns a pipe: the reading end for qemu.Options.Console and
+// the writing end to type on the serial console. An *os.File goes to the
+// emulator as its standard input as it is, with no copying goroutine that
+// would keep Process.Wait waiting.
+func console(t *testing.T) (r, w *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
+
+func uefi(file, machine, bus string) qemu.Options {
+	return qemu.Options{File: file, Firmware: "uefi", Machine: machine, Bus: bus, NoReboot: true}
+}
+
+func arm(file string) qemu.Options {
+	return qemu.Options{File: file, Arch: "arm64", Firmware: "uefi", Machine: "virt", Bus: "virtio", NoReboot: true}
+}
+
+// TestBootPowerOff is the boot matrix: each run prints the marker on a
+// line of its own, once, and powers off with status 0.
+func TestBootPowerOff(t *testing.T) {
+	po := sector.Options{Then: sector.PowerOff}
+	x86, a64 := esp(t, po, efi.AMD64), esp(t, po, efi.ARM64)
+	for name, o := range map[string]qemu.Options{
+		"ovmf-q35-virtio": uefi(x86, "q35", "virtio"),
+		"ovmf-q35-sata":   uefi(x86, "q35", "sata"),
+		"aavmf-virt":      arm(a64),
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, serial := start(t, o)
+			exits(t, p, "--then poweroff")
+			out := serial.String()
+			if n := strings.Count(out, marker); n != 1 {
+				t.Errorf("marker printed %d times, want once: %q", n, tail(out))
+			}
+			if !ownLine.MatchString(out) {
+				t.Errorf("the marker is not a line of its own: %q", tail(out))
+			}
+			if !strings.Contains(out, "Powering off.\r\n") {
+				t.Errorf("no message on the console: %q", tail(out))
+			}
+		})
+	}
+}
+
+// TestMemoryFloor boots at the smallest memory each firmware was measured
+// to need: 48 MiB for OVMF (32 MiB crashes), 128 MiB for AAVMF (64 MiB
+// fails).
+func TestMemoryFloor(t *testing.T) {
+	po := sector.Options{Then: sector.PowerOff}
+	o := uefi(esp(t, po, efi.AMD64), "q35", "virtio")
+	o.Memory = 48
+	p, _ := start(t, o)
+	exits(t, p, "OVMF with 48 MiB")
+	// AAVMF's floor, 128 MiB, is the arm64 default every other test uses.
+}
+
+func TestWaitTimeout(t *testing.T) {
+	p, _ := start(t, uefi(esp(t, sector.Options{Timeout: 3 * time.Second}, efi.AMD64), "q35", "virtio"))
+	stillRunning(t, p, 500*time.Millisecond, "3s timeout, shortly after the marker")
+	exits(t, p, "--timeout 3s")
+}
+
+// TestWaitKeyPress types on the serial console, which OVMF and AAVMF read
+// as ConIn.
+func TestWaitKeyPress(t *testing.T) {
+	for name, o := range map[string]qemu.Options{
+		"ovmf":  uefi(esp(t, sector.Options{}, efi.AMD64), "q35", "virtio"),
+		"aavmf": arm(esp(t, sector.Options{}, efi.ARM64)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, w := console(t)
+			o.Console = r
+			p, _ := start(t, o)
+			stillRunning(t, p, 2*time.Second, "--then wait before any key")
+			if _, err := w.Write([]byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			exits(t, p, "a key on the serial console")
+		})
+	}
+}
+
+// TestWaitPowerButton presses the ACPI power button (QMP
+// system_powerdown) where the application can see it: PWRBTN_STS in the
+// PM1 block on OVMF (0x600 on q35, 0xB000 on pc), the Generic Event
+// Device on AAVMF and, without ACPI, the PL061's line 3.
+func TestWaitPowerButton(t *testing.T) {
+	x86, a64 := esp(t, sector.Options{}, efi.AMD64), esp(t, sector.Options{}, efi.ARM64)
+	for name, o := range map[string]qemu.Options{
+		"ovmf-q35":   uefi(x86, "q35", "virtio"),
+		"ovmf-pc":    uefi(x86, "pc", "virtio"),
+		"aavmf-virt": arm(a64),
+		"aavmf-virt-acpi-off": func() qemu.Options {
+			o := arm(a64)
+			o.NoACPI = true
+			return o
+		}(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, _ := start(t, o)
+			stillRunning(t, p, 2*time.Second, "--then wait before any event")
+			if err := p.Powerdown(); err != nil {
+				t.Fatal(err)
+			}
+			exits(t, p, "system_powerdown")
+		})
+	}
+}
+
+func TestHaltIgnoresEverything(t *testing.T) {
+	o := uefi(esp(t, sector.Options{Then: sector.Halt}, efi.AMD64), "q35", "virtio")
+	r, w := console(t)
+	o.Console = r
+	p, _ := start(t, o)
+	if err := p.Powerdown(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	stillRunning(t, p, 5*time.Second, "--then halt after system_powerdown and a key")
+}
+
+// TestReboot lets the guest reset (no -no-reboot): the firmware starts
+// again and the application prints its marker a second time.
+func TestReboot(t *testing.T) {
+	o := uefi(esp(t, sector.Options{Then: sector.Reboot}, efi.AMD64), "q35", "virtio")
+	o.NoReboot = false
+	p, serial := start(t, o)
+	deadline := time.Now().Add(bootTimeout)
+	for strings.Count(serial.String(), marker) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("marker seen %d times after a reboot, want twice: %q", strings.Count(serial.String(), marker), tail(serial.String()))
+		}
+		select {
+		case <-p.Done():
+			t.Fatalf("qemu exited on reboot: %v", p.Wait())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// TestSecureBootRefuses boots OVMF's Secure Boot build with Microsoft's
+// keys enrolled: it refuses the unsigned application, which the boot
+// matrix shows booting on the same machine without Secure Boot. The
+// firmware then also refuses its own unsigned shell ("Security
+// Violation") and finds nothing left to boot.
+func TestSecureBootRefuses(t *testing.T) {
+	o := uefi(esp(t, sector.Options{Then: sector.PowerOff}, efi.AMD64), "q35", "virtio")
+	o.SecureBoot = true
+	p, serial := boot(t, o)
+	const refused = "No bootable option or device was found."
+	if !serial.WaitFor(refused, bootTimeout, p.Done()) {
+		t.Fatalf("no %q on serial: %q", refused, tail(serial.String()))
+	}
+	out := serial.String()
+	for _, want := range []string{`failed to load Boot0001 "UEFI Misc Device"`, "Security Violation"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q on serial: %q", want, tail(out))
+		}
+	}
+	if strings.Contains(out, marker) {
+		t.Fatalf("Secure Boot ran the unsigned application: %q", tail(out))
+	}
+}
+
+// TestIdleCPU reads the emulator's CPU time from /proc while the guest
+// waits: WaitForEvent must leave the host idle.
+func TestIdleCPU(t *testing.T) {
+	p, _ := start(t, uefi(esp(t, sector.Options{}, efi.AMD64), "q35", "virtio"))
+	time.Sleep(2 * time.Second) // let boot work finish
+	t0, c0 := time.Now(), cpuTicks(t, p.Pid())
+	time.Sleep(5 * time.Second)
+	t1, c1 := time.Now(), cpuTicks(t, p.Pid())
+	const hz = 100 // USER_HZ, fixed at 100 on Linux
+	share := float64(c1-c0) / hz / t1.Sub(t0).Seconds()
+	t.Logf("idle guest used %.1f%% of a CPU", 100*share)
+	if share >= 0.05 {
+		t.Errorf("idle guest used %.1f%% of a CPU, want under 5%%", 100*share)
+	}
+}
+
+// cpuTicks returns utime+stime of pid in clock ticks, from /proc/PID/stat.
+func cpuTicks(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// fields 14 and 15 of the whole line.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+	f := strings.Fields(rest)
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
