@@ -79,10 +79,19 @@ func printSummary(cmd *cobra.Command, res *build.Result, verbose bool) {
 	for _, w := range res.Warnings {
 		fmt.Fprintf(errw, "warning: %s\n", w)
 	}
-	if res.Sector.Custom() {
+	switch s := res.Sector; {
+	case s == nil:
+		fmt.Fprintf(errw, "boot sector: none (UEFI only); disk %d bytes\n", res.Size)
+	case s.Custom():
 		fmt.Fprintf(errw, "boot sector: your own 512 bytes, disk %d bytes\n", res.Size)
-	} else {
-		fmt.Fprintf(errw, "boot sector: %d of 510 bytes used, %d free; disk %d bytes\n", res.Sector.Used(), res.Sector.Free(), res.Size)
+	default:
+		fmt.Fprintf(errw, "boot sector: %d of %d bytes used, %d free; disk %d bytes\n", s.Used(), s.Layout().Budget(), s.Free(), res.Size)
+		if s.Stage2() != nil {
+			fmt.Fprintf(errw, "second stage (probes): %d of %d bytes free\n", s.Stage2Free(), s.Layout().Stage2Budget())
+		}
+	}
+	for _, app := range res.EFI {
+		fmt.Fprintf(errw, "EFI application: %s, %d bytes\n", app.Path, app.Size)
 	}
 	if verbose {
 		for _, f := range res.Files {

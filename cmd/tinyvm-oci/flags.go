@@ -36,11 +36,14 @@ type buildFlags struct {
 	vmdkSubformat string
 	vhdType       string
 	isoBoot       string
+	firmware      string
+	arch          string
+	probes        string
 	fs            *pflag.FlagSet
 }
 
 // sectorFlags shape the built-in program, which --sector replaces.
-var sectorFlags = []string{"message", "serial", "then", "timeout"}
+var sectorFlags = []string{"message", "serial", "then", "timeout", "probe"}
 
 // formatFlags belong to one format each: giving one for a format the
 // command does not build is a mistake, not a no-op.
@@ -61,7 +64,10 @@ func (f *buildFlags) register(fs *pflag.FlagSet, formatUsage string) {
 	fs.StringVar(&f.then, "then", string(sector.Wait), "after printing: wait (power off on a key or the ACPI power button), poweroff, halt or reboot")
 	fs.DurationVar(&f.timeout, "timeout", 0, "with --then wait, power off after this long (e.g. 30s)")
 	fs.StringVar(&f.sectorFile, "sector", "", "use this 512-byte boot sector file (ending in 0x55AA) instead of the built-in program")
-	fs.StringVar(&f.size, "size", "1MiB", "virtual disk size (512, 1MiB, 10GiB; a multiple of 512)")
+	fs.StringVar(&f.size, "size", "1MiB", "virtual disk size (512, 1MiB, 10GiB; a multiple of 512; UEFI needs 504KiB)")
+	fs.StringVar(&f.firmware, "firmware", "bios,uefi", "what the disk boots on: bios (the MBR program), uefi (an EFI system partition) or both; bios alone is the classic bare 512-byte disk")
+	fs.StringVar(&f.arch, "arch", "amd64,arm64", "with uefi, the EFI applications the disk holds: amd64, arm64 or both")
+	fs.StringVar(&f.probes, "probe", "", "fixture probes, comma-separated: heartbeat[=INTERVAL], echo, disks, bootcount, id (BIOS; see docs/probes.md)")
 	if formatUsage != "" {
 		fs.StringVar(&f.formats, "format", "", formatUsage)
 	}
@@ -77,6 +83,27 @@ func (f *buildFlags) register(fs *pflag.FlagSet, formatUsage string) {
 func (f *buildFlags) options() (build.Options, error) {
 	var o build.Options
 	o.Sector = sector.Options{Message: f.message, Serial: &f.serial, Then: sector.Then(strings.ToLower(f.then)), Timeout: f.timeout}
+	if f.probes != "" {
+		p, err := sector.ParseProbes(f.probes)
+		if err != nil {
+			return o, usageError{fmt.Errorf("--probe: %w", err)}
+		}
+		o.Sector.Probes = p
+	}
+	if f.fs.Changed("firmware") {
+		fw, err := build.ParseFirmware(f.firmware)
+		if err != nil {
+			return o, usageError{err}
+		}
+		o.Firmware = fw
+	}
+	if f.fs.Changed("arch") {
+		a, err := build.ParseArches(f.arch)
+		if err != nil {
+			return o, usageError{err}
+		}
+		o.Arches = a
+	}
 	if f.sectorFile != "" {
 		for _, name := range sectorFlags {
 			if f.fs.Changed(name) {
@@ -126,7 +153,7 @@ func (f *buildFlags) options() (build.Options, error) {
 	if err := o.Validate(); err != nil {
 		return o, usageError{err}
 	}
-	if _, err := o.BootSector(); err != nil {
+	if _, _, err := o.Programs(); err != nil {
 		return o, usageError{err} // a message over the budget, found only by building
 	}
 	return o, nil

@@ -311,3 +311,46 @@ func TestBuildNextSteps(t *testing.T) {
 		t.Errorf("-q still prints the hint:\n%s", stderr)
 	}
 }
+
+// TestFirmwareBadInput: the firmware, architecture and size choices that
+// cannot work are usage errors, one line saying what is allowed, and
+// nothing is written.
+func TestFirmwareBadInput(t *testing.T) {
+	sectorFile := filepath.Join(t.TempDir(), "boot.bin")
+	own := make([]byte, 512)
+	own[510], own[511] = 0x55, 0xAA
+	if err := os.WriteFile(sectorFile, own, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 200)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--firmware", "uefi", "--sector", sectorFile}, "--sector is your own BIOS boot sector, which cannot carry the EFI applications; use --firmware bios"},
+		{[]string{"--firmware", "coreboot"}, `bad --firmware "coreboot": use bios, uefi or bios,uefi`},
+		{[]string{"--arch", "riscv64"}, `bad --arch "riscv64": use amd64, arm64 or amd64,arm64`},
+		{[]string{"--firmware", "bios", "--arch", "arm64"}, "--arch chooses the EFI applications, and the disk carries none; add --firmware uefi"},
+		{[]string{"--size", "256KiB"}, "a UEFI disk needs at least 516096 bytes (504 KiB), --size is 262144"},
+		{[]string{"--message", long}, "bytes over the budget"},
+		{[]string{"--probe", "heartbeat"}, "--probe runs in the BIOS program only so far"},
+	} {
+		dir := filepath.Join(t.TempDir(), "out")
+		code, _, stderr := cli(t, append([]string{"build", "-o", dir}, tc.args...)...)
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		if code != 2 || !strings.Contains(lines[0], tc.want) {
+			t.Errorf("build %v: exit %d, stderr %q; want exit 2 and %q", tc.args, code, stderr, tc.want)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("build %v wrote %s", tc.args, dir)
+		}
+	}
+	// The 440-byte budget: the same message fits the bare 510-byte disk.
+	msg := strings.Repeat("x", 150)
+	if code, _, stderr := cli(t, "build", "-o", t.TempDir(), "--message", msg); code != 2 || !strings.Contains(stderr, "does not fit in 440 bytes") {
+		t.Errorf("a 150-byte message on the universal disk: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := cli(t, "build", "-o", t.TempDir(), "--firmware", "bios", "--message", msg); code != 0 {
+		t.Errorf("a 150-byte message on the bare BIOS disk: exit %d, %q", code, stderr)
+	}
+}

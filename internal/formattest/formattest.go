@@ -24,8 +24,11 @@ import (
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/fat"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/universal"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/efi"
 )
 
 // BootSector is the project's default VM: the boot sector that prints the
@@ -43,6 +46,32 @@ func BootSector(t testing.TB) []byte {
 func BootDisk(t testing.TB, size int64) disk.Disk {
 	t.Helper()
 	d, err := disk.New(BootSector(t), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// UniversalDisk is the project's default disk of size bytes: the GPT disk
+// whose protective MBR holds the 440-byte BIOS program and whose ESP holds
+// the x86-64 and AArch64 EFI applications, all printing the serial marker
+// and powering off. It boots on SeaBIOS, OVMF and AAVMF.
+func UniversalDisk(t testing.TB, size int64) disk.Disk {
+	t.Helper()
+	o := sector.Options{Then: sector.PowerOff, Layout: sector.Partitioned}
+	s, err := sector.Build(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []fat.File
+	for _, a := range efi.Arches {
+		app, err := efi.Build(o, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, fat.File{Path: a.BootPath(), Data: app})
+	}
+	d, err := universal.New(s.Code(), files, size)
 	if err != nil {
 		t.Fatal(err)
 	}

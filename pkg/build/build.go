@@ -25,6 +25,7 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/efi"
 )
 
 // DefaultSize is the default virtual disk size: 1 MiB. SeaBIOS computes
@@ -58,8 +59,15 @@ type Options struct {
 	// Sector chooses the built-in boot program.
 	Sector sector.Options
 	// SectorFile, when set, is the user's own 512-byte boot sector, used
-	// instead of building one.
+	// instead of building one. It is BIOS only.
 	SectorFile []byte
+	// Firmware lists what the disk carries programs for (nil means BIOS
+	// and UEFI: the universal disk; BIOS alone with SectorFile). BIOS
+	// alone gives the classic bare 512-byte program padded with zeros.
+	Firmware []Firmware
+	// Arches lists the EFI applications the ESP holds (nil means every
+	// one: amd64 and arm64). Only with UEFI.
+	Arches []efi.Arch
 	// Size is the virtual disk size in bytes (0 means DefaultSize).
 	Size int64
 	// Formats are the formats to write (nil means every format).
@@ -82,8 +90,11 @@ type Options struct {
 
 // Result describes a finished build.
 type Result struct {
-	// Sector is the boot sector on the disk.
+	// Sector is the BIOS boot sector on the disk, nil for a UEFI-only
+	// disk.
 	Sector *sector.Sector
+	// EFI are the EFI applications on the disk's ESP.
+	EFI []EFIApp
 	// Size is the virtual size.
 	Size int64
 	// Files are the disk files written, in table order.
@@ -127,6 +138,9 @@ func (o Options) Validate() error {
 	if o.Size < 0 || o.size()%disk.SectorSize != 0 {
 		return fmt.Errorf("size %d is not a multiple of 512 bytes: use a size such as 512, 1MiB or 10GiB", o.Size)
 	}
+	if err := o.validateFirmware(); err != nil {
+		return err
+	}
 	if o.SectorFile != nil {
 		_, err := sector.Load(o.SectorFile)
 		return err
@@ -134,24 +148,18 @@ func (o Options) Validate() error {
 	return o.Sector.Validate()
 }
 
-// Sector builds the boot sector, or checks the user's.
-func (o Options) BootSector() (*sector.Sector, error) {
-	if o.SectorFile != nil {
-		return sector.Load(o.SectorFile)
-	}
-	return sector.Build(o.Sector)
-}
-
-// Disk builds the raw virtual disk: the boot sector padded with zeros.
-func Disk(o Options) (disk.Disk, *sector.Sector, []string, error) {
+// Disk builds the raw virtual disk: by default the universal GPT disk,
+// whose protective MBR holds the BIOS program and whose ESP holds the EFI
+// applications; with BIOS alone, the bare boot sector padded with zeros.
+func Disk(o Options) (disk.Disk, *Programs, []string, error) {
 	if err := o.Validate(); err != nil {
 		return nil, nil, nil, err
 	}
-	s, err := o.BootSector()
+	p, files, err := o.Programs()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	d, err := disk.New(s.Bytes(), o.size())
+	d, err := o.rawDisk(p, files)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -161,7 +169,7 @@ func Disk(o Options) (disk.Disk, *sector.Sector, []string, error) {
 			"a %d-byte disk boots only from IDE on the pc machine: SeaBIOS sees 0 cylinders below %d bytes, so virtio and SATA (KubeVirt's q35 and virtio defaults) will not boot it; use --size 1MiB for those",
 			d.Size(), MinBootableSize))
 	}
-	return d, s, warnings, nil
+	return d, p, warnings, nil
 }
 
 // Files is FilesContext without cancellation.
@@ -177,7 +185,7 @@ func Files(dir string, o Options) (*Result, error) {
 // it was. Files replace earlier files of the same names; dir/oci replaces
 // only an earlier OCI layout, and anything else there is an error.
 func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err error) {
-	d, s, warnings, err := Disk(o)
+	d, p, warnings, err := Disk(o)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +214,7 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 			}
 		}
 	}()
-	res = &Result{Sector: s, Size: d.Size(), Warnings: warnings}
+	res = &Result{Sector: p.Sector, EFI: p.EFI, Size: d.Size(), Warnings: warnings}
 	staged := map[string]string{} // final path: where it is until Commit
 	var sums strings.Builder
 	for _, f := range o.formatList() {
@@ -302,6 +310,12 @@ func writeManifests(tx *txn.Txn, o Options, res *Result) error {
 		return nil
 	}
 	ko := kubevirt.DirOptions{Repo: o.ImageRepo, Tag: tag, Size: res.Size}
+	for _, a := range o.EFIArches() {
+		ko.UEFI = append(ko.UEFI, kubevirt.Arch(a))
+	}
+	if !o.Has(BIOS) {
+		ko.Firmware = kubevirt.EFI // vm.yaml and vmi.yaml too: nothing for a BIOS to run
+	}
 	if o.SectorFile == nil && o.Sector.Then == sector.PowerOff {
 		// A VM that powers itself off runs to completion: the VMI ends
 		// Succeeded instead of being restarted.
@@ -335,11 +349,7 @@ func writeLayout(tx *txn.Txn, o Options, res *Result, staged map[string]string) 
 		}
 		files = append(files, oci.File{Path: staged[f.Path], Format: f.Format})
 	}
-	opts := []oci.Option{oci.WithCreated(o.Format.Stamp()), oci.WithRevision(o.Revision),
-		oci.WithCreatedBy("tinyvm-oci build"), oci.WithVirtualMachine(o.ExportedVM)}
-	if o.Version != "" {
-		opts = append(opts, oci.WithVersion(o.Version))
-	}
+	opts := append(o.ImageOptions(), oci.WithCreatedBy("tinyvm-oci build"))
 	imgs, err := oci.Images(files, opts...)
 	if err != nil {
 		return err

@@ -25,10 +25,12 @@ type variant struct {
 	size int64
 	opts formats.Options
 	only string // the one format the options are for; "" for all
+	bare bool   // the classic bare BIOS disk (--firmware bios), not the universal one
 }
 
 var variants = []variant{
 	{name: "default", size: 1 << 20},
+	{name: "bare", size: 1 << 20, bare: true},
 	{name: "1GiB", size: 1 << 30},
 	{name: "qcow2-compress", size: 1 << 20, opts: formats.Options{Qcow2Compress: true}, only: "qcow2"},
 	{name: "cluster-512", size: 1 << 20, opts: formats.Options{ClusterSize: 512}, only: "qcow2"},
@@ -50,7 +52,10 @@ type image struct {
 
 func writeImages(t *testing.T, v variant) []image {
 	t.Helper()
-	d := formattest.BootDisk(t, v.size)
+	d := formattest.UniversalDisk(t, v.size)
+	if v.bare {
+		d = formattest.BootDisk(t, v.size)
+	}
 	dir := t.TempDir()
 	rawPath := filepath.Join(dir, "source.raw")
 	formattest.WriteRaw(t, rawPath, d, raw.Write)
@@ -153,8 +158,19 @@ func TestBoot(t *testing.T) {
 			switch im.f.Media {
 			case formats.MediaDisk:
 				boots = []qemu.Options{{Machine: "pc", Bus: "ide"}, {Machine: "q35", Bus: "virtio"}}
+				if !v.bare {
+					// The same file on UEFI: OVMF, and AAVMF for the
+					// default size (TCG emulates arm64 slowly).
+					boots = append(boots, qemu.Options{Machine: "q35", Bus: "virtio", Firmware: "uefi"})
+					if v.name == "default" {
+						boots = append(boots, qemu.Options{Arch: "arm64", Bus: "virtio", Firmware: "uefi"})
+					}
+				}
 			case formats.MediaCDROM:
 				boots = []qemu.Options{{Machine: "pc", Bus: "cdrom"}, {Machine: "q35", Bus: "cdrom"}}
+				if !v.bare {
+					boots = append(boots, qemu.Options{Machine: "q35", Bus: "cdrom", Firmware: "uefi"})
+				}
 				if v.opts.ISOBoot != "floppy" {
 					boots = append(boots, qemu.Options{Machine: "pc", Bus: "ide"})
 				}
@@ -163,7 +179,14 @@ func TestBoot(t *testing.T) {
 			}
 			for _, b := range boots {
 				b.File, b.Driver = im.path, im.f.QemuDriver
-				t.Run(fmt.Sprintf("%s/%s/%s-%s", im.f.Type, v.name, b.Machine, b.Bus), func(t *testing.T) {
+				fw := b.Firmware
+				if fw == "" {
+					fw = "bios"
+				}
+				if b.Arch == "arm64" {
+					b.Machine = "virt"
+				}
+				t.Run(fmt.Sprintf("%s/%s/%s-%s-%s", im.f.Type, v.name, b.Machine, b.Bus, fw), func(t *testing.T) {
 					boot(t, b)
 				})
 			}

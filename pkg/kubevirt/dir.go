@@ -33,6 +33,9 @@ type DirOptions struct {
 	// RunStrategy is the VirtualMachine's (empty means DefaultRunStrategy;
 	// use Once for a VM built with --then poweroff).
 	RunStrategy kubevirtv1.VirtualMachineRunStrategy
+	// Firmware is what vm.yaml and vmi.yaml boot with (empty means BIOS);
+	// EFI for a disk that carries no BIOS program.
+	Firmware Firmware
 	// UEFI lists the architectures whose UEFI firmware boots the disk
 	// (the disk carries the ESP and their EFI applications). For each,
 	// WriteDir also writes a VirtualMachine: vm-efi.yaml for amd64 (OVMF)
@@ -72,7 +75,9 @@ func WriteDir(dir string, o DirOptions) ([]string, error) {
 		ko := Options{Kind: k, Image: image}
 		switch k {
 		case VM:
-			ko.RunStrategy = o.RunStrategy
+			ko.RunStrategy, ko.Firmware = o.RunStrategy, o.Firmware
+		case VMI:
+			ko.Firmware = o.Firmware
 		case DataVolume:
 			ko.Size = o.Size
 		case DataSource:

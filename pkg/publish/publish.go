@@ -164,8 +164,7 @@ func images(t Target, bo build.Options, version string) (res *build.Result, refs
 	for i, f := range res.Files {
 		files[i] = oci.File{Path: f.Path, Format: f.Format}
 	}
-	iopts := []oci.Option{oci.WithCreated(bo.Format.Stamp()), oci.WithVersion(version), oci.WithRevision(bo.Revision),
-		oci.WithCreatedBy("tinyvm-oci push"), oci.WithVirtualMachine(bo.ExportedVM)}
+	iopts := append(bo.ImageOptions(), oci.WithVersion(version), oci.WithCreatedBy("tinyvm-oci push"))
 	switch t.Mode {
 	case All:
 		tagged, err := oci.Images(files, iopts...)
