@@ -44,7 +44,7 @@ func TestBuildDefault(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	if !strings.Contains(stderr, "of 510 bytes used") || !strings.Contains(stderr, "free") {
+	if !strings.Contains(stderr, "of 440 bytes used") || !strings.Contains(stderr, "free") || !strings.Contains(stderr, "EFI application: EFI/BOOT/BOOTX64.EFI") {
 		t.Errorf("no budget summary on stderr: %q", stderr)
 	}
 	if !strings.Contains(stdout, filepath.Join(dir, "512-byte-vm.raw")) {
@@ -88,7 +88,7 @@ func TestBuildSparse(t *testing.T) {
 
 func TestBareSectorWarns(t *testing.T) {
 	dir := t.TempDir()
-	code, _, stderr := cli(t, "build", "-o", dir, "--format", "raw", "--size", "512")
+	code, _, stderr := cli(t, "build", "-o", dir, "--format", "raw", "--size", "512", "--firmware", "bios")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -333,7 +333,8 @@ func TestFirmwareBadInput(t *testing.T) {
 		{[]string{"--firmware", "bios", "--arch", "arm64"}, "--arch chooses the EFI applications, and the disk carries none; add --firmware uefi"},
 		{[]string{"--size", "256KiB"}, "a UEFI disk needs at least 516096 bytes (504 KiB), --size is 262144"},
 		{[]string{"--message", long}, "bytes over the budget"},
-		{[]string{"--probe", "heartbeat"}, "--probe runs in the BIOS program only so far"},
+		{[]string{"--probe", "heartbeat", "--firmware", "uefi"}, "--probe runs in the BIOS program only so far"},
+		{[]string{"--probe", "echo", "--format", "iso"}, "--probe does not work from the iso yet"},
 	} {
 		dir := filepath.Join(t.TempDir(), "out")
 		code, _, stderr := cli(t, append([]string{"build", "-o", dir}, tc.args...)...)

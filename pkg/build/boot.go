@@ -9,6 +9,8 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/fat"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/universal"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/iso"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/efi"
 )
@@ -32,6 +34,7 @@ var Firmwares = []Firmware{BIOS, UEFI}
 var (
 	ErrFirmware = errors.New("build: bad --firmware")
 	ErrArch     = errors.New("build: bad --arch")
+	ErrProbe    = errors.New("build: bad --probe")
 )
 
 // ParseFirmware reads a comma-separated list such as "bios,uefi".
@@ -66,12 +69,13 @@ func ParseArches(list string) ([]efi.Arch, error) {
 }
 
 // firmware is what the disk carries: the options', or both by default,
-// or BIOS alone for the user's own boot sector.
+// or BIOS alone for the user's own boot sector and for probes, which only
+// the BIOS program runs so far.
 func (o Options) firmware() []Firmware {
 	switch {
 	case o.Firmware != nil:
 		return o.Firmware
-	case o.SectorFile != nil:
+	case o.SectorFile != nil, o.Sector.Probes.Any():
 		return []Firmware{BIOS}
 	}
 	return Firmwares
@@ -139,7 +143,10 @@ func (o Options) validateFirmware() error {
 			ErrFirmware, int64(universal.MinSize), o.size())
 	}
 	if o.Sector.Probes.Any() && o.Has(UEFI) {
-		return fmt.Errorf("%w: --probe runs in the BIOS program only so far, and the EFI applications have no probes yet; add --firmware bios", ErrFirmware)
+		return fmt.Errorf("%w: --probe runs in the BIOS program only so far, and the EFI applications have no probes yet; use --firmware bios", ErrFirmware)
+	}
+	if o.Sector.Probes.Any() && slices.ContainsFunc(o.Formats, func(f formats.Format) bool { return f.Type == iso.Type }) {
+		return fmt.Errorf("%w: --probe does not work from the iso yet (its El Torito entry loads the boot sector only); leave iso out of --format", ErrProbe)
 	}
 	return nil
 }

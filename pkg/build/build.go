@@ -22,6 +22,7 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/iso"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
@@ -220,6 +221,12 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 	for _, f := range o.formatList() {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if f.Type == iso.Type && o.Sector.Probes.Any() {
+			// Only a default format list gets here (Validate refuses an
+			// explicit iso with probes).
+			res.Warnings = append(res.Warnings, "iso left out: --probe does not work from the iso yet")
+			continue
 		}
 		var file File
 		tmp, err := tx.File(f.FileName(), func(w *os.File) error {

@@ -85,7 +85,7 @@ func TestParseSize(t *testing.T) {
 
 func TestFilesRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	res, err := Files(dir, Options{Size: 512, Sector: sector.Options{Then: sector.PowerOff}})
+	res, err := Files(dir, Options{Size: 512, Firmware: []Firmware{BIOS}, Sector: sector.Options{Then: sector.PowerOff}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,10 @@ func containerDiskImage(f File, l *diskLayer, arch string, ann map[string]string
 			Size:      l.size,
 			Digest:    l.digest,
 		}},
-		Annotations: ann,
+		// The index carries the full set; an entry names only its format,
+		// which keeps what a push stores small (the labels are in the
+		// config for tools that show an image's labels).
+		Annotations: map[string]string{AnnotationFormat: f.Format.Type},
 	}
 	return newImage(m, rawCfg, l)
 }

@@ -34,15 +34,11 @@ func TestRevisionURLCreatedBy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := img.Manifest()
-		if err != nil {
-			t.Fatal(err)
-		}
 		cfg, err := img.ConfigFile()
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, ann := range []map[string]string{m.Annotations, cfg.Config.Labels} {
+		for _, ann := range []map[string]string{im.Annotations, cfg.Config.Labels} {
 			rev, hasRev := ann["org.opencontainers.image.revision"]
 			url, hasURL := ann["org.opencontainers.image.url"]
 			if hasRev != (tc.revision != "") || hasURL != (tc.url != "") || rev != tc.revision || url != tc.url {

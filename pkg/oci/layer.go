@@ -20,7 +20,7 @@ import (
 // ggcr and ko use; level 9 takes ten times longer on a large raw disk and
 // saves little on the small formats. Changing it
 // changes every digest.
-const gzipLevel = gzip.BestSpeed
+const gzipLevel = gzip.BestCompression
 
 // diskLayer is a containerDisk layer: a gzip-compressed tar holding disk/
 // and the disk file, owned by the qemu user, made from the file on every

@@ -129,7 +129,7 @@ func TestPushBuildFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	progress := make(chan v1.Update, 1)
-	_, _, err = Push(context.Background(), target, build.Options{Size: 1000 * 512}, "test", progress)
+	_, _, err = Push(context.Background(), target, build.Options{Size: 1100 * 512}, "test", progress)
 	if err == nil || !strings.Contains(err.Error(), "grain") {
 		t.Errorf("got %v, want the vmdk size error", err)
 	}
