@@ -86,12 +86,12 @@ func TestPushReportsWhatWasWritten(t *testing.T) {
 	}
 }
 
-// TestStalledUploadRetried: a PATCH that stalls fails after the idle
-// timeout and is retried; the push succeeds.
+// TestStalledUploadRetried: a blob upload's PUT, which carries the data,
+// that stalls fails after the idle timeout and is retried; the push
+// succeeds.
 func TestStalledUploadRetried(t *testing.T) {
 	host := memRegistry(t)
-	patch := func(r *http.Request) bool { return r.Method == http.MethodPatch }
-	proxy := faultproxy.New(t, host, faultproxy.Options{Share: 1, Max: 1, Match: patch, Faults: []faultproxy.Fault{faultproxy.Stall}})
+	proxy := faultproxy.New(t, host, faultproxy.Options{Share: 1, Max: 1, Match: uploadData, Faults: []faultproxy.Fault{faultproxy.Stall}})
 	_, imgs := images(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -129,4 +129,10 @@ func TestPushRetryAfter(t *testing.T) {
 	if _, failed := proxy.Counts(); failed != 2 {
 		t.Errorf("the proxy failed %d requests, want 2", failed)
 	}
+}
+
+// uploadData matches the requests that carry a blob's bytes: a PATCH, or
+// the PUT that ends an upload.
+func uploadData(r *http.Request) bool {
+	return r.Method == http.MethodPatch || r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/")
 }
