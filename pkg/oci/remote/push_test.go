@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,4 +137,71 @@ func TestPushRetryAfter(t *testing.T) {
 // the PUT that ends an upload.
 func uploadData(r *http.Request) bool {
 	return r.Method == http.MethodPatch || r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/")
+}
+
+// TestPushAgain: a second push of the same images HEADs the blobs over
+// 1 MiB and uploads none of them again; the small ones are uploaded
+// again without asking, which costs no more than asking would.
+func TestPushAgain(t *testing.T) {
+	proxy := faultproxy.New(t, memRegistry(t), faultproxy.Options{Share: 0, Max: 0})
+	_, imgs := images(t)
+	count := func(reqs []string) (heads, puts int) {
+		for _, r := range reqs {
+			switch {
+			case strings.HasPrefix(r, "HEAD ") && strings.Contains(r, "/blobs/sha256:"):
+				heads++
+			case strings.HasPrefix(r, "PUT ") && strings.Contains(r, "/blobs/uploads/"):
+				puts++
+			}
+		}
+		return heads, puts
+	}
+	if _, err := remote.PushTagged(context.Background(), repo(t, proxy.Host), imgs, fast); err != nil {
+		t.Fatal(err)
+	}
+	first := proxy.Requests()
+	if _, err := remote.PushTagged(context.Background(), repo(t, proxy.Host), imgs, fast); err != nil {
+		t.Fatal(err)
+	}
+	second := proxy.Requests()[len(first):]
+	h1, p1 := count(first)
+	h2, p2 := count(second)
+	t.Logf("first push: %d requests, %d blob HEADs, %d uploads; second: %d, %d, %d", len(first), h1, p1, len(second), h2, p2)
+	if h1 == 0 || h2 != h1 || p2 != p1-h1 {
+		t.Errorf("second push: %d HEADs and %d uploads after %d and %d; want the same HEADs and %d uploads", h2, p2, h1, p1, p1-h1)
+	}
+}
+
+// TestUploadLocationInternal: a registry whose upload Location points at
+// another host on an internal address (here the cloud metadata address)
+// gets no blob sent there; the push fails saying why.
+func TestUploadLocationInternal(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		switch {
+		case r.URL.Path == "/v2/":
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/"):
+			w.Header().Set("Location", "http://169.254.169.254/latest/upload")
+			w.WriteHeader(http.StatusAccepted)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	_, imgs := images(t)
+	_, err := remote.PushTagged(context.Background(), repo(t, srv.Listener.Addr().String()), imgs[:1], fast)
+	if err == nil || !strings.Contains(err.Error(), "internal address 169.254.169.254") {
+		t.Fatalf("got %v, want a refusal of the internal address", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range seen {
+		if strings.HasPrefix(r, "PUT") {
+			t.Errorf("a PUT reached the registry: %v", seen)
+		}
+	}
 }
