@@ -1,5 +1,7 @@
 // Package remote pushes the images of package oci to registries and pulls
-// disk files back, with go-containerregistry's pkg/v1/remote underneath.
+// disk files back: pulls with go-containerregistry's pkg/v1/remote, pushes
+// with requests of its own on ggcr's authenticating transport, which take
+// half as many round trips (see Push).
 //
 // It adds what the tinyvm-oci CLI promises on top of ggcr's defaults:
 //   - auth from the docker config and credential helpers plus GITHUB_TOKEN
