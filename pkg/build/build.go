@@ -358,17 +358,18 @@ func writeLayout(tx *txn.Txn, o Options, res *Result, staged map[string]string) 
 	if len(big) > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("left out of the OCI layout: %s, over %d (its layer would read every byte); push it with tinyvm-oci push", strings.Join(big, ", "), int64(maxLayoutSize)))
 	}
-	opts := append(o.ImageOptions(), oci.WithCreatedBy("tinyvm-oci build"))
-	imgs, err := oci.Images(files, opts...)
-	if err != nil {
-		return err
-	}
 	tmp, err := tx.TempDir()
 	if err != nil {
 		return err
 	}
 	// Staged before it is filled, so that errors name dir/oci.
 	if err := tx.Add(LayoutDir, tmp, oci.CheckLayout); err != nil {
+		return err
+	}
+	// Each layer is compressed once, straight into its blob in the layout.
+	opts := append(o.ImageOptions(), oci.WithCreatedBy("tinyvm-oci build"), oci.WithBlobDir(oci.LayoutBlobDir(tmp)))
+	imgs, err := oci.Images(files, opts...)
+	if err != nil {
 		return err
 	}
 	if err := oci.WriteLayoutDir(tmp, imgs); err != nil {
