@@ -33,9 +33,10 @@ func (e *PartialError) Error() string { return e.Err.Error() }
 func (e *PartialError) Unwrap() error { return e.Err }
 
 // Push writes each image or image index (oci.Taggable: a v1.Image or a
-// v1.ImageIndex) under its reference, in one session per repository and in two phases: first every blob of every image (each
-// once per repository, a few at a time, connections reused), then the
-// manifests, one at a time in the order given. So a failed push never
+// v1.ImageIndex) under its reference, in one session per repository and
+// in two phases: first every blob of every image (each once per
+// repository, a few at a time, connections reused), then the manifests,
+// one at a time in the order given (an index's entries before it). So a failed push never
 // leaves a tag pointing at missing content, and no tag moves until every
 // blob is in place.
 //
