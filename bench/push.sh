@@ -1,50 +1,77 @@
 #!/usr/bin/env bash
 # bench/push.sh: wall time and HTTP request count of `tinyvm-oci push --all`
-# against the same content pushed with oras push (the files, as one
-# artifact), crane push --index (the build's OCI layout) and skopeo copy
-# (each image of the layout), all to one local docker-registry, in one run.
+# against the same content pushed with oras push (the disk files' directory,
+# the disks artifact) plus crane push (every other tag of the build's OCI
+# layout, one at a time), and with crane push --index (the whole layout)
+# and skopeo copy --all (each tag of the layout), all to one local
+# docker-registry, in one run. Every client goes through the same logging
+# proxy (bench/reqlog), which counts its requests.
 # Then the bytes each shape of the disks artifact stores in the registry
 # (one uncompressed layer per file, one gzip directory layer as tinyvm-oci
 # and oras push of a directory make it, one compressed layer per file), and
 # what the whole push --all stores.
 #
 # Usage: bench/push.sh [ROUNDS]   (default 3; prints markdown tables)
-# Needs: docker-registry, skopeo, oras, crane, python3, gzip, zstd.
+# Needs: docker-registry, skopeo, oras, crane, python3, gzip, zstd, go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 
-for tool in docker-registry skopeo oras crane python3 gzip zstd; do
+for tool in docker-registry skopeo oras crane python3 gzip zstd go; do
   command -v "$tool" >/dev/null || { echo "bench/push.sh: $tool not found" >&2; exit 1; }
 done
 
 work=$(mktemp -d)
-regpid=""
-cleanup() { [ -n "$regpid" ] && kill "$regpid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-host=127.0.0.1:$port
+reg=127.0.0.1:$port
 cat >"$work/config.yml" <<CFG
 version: 0.1
 log:
   level: error
+  accesslog:
+    disabled: true
 storage:
   filesystem:
     rootdirectory: $work/storage
 http:
-  addr: $host
+  addr: $reg
 CFG
-docker-registry serve "$work/config.yml" >"$work/access.log" 2>&1 &
-regpid=$!
-for _ in $(seq 100); do curl -sf "http://$host/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "http://$reg/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
 
 go build -o "$work/tinyvm-oci" ./cmd/tinyvm-oci
+go build -o "$work/reqlog" ./bench/reqlog
+: >"$work/requests.log"
+"$work/reqlog" -target "$reg" -log "$work/requests.log" >"$work/proxy.addr" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/proxy.addr" ] && break; sleep 0.1; done
+host=$(head -1 "$work/proxy.addr")
 "$work/tinyvm-oci" build -o "$work/dist" >/dev/null 2>&1
 tags=$(python3 -c 'import json,sys; print(" ".join(m["annotations"]["org.opencontainers.image.ref.name"] for m in json.load(open(sys.argv[1]))["manifests"]))' "$work/dist/oci/index.json")
 
-# requests counts the registry's access-log lines for /v2/ requests.
-requests() { grep -cE '"(GET|HEAD|POST|PUT|PATCH|DELETE) /v2/' "$work/access.log" || true; }
+# One single-entry layout per tag, sharing the blobs, for crane push of
+# one tag (crane push takes a layout with one entry).
+for t in $tags; do
+  mkdir -p "$work/tag/$t"
+  cp "$work/dist/oci/oci-layout" "$work/tag/$t/"
+  ln -s "$work/dist/oci/blobs" "$work/tag/$t/blobs"
+  python3 -c 'import json,sys; i=json.load(open(sys.argv[1])); i["manifests"]=[m for m in i["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"]==sys.argv[2]]; json.dump(i,open(sys.argv[3],"w"))' \
+    "$work/dist/oci/index.json" "$t" "$work/tag/$t/index.json"
+done
+mkdir -p "$work/orasdir/512-byte-vm"
+cp "$work"/dist/512-byte-vm.* "$work/orasdir/512-byte-vm/"
+
+# requests counts the proxy's log lines.
+requests() { wc -l <"$work/requests.log"; }
 
 # measure NAME CMD...: runs CMD, prints "NAME seconds requests".
 measure() {
@@ -54,9 +81,8 @@ measure() {
   t0=$(date +%s.%N)
   "$@" >/dev/null 2>&1
   t1=$(date +%s.%N)
-  sleep 0.2 # let the access log catch up
   after=$(requests)
-  echo "$name $(python3 -c "print(f'{$t1-$t0:.3f}')") $((after - before))"
+  echo "$name|$(python3 -c "print(f'{$t1-$t0:.3f}')")|$((after - before))"
 }
 
 oras_push() {
@@ -66,6 +92,16 @@ oras_push() {
     args+=("$(basename "$f"):application/vnd.tinyvm-oci.disk.$ext")
   done
   (cd "$work/dist" && oras push --plain-http --artifact-type application/vnd.tinyvm-oci.disks.v1 "$host/$repo:disks" "${args[@]}")
+}
+oras_dir() {
+  (cd "$work/orasdir" && oras push --plain-http --artifact-type application/vnd.tinyvm-oci.disks.v1 "$host/$1:disks" 512-byte-vm/)
+}
+crane_each() {
+  local repo=$1
+  for t in $tags; do
+    [ "$t" = disks ] && continue
+    crane push --insecure "$work/tag/$t" "$host/$repo:$t"
+  done
 }
 skopeo_all() {
   local repo=$1
@@ -77,9 +113,11 @@ skopeo_all() {
 {
   for r in $(seq "$rounds"); do
     measure "tinyvm-oci push --all (builds too)" "$work/tinyvm-oci" push --all "$host/tvo$r"
-    measure "oras push (artifact only)" oras_push "oras$r"
-    measure "crane push --index (layout)" crane push --index "$work/dist/oci" "$host/crane$r:all"
-    measure "skopeo copy (layout, per tag)" skopeo_all "skopeo$r"
+    measure "oras push (the disks directory)" oras_dir "same$r"
+    measure "crane push (every other tag)" crane_each "same$r"
+    measure "oras push (one layer per file)" oras_push "oras$r"
+    measure "crane push --index (layout)" crane push --insecure --index "$work/dist/oci" "$host/crane$r:all"
+    measure "skopeo copy --all (layout, per tag)" skopeo_all "skopeo$r"
   done
 } >"$work/results"
 
@@ -91,8 +129,15 @@ python3 - "$work/results" <<'PY'
 import sys, statistics, collections
 rows = collections.OrderedDict()
 for line in open(sys.argv[1]):
-    *name, secs, reqs = line.split()
-    rows.setdefault(" ".join(name), []).append((float(secs), int(reqs)))
+    name, secs, reqs = line.strip().split("|")
+    rows.setdefault(name, []).append((float(secs), int(reqs)))
+# oras push of the disks directory plus crane push of every other tag
+# publish what push --all does: their sum, round by round.
+o, c = rows.get("oras push (the disks directory)"), rows.get("crane push (every other tag)")
+if o and c:
+    both = [(a[0] + b[0], a[1] + b[1]) for a, b in zip(o, c)]
+    items = list(rows.items())
+    rows = collections.OrderedDict(items[:3] + [("oras push + crane push (the same content)", both)] + items[3:])
 for name, v in rows.items():
     print(f"| {name} | {statistics.median(s for s, _ in v):.3f} | {statistics.median(r for _, r in v):.0f} |")
 PY

@@ -47,4 +47,28 @@ func TestBuildLayout(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(big, "oci")); !os.IsNotExist(err) {
 		t.Errorf("layout written for a 512 MiB disk: %v", err)
 	}
+
+	// With a format that fits, the layout holds that one, and says which
+	// file it left out.
+	code, _, errs = tvo(t, "build", "-o", big, "--format", "raw,qcow2", "--size", "512MiB")
+	if code != 0 || !strings.Contains(errs, "left out of the OCI layout: 512-byte-vm.raw is 536870912 bytes") {
+		t.Fatalf("build --format raw,qcow2 --size 512MiB: exit %d: %s", code, errs)
+	}
+	p, err = layout.FromPath(filepath.Join(big, "oci"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ii, err = p.ImageIndex(); err != nil {
+		t.Fatal(err)
+	}
+	if im, err = ii.IndexManifest(); err != nil {
+		t.Fatal(err)
+	}
+	refs = nil
+	for _, d := range im.Manifests {
+		refs = append(refs, d.Annotations[oci.AnnotationRefName])
+	}
+	if strings.Join(refs, ",") != "qcow2,"+oci.ArtifactTag {
+		t.Errorf("layout refs %v, want qcow2 and %s", refs, oci.ArtifactTag)
+	}
 }

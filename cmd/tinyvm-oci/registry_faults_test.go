@@ -226,8 +226,7 @@ func mustHead(t *testing.T, ref string) string {
 func TestPushTimeout(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
 	host := memRegistry(t)
-	patch := func(r *http.Request) bool { return r.Method == http.MethodPatch }
-	proxy := faultproxy.New(t, host, faultproxy.Options{Share: 1, Max: -1, Match: patch, Faults: []faultproxy.Fault{faultproxy.Stall}})
+	proxy := faultproxy.New(t, host, faultproxy.Options{Share: 1, Max: -1, Match: uploadData, Faults: []faultproxy.Fault{faultproxy.Stall}})
 	code, stdout, stderr := tvo(t, "push", "--push-timeout", "2s", proxy.Host+"/512vm:raw")
 	if code != exitError || stdout != "" || !strings.Contains(lastLine(stderr), "gave up after --push-timeout 2s") {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)

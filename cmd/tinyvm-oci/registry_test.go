@@ -326,12 +326,11 @@ func TestRealFaults(t *testing.T) {
 }
 
 // TestRealPatchResetRedacted: docker-registry's upload locations carry
-// the session state in the query (_state=...); a reset during PATCH must
-// not print it.
+// the session state in the query (_state=...); a reset while the blob's
+// bytes go up (the upload's PUT) must not print it.
 func TestRealPatchResetRedacted(t *testing.T) {
 	reg := ocitest.StartRegistry(t, ocitest.RegistryOptions{})
-	patch := func(r *http.Request) bool { return r.Method == http.MethodPatch }
-	bad := faultproxy.New(t, reg.Host, faultproxy.Options{Share: 1, Max: -1, Match: patch, Faults: []faultproxy.Fault{faultproxy.Reset}})
+	bad := faultproxy.New(t, reg.Host, faultproxy.Options{Share: 1, Max: -1, Match: uploadData, Faults: []faultproxy.Fault{faultproxy.Reset}})
 	code, _, errs := tvo(t, "push", bad.Host+"/broken:raw")
 	if code != exitError || !strings.Contains(lastLine(errs), "?REDACTED") {
 		t.Errorf("exit %d, %q: want a failure naming the redacted upload URL", code, errs)

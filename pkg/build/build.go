@@ -40,11 +40,12 @@ const MinBootableSize = 1008 * disk.SectorSize
 // SumsFile is the checksum file written beside the disks.
 const SumsFile = "SHA256SUMS"
 
-// maxLayoutSize is the largest file the OCI layout takes. The layout
-// holds each file as an artifact blob, written out in full (a sparse raw
-// loses its holes), and gzips each containerDisk layer twice (digest, then
-// blob), so a large sparse disk would make build slow and big.
-const maxLayoutSize = 256 << 20
+// maxLayoutSize is the largest file the OCI layout takes; larger ones are
+// left out of it, with a warning. The layout stores blobs sparsely and
+// gzips each layer once, but a layer still hashes and compresses every
+// byte of its file, holes included: seconds per GiB, hours for a sparse
+// 1 TiB raw that takes no time to write. The limit is SHA256SUMS's.
+const maxLayoutSize = maxHashSize
 
 // LayoutDir is the OCI image layout's directory inside the output.
 const LayoutDir = "oci"
@@ -349,17 +350,20 @@ func writeManifests(tx *txn.Txn, o Options, res *Result) error {
 // writeLayout stages dir/oci from the files just staged.
 func writeLayout(tx *txn.Txn, o Options, res *Result, staged map[string]string) error {
 	var files []oci.File
+	var big []string
 	for _, f := range res.Files {
 		if f.Size > maxLayoutSize {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("OCI layout not written: %s is %d bytes, over %d; push it with tinyvm-oci push", filepath.Base(f.Path), f.Size, int64(maxLayoutSize)))
-			return nil
+			big = append(big, fmt.Sprintf("%s is %d bytes", filepath.Base(f.Path), f.Size))
+			continue
 		}
 		files = append(files, oci.File{Path: staged[f.Path], Format: f.Format})
 	}
-	opts := append(o.ImageOptions(), oci.WithCreatedBy("tinyvm-oci build"))
-	imgs, err := oci.Images(files, opts...)
-	if err != nil {
-		return err
+	if len(files) == 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("OCI layout not written: %s, over %d; push it with tinyvm-oci push", strings.Join(big, ", "), int64(maxLayoutSize)))
+		return nil
+	}
+	if len(big) > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("left out of the OCI layout: %s, over %d (its layer would read every byte); push it with tinyvm-oci push", strings.Join(big, ", "), int64(maxLayoutSize)))
 	}
 	tmp, err := tx.TempDir()
 	if err != nil {
@@ -367,6 +371,12 @@ func writeLayout(tx *txn.Txn, o Options, res *Result, staged map[string]string) 
 	}
 	// Staged before it is filled, so that errors name dir/oci.
 	if err := tx.Add(LayoutDir, tmp, oci.CheckLayout); err != nil {
+		return err
+	}
+	// Each layer is compressed once, straight into its blob in the layout.
+	opts := append(o.ImageOptions(), oci.WithCreatedBy("tinyvm-oci build"), oci.WithBlobDir(oci.LayoutBlobDir(tmp)))
+	imgs, err := oci.Images(files, opts...)
+	if err != nil {
 		return err
 	}
 	if err := oci.WriteLayoutDir(tmp, imgs); err != nil {

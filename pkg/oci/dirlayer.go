@@ -48,17 +48,19 @@ type dirFile struct {
 }
 
 // dirLayer is the artifact's layer: a gzip-compressed tar holding
-// ArtifactDir/ and every file in it, made from the files on every read,
-// as oras push of a directory makes it. Its digests are taken once,
-// streaming, when the layer is made.
+// ArtifactDir/ and every file in it, as oras push of a directory makes
+// it. Its digests are taken once, streaming, when the layer is made; with
+// a blob directory (WithBlobDir) that pass also writes the blob, which
+// reads then come from, and without one reads make it from the files.
 type dirLayer struct {
 	files          []dirFile
 	mtime          time.Time
+	blob           string
 	digest, diffID v1.Hash
 	size           int64
 }
 
-func newDirLayer(files []dirFile, mtime time.Time) (*dirLayer, error) {
+func newDirLayer(files []dirFile, mtime time.Time, blobDir string) (*dirLayer, error) {
 	for i, f := range files {
 		r, err := openRegular(f.path)
 		if err != nil {
@@ -79,16 +81,28 @@ func newDirLayer(files []dirFile, mtime time.Time) (*dirLayer, error) {
 		}
 	}
 	l := &dirLayer{files: files, mtime: mtime}
-	dh, uh := sha256.New(), sha256.New()
+	uh := sha256.New()
+	compress := func(w io.Writer) error {
+		zw, err := gzip.NewWriterLevel(w, dirGzipLevel)
+		if err != nil {
+			return err
+		}
+		if err := l.writeTar(io.MultiWriter(uh, zw)); err != nil {
+			return err
+		}
+		return zw.Close()
+	}
+	if blobDir != "" {
+		var err error
+		if l.blob, l.digest, l.size, err = spool(blobDir, compress); err != nil {
+			return nil, err
+		}
+		l.diffID = sum(uh)
+		return l, nil
+	}
+	dh := sha256.New()
 	cw := &countWriter{w: dh}
-	zw, err := gzip.NewWriterLevel(cw, dirGzipLevel)
-	if err != nil {
-		return nil, err
-	}
-	if err := l.writeTar(io.MultiWriter(uh, zw)); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
+	if err := compress(cw); err != nil {
 		return nil, err
 	}
 	l.digest, l.diffID, l.size = sum(dh), sum(uh), cw.n
@@ -137,6 +151,9 @@ func (l *dirLayer) Uncompressed() (io.ReadCloser, error) {
 // Compressed streams the gzip-compressed tar. The reader fails at the end
 // if the bytes differ from the digest taken when the layer was made.
 func (l *dirLayer) Compressed() (io.ReadCloser, error) {
+	if l.blob != "" {
+		return openBlob(l.blob, l.size, l.digest)
+	}
 	pr, pw := io.Pipe()
 	go func() {
 		zw, err := gzip.NewWriterLevel(pw, dirGzipLevel)

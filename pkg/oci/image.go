@@ -109,7 +109,7 @@ func Artifact(files []File, opts ...Option) (v1.Image, error) {
 		dfs = append(dfs, dirFile{path: f.Path, name: name})
 		kinds = append(kinds, f.Format.Type)
 	}
-	l, err := newDirLayer(dfs, o.created)
+	l, err := newDirLayer(dfs, o.created, o.blobDir)
 	if err != nil {
 		return nil, err
 	}

@@ -77,7 +77,7 @@ func ContainerDisk(f File, opts ...Option) (v1.ImageIndex, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := newDiskLayer(f.Path, f.Format.FileName(), o.created)
+	l, err := newDiskLayer(f.Path, f.Format.FileName(), o.created, o.blobDir)
 	if err != nil {
 		return nil, err
 	}

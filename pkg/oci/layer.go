@@ -2,6 +2,7 @@ package oci
 
 import (
 	"archive/tar"
+	"bufio"
 	"compress/gzip"
 	"crypto/sha256"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -23,19 +25,23 @@ import (
 const gzipLevel = gzip.BestCompression
 
 // diskLayer is a containerDisk layer: a gzip-compressed tar holding disk/
-// and the disk file, owned by the qemu user, made from the file on every
-// read. Its digests are computed once, streaming, when the layer is made.
+// and the disk file, owned by the qemu user. Its digests are computed
+// once, streaming, when the layer is made. With a blob directory
+// (WithBlobDir) that one gzip pass also writes the blob, and reads come
+// from it; without one, the tar is made and compressed from the file on
+// every read.
 type diskLayer struct {
 	path  string // the file on the local disk
 	name  string // its name under disk/
 	mtime time.Time
-	fsize int64 // the file's size when the digests were taken
+	fsize int64  // the file's size when the digests were taken
+	blob  string // the compressed blob written when the layer was made, if any
 
 	digest, diffID v1.Hash
 	size           int64 // compressed size
 }
 
-func newDiskLayer(p, name string, mtime time.Time) (*diskLayer, error) {
+func newDiskLayer(p, name string, mtime time.Time, blobDir string) (*diskLayer, error) {
 	f, err := openRegular(p)
 	if err != nil {
 		return nil, err
@@ -46,20 +52,83 @@ func newDiskLayer(p, name string, mtime time.Time) (*diskLayer, error) {
 		return nil, fmt.Errorf("oci: %w", err)
 	}
 	l := &diskLayer{path: p, name: name, mtime: mtime, fsize: st.Size()}
-	dh, uh := sha256.New(), sha256.New()
+	uh := sha256.New()
+	compress := func(w io.Writer) error {
+		zw, err := gzip.NewWriterLevel(w, gzipLevel)
+		if err != nil {
+			return err
+		}
+		if err := l.writeTar(io.MultiWriter(uh, zw)); err != nil {
+			return err
+		}
+		return zw.Close()
+	}
+	if blobDir != "" {
+		l.blob, l.digest, l.size, err = spool(blobDir, compress)
+		if err != nil {
+			return nil, err
+		}
+		l.diffID = sum(uh)
+		return l, nil
+	}
+	dh := sha256.New()
 	cw := &countWriter{w: dh}
-	zw, err := gzip.NewWriterLevel(cw, gzipLevel)
-	if err != nil {
-		return nil, err
-	}
-	if err := l.writeTar(io.MultiWriter(uh, zw)); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
+	if err := compress(cw); err != nil {
 		return nil, err
 	}
 	l.digest, l.diffID, l.size = sum(dh), sum(uh), cw.n
 	return l, nil
+}
+
+// spool writes what write produces into a temp file in dir while hashing
+// it, then renames the file to dir/<hex digest>: one pass makes a blob
+// and its digest. On error nothing is left in dir.
+func spool(dir string, write func(io.Writer) error) (path string, digest v1.Hash, size int64, err error) {
+	fail := func(err error) (string, v1.Hash, int64, error) { return "", v1.Hash{}, 0, err }
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fail(fmt.Errorf("oci: blob: %w", err))
+	}
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return fail(fmt.Errorf("oci: blob: %w", err))
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	h := sha256.New()
+	bw := bufio.NewWriterSize(f, 64<<10)
+	cw := &countWriter{w: io.MultiWriter(h, bw)}
+	if err = write(cw); err != nil {
+		return fail(err)
+	}
+	if err = bw.Flush(); err != nil {
+		return fail(fmt.Errorf("oci: blob: %w", err))
+	}
+	if err = f.Chmod(0o644); err != nil {
+		return fail(fmt.Errorf("oci: blob: %w", err))
+	}
+	if err = f.Close(); err != nil {
+		return fail(fmt.Errorf("oci: blob: %w", err))
+	}
+	digest = sum(h)
+	path = filepath.Join(dir, digest.Hex)
+	if err = os.Rename(f.Name(), path); err != nil {
+		return fail(fmt.Errorf("oci: blob: %w", err))
+	}
+	return path, digest, cw.n, nil
+}
+
+// openBlob opens a blob spool wrote. The reader fails at the end if the
+// bytes differ from the digest.
+func openBlob(p string, size int64, d v1.Hash) (io.ReadCloser, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("oci: %w", err)
+	}
+	return newVerifier(f, size, d, p), nil
 }
 
 // writeTar writes the layer's tar stream. The headers carry no wall-clock
@@ -123,9 +192,13 @@ func (l *diskLayer) Uncompressed() (io.ReadCloser, error) {
 	return pr, nil
 }
 
-// Compressed streams the gzip-compressed tar. The reader fails at the end
-// if the bytes differ from the digest taken when the layer was made.
+// Compressed streams the gzip-compressed tar, from the blob when there is
+// one. The reader fails at the end if the bytes differ from the digest
+// taken when the layer was made.
 func (l *diskLayer) Compressed() (io.ReadCloser, error) {
+	if l.blob != "" {
+		return openBlob(l.blob, l.size, l.digest)
+	}
 	pr, pw := io.Pipe()
 	go func() {
 		zw, err := gzip.NewWriterLevel(pw, gzipLevel)

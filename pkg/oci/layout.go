@@ -30,17 +30,29 @@ var ErrNotLayout = errors.New("oci: not an OCI image layout")
 // The layout is written into a temp directory beside dir and renamed into
 // place. It replaces a previous layout at dir (see CheckLayout), never
 // anything else, and a failed write leaves dir as it was.
+//
+// Each blob is written once, as its layer is made (WithBlobDir): every
+// layer is compressed straight into its blob file while it is hashed.
 func WriteLayout(dir string, files []File, opts ...Option) error {
-	imgs, err := Images(files, opts...)
-	if err != nil {
-		return err
-	}
-	return WriteImages(dir, imgs)
+	return writeLayout(dir, func(tmp string) ([]Tagged, error) {
+		return Images(files, append(opts, WithBlobDir(LayoutBlobDir(tmp)))...)
+	})
 }
+
+// LayoutBlobDir is where the OCI image layout at dir keeps its sha256
+// blobs, for WithBlobDir.
+func LayoutBlobDir(dir string) string { return filepath.Join(dir, "blobs", "sha256") }
 
 // WriteImages writes the tagged images as an OCI image layout at dir, in
 // order, replacing a previous layout there as WriteLayout does.
-func WriteImages(dir string, imgs []Tagged) (err error) {
+func WriteImages(dir string, imgs []Tagged) error {
+	return writeLayout(dir, func(string) ([]Tagged, error) { return imgs, nil })
+}
+
+// writeLayout stages a temp directory for dir, writes there the images
+// that make returns (given that directory, so that their blobs can go
+// straight into it), and commits.
+func writeLayout(dir string, make func(tmp string) ([]Tagged, error)) (err error) {
 	clean := filepath.Clean(dir)
 	tx, err := txn.Begin(filepath.Dir(clean))
 	if err != nil {
@@ -53,6 +65,10 @@ func WriteImages(dir string, imgs []Tagged) (err error) {
 	}
 	if err := tx.Add(filepath.Base(clean), tmp, CheckLayout); err != nil {
 		return err
+	}
+	imgs, err := make(tmp)
+	if err != nil {
+		return tx.Redact(err)
 	}
 	if err := WriteLayoutDir(tmp, imgs); err != nil {
 		return tx.Redact(err)

@@ -85,6 +85,7 @@ type options struct {
 	version     string
 	licenses    string
 	maxSize     int64
+	blobDir     string
 	archs       []string
 }
 
@@ -149,6 +150,16 @@ func WithVersion(s string) Option { return func(o *options) { o.version = s } }
 // WithLicenses sets the licenses annotation, an SPDX expression (default
 // DefaultLicenses).
 func WithLicenses(s string) Option { return func(o *options) { o.licenses = s } }
+
+// WithBlobDir has every compressed layer (a containerDisk's gzip tar, the
+// artifact's, the VM artifact's zstd disk) written once, as it is made
+// and hashed, into dir (created if need be) under its hex digest, and
+// read from there afterwards: give it the blobs/sha256 directory of the
+// OCI layout about to be written (LayoutBlobDir), whose writer then finds
+// every blob in place, or any directory that outlives the images (push's
+// temp directory). Without it a layer is compressed once for its digest
+// and again on every read.
+func WithBlobDir(dir string) Option { return func(o *options) { o.blobDir = dir } }
 
 // WithMaxSize limits the size of each file Extract writes (default
 // DefaultMaxSize, 1 GiB).

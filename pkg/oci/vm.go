@@ -104,7 +104,7 @@ func VirtualMachine(raw File, vm VMFunc, opts ...Option) (v1.ImageIndex, error) 
 	if len(archs) == 0 {
 		return nil, fmt.Errorf("%w: no architecture given: use %s", ErrVM, strings.Join(VMArchitectures, ", "))
 	}
-	l, err := newZstdLayer(raw.Path)
+	l, err := newZstdLayer(raw.Path, o.blobDir)
 	if err != nil {
 		return nil, err
 	}
@@ -231,17 +231,19 @@ func (i *vmIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
 }
 
 // zstdLayer is the VM artifact's disk layer: the raw file compressed with
-// zstd, no tar, made from the file on every read. Its digest (of the
-// compressed bytes) and diff_id (of the file) are taken once, streaming,
-// when the layer is made.
+// zstd, no tar. Its digest (of the compressed bytes) and diff_id (of the
+// file) are taken once, streaming, when the layer is made; with a blob
+// directory (WithBlobDir) that pass also writes the blob, which reads then
+// come from, and without one reads compress the file again.
 type zstdLayer struct {
 	path           string
 	fsize          int64
+	blob           string
 	digest, diffID v1.Hash
 	size           int64
 }
 
-func newZstdLayer(p string) (*zstdLayer, error) {
+func newZstdLayer(p, blobDir string) (*zstdLayer, error) {
 	f, err := openRegular(p)
 	if err != nil {
 		return nil, err
@@ -252,6 +254,14 @@ func newZstdLayer(p string) (*zstdLayer, error) {
 		return nil, fmt.Errorf("oci: %w", err)
 	}
 	l := &zstdLayer{path: p, fsize: st.Size()}
+	if blobDir != "" {
+		uh := sha256.New()
+		if l.blob, l.digest, l.size, err = spool(blobDir, func(w io.Writer) error { return l.compress(w, uh) }); err != nil {
+			return nil, err
+		}
+		l.diffID = sum(uh)
+		return l, nil
+	}
 	dh, uh := sha256.New(), sha256.New()
 	cw := &countWriter{w: dh}
 	if err := l.compress(cw, uh); err != nil {
@@ -312,6 +322,9 @@ func (l *zstdLayer) Uncompressed() (io.ReadCloser, error) {
 // Compressed streams the zstd frame. The reader fails at the end if the
 // bytes differ from the digest taken when the layer was made.
 func (l *zstdLayer) Compressed() (io.ReadCloser, error) {
+	if l.blob != "" {
+		return openBlob(l.blob, l.size, l.digest)
+	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(l.compress(pw, nil)) }()
 	return newVerifier(pr, l.size, l.digest, l.path), nil

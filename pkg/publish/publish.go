@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -164,7 +165,10 @@ func images(t Target, bo build.Options, version string) (res *build.Result, refs
 	for i, f := range res.Files {
 		files[i] = oci.File{Path: f.Path, Format: f.Format}
 	}
-	iopts := append(bo.ImageOptions(), oci.WithVersion(version), oci.WithCreatedBy("tinyvm-oci push"))
+	// Blobs go into the temp directory as the images are made, so each
+	// layer is compressed once, not again for the upload.
+	iopts := append(bo.ImageOptions(), oci.WithVersion(version), oci.WithCreatedBy("tinyvm-oci push"),
+		oci.WithBlobDir(filepath.Join(tmp, "blobs")))
 	switch t.Mode {
 	case All:
 		tagged, err := oci.Images(files, iopts...)

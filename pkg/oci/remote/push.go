@@ -8,7 +8,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
-	ggcr "github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 )
@@ -34,35 +33,50 @@ func (e *PartialError) Error() string { return e.Err.Error() }
 func (e *PartialError) Unwrap() error { return e.Err }
 
 // Push writes each image or image index (oci.Taggable: a v1.Image or a
-// v1.ImageIndex) under its reference, in one session and in two
-// phases: first every blob of every image (each once per repository, a
-// few at a time, connections reused), then the manifests, one at a time in
-// the order given. So a failed push never leaves a tag pointing at missing
-// content, and no tag moves until every blob is in place.
+// v1.ImageIndex) under its reference, in one session per repository and
+// in two phases: first every blob of every image (each once per
+// repository, a few at a time, connections reused), then the manifests,
+// one at a time in the order given (an index's entries before it). So a failed push never
+// leaves a tag pointing at missing content, and no tag moves until every
+// blob is in place.
+//
+// It spends few requests: one ping per repository, a POST and one PUT per
+// blob (a HEAD first only for blobs over 1 MiB, which may be there from
+// an earlier push), and one PUT per manifest, with no HEAD: writing a
+// manifest that is already there changes nothing.
 //
 // It returns the references written, in order, even when it fails; the
 // error is then a *PartialError naming the others.
 func Push(ctx context.Context, refs []name.Reference, imgs []oci.Taggable, opts ...Option) ([]Pushed, error) {
 	o := makeOptions(opts)
 	if o.progress != nil {
-		// ggcr's Pusher never closes the channel; we do, on every path,
-		// so that a reader never waits forever.
+		// Close the channel on every path, so that a reader never waits
+		// forever.
 		defer close(o.progress)
 	}
 	plan, err := plan(refs, imgs)
 	if err != nil || len(plan) == 0 {
 		return nil, err
 	}
-	p, err := ggcr.NewPusher(o.remoteOptions(ctx)...)
-	if err != nil {
-		return nil, &PartialError{NotWritten: plan, Err: wrap(refs[0], err)}
+	rt := o.guard()
+	sessions := map[string]*session{}
+	for _, ref := range refs {
+		repo := ref.Context()
+		if sessions[repo.Name()] != nil {
+			continue
+		}
+		s, err := newSession(ctx, repo, rt, o)
+		if err != nil {
+			return nil, &PartialError{NotWritten: plan, Err: wrap(ref, err)}
+		}
+		sessions[repo.Name()] = s
 	}
-	if ref, err := uploadBlobs(ctx, p, refs, imgs, o.jobs); err != nil {
+	if ref, err := uploadBlobs(ctx, sessions, refs, imgs, o); err != nil {
 		return nil, &PartialError{NotWritten: plan, Err: wrap(ref, err)}
 	}
 	var written []Pushed
 	for i, ref := range refs {
-		if err := p.Push(ctx, ref, imgs[i]); err != nil {
+		if err := putManifests(ctx, sessions[ref.Context().Name()], ref, imgs[i]); err != nil {
 			return written, &PartialError{NotWritten: plan[i:], Err: wrap(ref, err)}
 		}
 		written = append(written, plan[i])
@@ -70,42 +84,126 @@ func Push(ctx context.Context, refs []name.Reference, imgs []oci.Taggable, opts 
 	return written, nil
 }
 
+// manifest is what a tag or an index can point at.
+type manifest = oci.Taggable
+
+// putManifests writes t under ref: an index's own manifests first, by
+// digest, then t under ref's tag.
+func putManifests(ctx context.Context, s *session, ref name.Reference, t manifest) error {
+	if idx, ok := t.(v1.ImageIndex); ok {
+		children, err := children(idx)
+		if err != nil {
+			return err
+		}
+		for _, c := range children {
+			d, err := c.Digest()
+			if err != nil {
+				return err
+			}
+			if err := putManifests(ctx, s, ref.Context().Digest(d.String()), c); err != nil {
+				return err
+			}
+		}
+	}
+	raw, err := t.RawManifest()
+	if err != nil {
+		return err
+	}
+	mt, err := t.MediaType()
+	if err != nil {
+		return err
+	}
+	return s.putManifest(ctx, ref.Identifier(), raw, mt)
+}
+
+// children returns the images and indexes idx points at.
+func children(idx v1.ImageIndex) ([]manifest, error) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var out []manifest
+	for _, d := range im.Manifests {
+		var c manifest
+		if d.MediaType.IsIndex() {
+			c, err = idx.ImageIndex(d.Digest)
+		} else {
+			c, err = idx.Image(d.Digest)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// blobsOf returns every layer and config of an image, or of every image
+// an index holds.
+func blobsOf(t manifest) ([]v1.Layer, error) {
+	if idx, ok := t.(v1.ImageIndex); ok {
+		cs, err := children(idx)
+		if err != nil {
+			return nil, err
+		}
+		var out []v1.Layer
+		for _, c := range cs {
+			ls, err := blobsOf(c)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ls...)
+		}
+		return out, nil
+	}
+	img, ok := t.(v1.Image)
+	if !ok {
+		return nil, fmt.Errorf("remote: %T is neither an image nor an image index", t)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := partial.ConfigLayer(img)
+	if err != nil {
+		return nil, err
+	}
+	return append(layers, cfg), nil
+}
+
 // blob is one upload: a layer or config of the image pushed to ref.
 type blob struct {
 	ref   name.Reference
 	layer v1.Layer
+	size  int64
 }
 
 // uploadBlobs uploads every layer and config of imgs, each digest once per
-// repository, jobs at a time. After the first failure it starts no more
+// repository, o.jobs at a time. After the first failure it starts no more
 // uploads, and returns the failure and the reference it was for.
-func uploadBlobs(ctx context.Context, p *ggcr.Pusher, refs []name.Reference, imgs []oci.Taggable, jobs int) (name.Reference, error) {
+func uploadBlobs(ctx context.Context, sessions map[string]*session, refs []name.Reference, imgs []oci.Taggable, o options) (name.Reference, error) {
 	var todo []blob
+	var total int64
 	seen := map[string]bool{}
-	for i, t := range imgs {
-		ims, err := imagesOf(t)
+	for i, img := range imgs {
+		layers, err := blobsOf(img)
 		if err != nil {
 			return refs[i], err
 		}
-		for _, img := range ims {
-			layers, err := img.Layers()
+		for _, l := range layers {
+			d, err := l.Digest()
 			if err != nil {
 				return refs[i], err
 			}
-			cfg, err := partial.ConfigLayer(img)
+			size, err := l.Size()
 			if err != nil {
 				return refs[i], err
 			}
-			for _, l := range append(layers, cfg) {
-				d, err := l.Digest()
-				if err != nil {
-					return refs[i], err
-				}
-				key := refs[i].Context().Name() + "@" + d.String()
-				if !seen[key] {
-					seen[key] = true
-					todo = append(todo, blob{refs[i], l})
-				}
+			key := refs[i].Context().Name() + "@" + d.String()
+			if !seen[key] {
+				seen[key] = true
+				todo = append(todo, blob{refs[i], l, size})
+				total += size
 			}
 		}
 	}
@@ -114,8 +212,9 @@ func uploadBlobs(ctx context.Context, p *ggcr.Pusher, refs []name.Reference, img
 		mu    sync.Mutex
 		fail  error
 		where name.Reference
+		done  int64
 	)
-	sem := make(chan struct{}, max(jobs, 1))
+	sem := make(chan struct{}, max(o.jobs, 1))
 	for _, b := range todo {
 		sem <- struct{}{}
 		mu.Lock()
@@ -129,12 +228,21 @@ func uploadBlobs(ctx context.Context, p *ggcr.Pusher, refs []name.Reference, img
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := p.Upload(ctx, b.ref.Context(), b.layer); err != nil {
-				mu.Lock()
+			err := sessions[b.ref.Context().Name()].upload(ctx, b.layer)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
 				if fail == nil {
 					fail, where = err, b.ref
 				}
-				mu.Unlock()
+				return
+			}
+			done += b.size
+			if o.progress != nil {
+				select {
+				case o.progress <- v1.Update{Total: total, Complete: done}:
+				case <-ctx.Done():
+				}
 			}
 		}()
 	}
@@ -143,18 +251,6 @@ func uploadBlobs(ctx context.Context, p *ggcr.Pusher, refs []name.Reference, img
 		return refs[0], ctx.Err()
 	}
 	return where, fail
-}
-
-// imagesOf is the images t holds: t itself, or each entry of an index
-// (whose manifests the Pusher writes before the index).
-func imagesOf(t oci.Taggable) ([]v1.Image, error) {
-	switch t := t.(type) {
-	case v1.Image:
-		return []v1.Image{t}, nil
-	case v1.ImageIndex:
-		return partial.FindImages(t, func(v1.Descriptor) bool { return true })
-	}
-	return nil, fmt.Errorf("remote: %T is neither an image nor an image index", t)
 }
 
 // plan pairs references with images and their digests.

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	ggcr "github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/faultproxy"
@@ -86,12 +89,12 @@ func TestPushReportsWhatWasWritten(t *testing.T) {
 	}
 }
 
-// TestStalledUploadRetried: a PATCH that stalls fails after the idle
-// timeout and is retried; the push succeeds.
+// TestStalledUploadRetried: a blob upload's PUT, which carries the data,
+// that stalls fails after the idle timeout and is retried; the push
+// succeeds.
 func TestStalledUploadRetried(t *testing.T) {
 	host := memRegistry(t)
-	patch := func(r *http.Request) bool { return r.Method == http.MethodPatch }
-	proxy := faultproxy.New(t, host, faultproxy.Options{Share: 1, Max: 1, Match: patch, Faults: []faultproxy.Fault{faultproxy.Stall}})
+	proxy := faultproxy.New(t, host, faultproxy.Options{Share: 1, Max: 1, Match: uploadData, Faults: []faultproxy.Fault{faultproxy.Stall}})
 	_, imgs := images(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -128,5 +131,85 @@ func TestPushRetryAfter(t *testing.T) {
 	}
 	if _, failed := proxy.Counts(); failed != 2 {
 		t.Errorf("the proxy failed %d requests, want 2", failed)
+	}
+}
+
+// uploadData matches the requests that carry a blob's bytes: a PATCH, or
+// the PUT that ends an upload.
+func uploadData(r *http.Request) bool {
+	return r.Method == http.MethodPatch || r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/")
+}
+
+// TestPushAgain: a second push of the same images HEADs the blobs over
+// 1 MiB and uploads none of them again; the small ones are uploaded
+// again without asking, which costs no more than asking would.
+func TestPushAgain(t *testing.T) {
+	proxy := faultproxy.New(t, memRegistry(t), faultproxy.Options{Share: 0, Max: 0})
+	// Two layers of 2 MiB of random bytes, which no compression shrinks,
+	// and their small config.
+	big, err := random.Image(2<<20, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, imgs := images(t)
+	imgs = append(imgs, oci.Tagged{Tag: "big", Image: big})
+	count := func(reqs []string) (heads, puts int) {
+		for _, r := range reqs {
+			switch {
+			case strings.HasPrefix(r, "HEAD ") && strings.Contains(r, "/blobs/sha256:"):
+				heads++
+			case strings.HasPrefix(r, "PUT ") && strings.Contains(r, "/blobs/uploads/"):
+				puts++
+			}
+		}
+		return heads, puts
+	}
+	if _, err := remote.PushTagged(context.Background(), repo(t, proxy.Host), imgs, fast); err != nil {
+		t.Fatal(err)
+	}
+	first := proxy.Requests()
+	if _, err := remote.PushTagged(context.Background(), repo(t, proxy.Host), imgs, fast); err != nil {
+		t.Fatal(err)
+	}
+	second := proxy.Requests()[len(first):]
+	h1, p1 := count(first)
+	h2, p2 := count(second)
+	t.Logf("first push: %d requests, %d blob HEADs, %d uploads; second: %d, %d, %d", len(first), h1, p1, len(second), h2, p2)
+	if h1 != 2 || h2 != h1 || p2 != p1-h1 {
+		t.Errorf("HEADs %d then %d, uploads %d then %d; want 2 HEADs each time and 2 uploads fewer the second time", h1, h2, p1, p2)
+	}
+}
+
+// TestUploadLocationInternal: a registry whose upload Location points at
+// another host on an internal address (here the cloud metadata address)
+// gets no blob sent there; the push fails saying why.
+func TestUploadLocationInternal(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		switch {
+		case r.URL.Path == "/v2/":
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/"):
+			w.Header().Set("Location", "http://169.254.169.254/latest/upload")
+			w.WriteHeader(http.StatusAccepted)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	_, imgs := images(t)
+	_, err := remote.PushTagged(context.Background(), repo(t, srv.Listener.Addr().String()), imgs[:1], fast)
+	if err == nil || !strings.Contains(err.Error(), "internal address 169.254.169.254") {
+		t.Fatalf("got %v, want a refusal of the internal address", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range seen {
+		if strings.HasPrefix(r, "PUT") {
+			t.Errorf("a PUT reached the registry: %v", seen)
+		}
 	}
 }
