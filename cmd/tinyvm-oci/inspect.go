@@ -81,6 +81,9 @@ func printInfo(w io.Writer, inf *info.Info) {
 			row("el torito efi", fmt.Sprintf("FAT image of %d sectors at LBA %d", e.EFI.SectorCount, e.EFI.ImageLBA))
 		}
 	}
+	if inf.BootCount != nil {
+		row("boot count", *inf.BootCount)
+	}
 	if inf.NotDisk != "" {
 		row("not a disk", inf.NotDisk)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,8 +15,10 @@ import (
 	"time"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/formattest"
+	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/ova"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
 )
 
 // TestInspectHostileFiles runs inspect on what is not a valid disk: each
@@ -120,5 +123,33 @@ func TestInspectCancelled(t *testing.T) {
 	code := execute(ctx, []string{"inspect", p}, &stdout, &stderr)
 	if code == exitOK || !strings.Contains(stderr.String(), "context canceled") || stdout.Len() != 0 {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+}
+
+// TestInspectBootCount: the bootcount probe's counter is readable offline.
+// A raw disk booted twice in QEMU (which writes the counter through int
+// 13h) says "boot count: 2"; a fresh one says 0.
+func TestInspectBootCount(t *testing.T) {
+	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
+	dir := t.TempDir()
+	if code, _, stderr := cli(t, "build", "-q", "-o", dir, "--format", "raw", "--probe", "bootcount", "--then", "poweroff"); code != 0 {
+		t.Fatalf("build: exit %d: %s", code, stderr)
+	}
+	file := filepath.Join(dir, "512-byte-vm.raw")
+	if _, stdout, _ := cli(t, "inspect", file); !strings.Contains(stdout, "boot count:    0\n") {
+		t.Fatalf("fresh disk: %s", stdout)
+	}
+	for boot := 1; boot <= 2; boot++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		var serial bytes.Buffer
+		err := qemu.Run(ctx, qemu.Options{File: file, Machine: "q35", Bus: "virtio", Serial: &serial})
+		cancel()
+		if err != nil || !strings.Contains(serial.String(), fmt.Sprintf("tinyvm boot %d", boot)) {
+			t.Fatalf("boot %d: %v, serial %q", boot, err, serial.String())
+		}
+	}
+	code, stdout, _ := cli(t, "inspect", "--output", "json", file)
+	if code != 0 || !strings.Contains(stdout, `"bootCount": 2`) {
+		t.Errorf("after two boots: exit %d, %s", code, stdout)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
 
 // File inspects the disk file at path; see FileContext.
@@ -126,6 +127,14 @@ func inspect(r io.ReaderAt, size int64) (*info.Info, error) {
 		if why := notDisk(r, size); why != "" {
 			inf.NotDisk = why
 			return inf, fmt.Errorf("%w: %s", info.ErrNotDisk, why)
+		}
+		// The bootcount probe's counter, readable offline (docs/probes.md).
+		n, ok, err := sector.ReadBootCount(r)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			inf.BootCount = &n
 		}
 	}
 	// Names come from the file: quote any that could carry escapes.

@@ -47,6 +47,9 @@ type Info struct {
 	Corrupt string `json:"corrupt,omitempty"`
 	// NotDisk is why a file is not a disk image at all, when it is not.
 	NotDisk string `json:"notDisk,omitempty"`
+	// BootCount is the bootcount probe's counter on a raw disk that has
+	// one: how many times the VM booted from it.
+	BootCount *uint32 `json:"bootCount,omitempty"`
 }
 
 // ElTorito is an ISO's initial boot catalog entry.
