@@ -77,6 +77,12 @@ were written, and stderr names the ones that were not.`,
 			if err != nil {
 				return usageError{err}
 			}
+			if target.Formats != nil {
+				// The tag chose the formats: a flag of another is a mistake.
+				if err := flags.checkBuilt(target.Formats); err != nil {
+					return err
+				}
+			}
 			var progress chan v1.Update
 			if isTerminal(cmd.ErrOrStderr()) {
 				progress = make(chan v1.Update, 64)

@@ -37,6 +37,7 @@ func TestRegistryUsageErrors(t *testing.T) {
 	}{
 		{[]string{"push", "--artifact", host + "/512vm:qcow2"}, "--artifact pushes the artifact"},
 		{[]string{"push", "--all", host + "/512vm:foo"}, `would ignore "foo"`},
+		{[]string{"push", "--vhd-type", "fixed", host + "/512vm:raw"}, "--vhd-type applies to vhd, which is not built here (raw)"},
 		{[]string{"push", "127.0.0.1:99999/x:raw"}, "not a number from 1 to 65535"},
 		{[]string{"pull", "127.0.0.1:99999/x:raw"}, "not a number from 1 to 65535"},
 		{[]string{"pull", "--max-size", "0", host + "/512vm:raw"}, "positive whole number"},
