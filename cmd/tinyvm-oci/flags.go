@@ -239,3 +239,38 @@ func fileKind(m fs.FileMode) string {
 	}
 	return "not a plain file"
 }
+
+// registerJSON adds --json, the one flag every command uses for
+// machine-readable output, and the old --output text|json of push and
+// inspect as a hidden, deprecated alias that warns (kept for one
+// release: -o and --output name directories in build and pull).
+func registerJSON(fs *pflag.FlagSet, asJSON *bool, usage string) {
+	fs.BoolVar(asJSON, "json", false, usage)
+	fs.Var(outputAlias{asJSON}, "output", "deprecated: use --json")
+	fs.MarkDeprecated("output", "use --json instead")
+	fs.MarkHidden("output")
+}
+
+// outputAlias is the deprecated --output text|json.
+type outputAlias struct{ asJSON *bool }
+
+func (o outputAlias) String() string {
+	if o.asJSON != nil && *o.asJSON {
+		return "json"
+	}
+	return "text"
+}
+
+func (o outputAlias) Set(v string) error {
+	switch v {
+	case "json":
+		*o.asJSON = true
+	case "text":
+		*o.asJSON = false
+	default:
+		return fmt.Errorf("%q: use text or json (or --json)", v)
+	}
+	return nil
+}
+
+func (outputAlias) Type() string { return "text|json" }

@@ -12,7 +12,7 @@ import (
 )
 
 func newInspectCmd() *cobra.Command {
-	var output string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "inspect FILE",
 		Short: "Detect a disk file's format and print its facts",
@@ -22,19 +22,16 @@ tables or blocks overlapping) and exits 1 for a corrupt image or a file
 that is not a disk image, after printing what it could read. Names read
 from the file are quoted when they hold control characters.`,
 		Example: `  tinyvm-oci inspect dist/512-byte-vm.qcow2
-  tinyvm-oci inspect --output json dist/512-byte-vm.iso`,
+  tinyvm-oci inspect --json dist/512-byte-vm.iso`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return usagef("--output %q: use text or json", output)
-			}
 			inf, err := inspect.FileContext(cmd.Context(), args[0])
 			if inf == nil {
 				return err
 			}
 			// A corrupt file or one that is not a disk still shows what
 			// could be read, and then fails.
-			if output == "json" {
+			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
 				if jerr := enc.Encode(inf); jerr != nil {
@@ -46,7 +43,7 @@ from the file are quoted when they hold control characters.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&output, "output", "text", "text or json")
+	registerJSON(cmd.Flags(), &asJSON, "print the facts as JSON")
 	return cmd
 }
 

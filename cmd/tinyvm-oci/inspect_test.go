@@ -61,7 +61,7 @@ func TestInspectHostileFiles(t *testing.T) {
 		}
 	}
 	// JSON carries the reason too.
-	code, stdout, _ := cli(t, "inspect", "--output", "json", filepath.Join(dir, "hostname"))
+	code, stdout, _ := cli(t, "inspect", "--json", filepath.Join(dir, "hostname"))
 	var inf info.Info
 	if err := json.Unmarshal([]byte(stdout), &inf); err != nil || code != exitError || inf.NotDisk == "" || inf.Format != "raw" {
 		t.Errorf("json: exit %d, %+v, %v", code, inf, err)
@@ -100,7 +100,7 @@ func TestInspectQuotesNames(t *testing.T) {
 	if code != exitOK || strings.ContainsAny(stdout, "\x1b\u009b") || !strings.Contains(stdout, "file:          "+quoted+"\n") {
 		t.Errorf("text: exit %d, the name is not quoted:\n%s%s", code, stdout, stderr)
 	}
-	code, stdout, stderr = cli(t, "inspect", "--output", "json", p)
+	code, stdout, stderr = cli(t, "inspect", "--json", p)
 	var inf info.Info
 	if err := json.Unmarshal([]byte(stdout), &inf); err != nil || code != exitOK {
 		t.Fatalf("json: exit %d, %v: %s", code, err, stderr)
@@ -148,7 +148,7 @@ func TestInspectBootCount(t *testing.T) {
 			t.Fatalf("boot %d: %v, serial %q", boot, err, serial.String())
 		}
 	}
-	code, stdout, _ := cli(t, "inspect", "--output", "json", file)
+	code, stdout, _ := cli(t, "inspect", "--json", file)
 	if code != 0 || !strings.Contains(stdout, `"bootCount": 2`) {
 		t.Errorf("after two boots: exit %d, %s", code, stdout)
 	}

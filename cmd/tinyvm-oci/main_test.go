@@ -355,3 +355,29 @@ func TestFirmwareBadInput(t *testing.T) {
 		t.Errorf("a 150-byte message on the bare BIOS disk: exit %d, %q", code, stderr)
 	}
 }
+
+// TestJSONVocabulary: --json is the one flag for machine-readable output;
+// the old --output text|json of inspect and push still works, hidden,
+// with a deprecation warning on stderr.
+func TestJSONVocabulary(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, stderr := cli(t, "build", "-q", "-o", dir, "--format", "raw"); code != 0 {
+		t.Fatalf("build: %s", stderr)
+	}
+	file := filepath.Join(dir, "512-byte-vm.raw")
+	code, stdout, stderr := cli(t, "inspect", "--json", file)
+	if code != 0 || !strings.HasPrefix(stdout, "{") || stderr != "" {
+		t.Fatalf("inspect --json: exit %d, %q, %q", code, stdout, stderr)
+	}
+	code, old, stderr := cli(t, "inspect", "--output", "json", file)
+	if code != 0 || old != stdout || !strings.Contains(stderr, "--output has been deprecated, use --json instead") {
+		t.Errorf("inspect --output json: exit %d, stdout %q, stderr %q", code, old, stderr)
+	}
+	if code, _, stderr := cli(t, "inspect", "--output", "yaml", file); code != 2 || !strings.Contains(stderr, `"yaml": use text or json (or --json)`) {
+		t.Errorf("inspect --output yaml: exit %d, %q", code, stderr)
+	}
+	_, help, _ := cli(t, "inspect", "--help")
+	if strings.Contains(help, "--output") || !strings.Contains(help, "--json") {
+		t.Errorf("inspect --help shows the hidden --output or lacks --json:\n%s", help)
+	}
+}

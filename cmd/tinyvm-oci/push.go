@@ -25,7 +25,7 @@ func newPushCmd() *cobra.Command {
 		flags         buildFlags
 		all, artifact bool
 		insecure      bool
-		output        string
+		asJSON        bool
 		timeout       time.Duration
 	)
 	cmd := &cobra.Command{
@@ -57,9 +57,6 @@ were written, and stderr names the ones that were not.`,
   tinyvm-oci push --all --then poweroff 127.0.0.1:5000/512vm`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return usagef("--output must be text or json, not %q", output)
-			}
 			if timeout < 0 {
 				return usagef("--push-timeout must not be negative, got %v", timeout)
 			}
@@ -101,10 +98,10 @@ were written, and stderr names the ones that were not.`,
 			if errors.As(err, &pe) {
 				notWritten = pe.NotWritten
 			}
-			if perr := printPushed(cmd.OutOrStdout(), output, pushed, notWritten); err == nil {
+			if perr := printPushed(cmd.OutOrStdout(), asJSON, pushed, notWritten); err == nil {
 				err = perr
 			}
-			if err != nil && output == "text" {
+			if err != nil && !asJSON {
 				for _, p := range notWritten {
 					fmt.Fprintf(cmd.ErrOrStderr(), "not pushed: %s\n", p.Ref)
 				}
@@ -116,7 +113,7 @@ were written, and stderr names the ones that were not.`,
 	fs.BoolVar(&all, "all", false, `push every containerDisk under its own tag, the artifact under "disks" and the VM artifact under "vm"`)
 	fs.BoolVar(&artifact, "artifact", false, "push the OCI artifact holding every format (or those --format lists)")
 	fs.BoolVar(&insecure, "insecure", false, "allow plain HTTP and unverified TLS to a registry that is not on loopback")
-	fs.StringVar(&output, "output", "text", "stdout format: text (REF@sha256:... per line) or json")
+	registerJSON(fs, &asJSON, "print the tags written (and, after a failure, those not written) as JSON instead of REF@sha256:... lines")
 	fs.DurationVar(&timeout, "push-timeout", 0, "give up the whole push after this long (e.g. 10m; 0: no limit; --timeout is the VM's)")
 	flags.register(fs, "format to push when the tag does not name one (default qcow2); with --all or --artifact, the formats to include (default all)")
 	return cmd
@@ -132,8 +129,8 @@ type pushedJSON struct {
 }
 
 // printPushed prints the tags written; with json, also those not written.
-func printPushed(w io.Writer, output string, pushed, notWritten []remote.Pushed) error {
-	if output == "json" {
+func printPushed(w io.Writer, asJSON bool, pushed, notWritten []remote.Pushed) error {
+	if asJSON {
 		out := make([]pushedJSON, 0, len(pushed)+len(notWritten))
 		for _, p := range pushed {
 			out = append(out, pushedJSON{Reference: p.Ref.String(), Digest: p.Digest.String(), Pinned: p.String(), Written: true})

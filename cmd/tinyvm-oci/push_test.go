@@ -120,13 +120,13 @@ func TestPushOptions(t *testing.T) {
 	host := memRegistry(t)
 	// The sector flags change the disk, so the digest.
 	_, a, _ := tvo(t, "push", host+"/512vm:raw")
-	code, b, errs := tvo(t, "push", host+"/512vm:raw", "--then", "poweroff", "--output", "json")
+	code, b, errs := tvo(t, "push", host+"/512vm:raw", "--then", "poweroff", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	var js []struct{ Reference, Digest, Pinned string }
 	if err := json.Unmarshal([]byte(b), &js); err != nil || len(js) != 1 {
-		t.Fatalf("--output json: %q: %v", b, err)
+		t.Fatalf("--json: %q: %v", b, err)
 	}
 	if js[0].Reference != host+"/512vm:raw" || js[0].Pinned != js[0].Reference+"@"+js[0].Digest || strings.TrimSpace(a) == js[0].Pinned {
 		t.Errorf("json %+v after text %q", js[0], a)

@@ -63,7 +63,7 @@ func TestRegistryUsageErrors(t *testing.T) {
 
 // TestPushAllPartial: with every PUT of the last manifest (the VM
 // artifact's) failing, push --all prints every tag it wrote, with digests,
-// in order, and names the one it did not; --output json lists them all
+// in order, and names the one it did not; --json lists them all
 // with "written".
 func TestPushAllPartial(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
@@ -99,7 +99,7 @@ func TestPushAllPartial(t *testing.T) {
 		t.Errorf("stderr %q does not name the tag not written and the error", stderr)
 	}
 
-	code, stdout, stderr = tvo(t, "push", "--all", "--output", "json", proxy.Host+"/512vm")
+	code, stdout, stderr = tvo(t, "push", "--all", "--json", proxy.Host+"/512vm")
 	var out []pushedJSON
 	if err := json.Unmarshal([]byte(stdout), &out); err != nil || code != exitError {
 		t.Fatalf("json: exit %d, %v: %q %q", code, err, stdout, stderr)

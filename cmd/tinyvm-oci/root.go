@@ -56,6 +56,11 @@ format, and ships it as KubeVirt containerDisks and OCI artifacts.`,
 		newManifestCmd(),
 		newVersionCmd(),
 	)
+	// pflag prints deprecation warnings to the flag set's output, which
+	// is stdout unless set: keep stdout for results.
+	for _, c := range append(root.Commands(), root) {
+		c.Flags().SetOutput(stderr)
+	}
 	return root
 }
 
