@@ -188,9 +188,20 @@ func TestWaitTimeout(t *testing.T) {
 	exits(t, p, "--timeout 3s")
 }
 
-// TestWaitKeyPress types on the serial console, which OVMF and AAVMF read
-// as ConIn.
+// TestWaitKeyPress presses a key on the PS/2 keyboard (QMP send-key), as
+// a VNC console would, on OVMF.
 func TestWaitKeyPress(t *testing.T) {
+	p, _ := start(t, uefi(esp(t, sector.Options{}, efi.AMD64), "q35", "virtio"))
+	stillRunning(t, p, 2*time.Second, "--then wait before any key")
+	if err := p.SendKey("a"); err != nil {
+		t.Fatal(err)
+	}
+	exits(t, p, "a key press")
+}
+
+// TestWaitSerialKey types on the serial console, which OVMF and AAVMF read
+// as ConIn.
+func TestWaitSerialKey(t *testing.T) {
 	for name, o := range map[string]qemu.Options{
 		"ovmf":  uefi(esp(t, sector.Options{}, efi.AMD64), "q35", "virtio"),
 		"aavmf": arm(esp(t, sector.Options{}, efi.ARM64)),
