@@ -114,6 +114,9 @@ const (
 	OVMF          = "apt-get install ovmf"
 	AAVMF         = "apt-get install qemu-efi-aarch64"
 	Binutils      = "apt-get install binutils-multiarch"
+	Dosfstools    = "apt-get install dosfstools"
+	Mtools        = "apt-get install mtools"
+	Sbsigntool    = "apt-get install sbsigntool"
 )
 
 // RequireFile returns path, or skips (fails under TINYVM_REQUIRE_TOOLS=1)

@@ -47,8 +47,11 @@ const (
 	OVMFVars       = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 	OVMFSecureCode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd" // needs SMM
 	OVMFSecureVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"      // Microsoft keys enrolled
-	AAVMFCode      = "/usr/share/AAVMF/AAVMF_CODE.fd"
-	AAVMFVars      = "/usr/share/AAVMF/AAVMF_VARS.fd"
+	// OVMFSnakeoilVars has Debian's snakeoil test key (PkKek-1-snakeoil)
+	// enrolled as PK, KEK and db, for images signed with it.
+	OVMFSnakeoilVars = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
+	AAVMFCode        = "/usr/share/AAVMF/AAVMF_CODE.fd"
+	AAVMFVars        = "/usr/share/AAVMF/AAVMF_VARS.fd"
 )
 
 // Options describe one boot.
@@ -85,7 +88,12 @@ type Options struct {
 	Firmware string
 	// SecureBoot boots OVMF's Secure Boot build with Microsoft's keys
 	// enrolled (q35 with SMM), which refuses unsigned applications.
+	// Under Secure Boot OVMF does not boot from a vvfat directory: use a
+	// FAT image.
 	SecureBoot bool
+	// SecureBootVars replaces the enrolled keys, such as with
+	// OVMFSnakeoilVars.
+	SecureBootVars string
 	// NoACPI builds the machine without ACPI (acpi=off): on arm64 virt the
 	// power button is then a PL061 GPIO line instead of the Generic Event
 	// Device.
@@ -118,6 +126,8 @@ func (o Options) FirmwareFiles() (code, vars string) {
 	switch {
 	case o.arm():
 		return AAVMFCode, AAVMFVars
+	case o.SecureBoot && o.SecureBootVars != "":
+		return OVMFSecureCode, o.SecureBootVars
 	case o.SecureBoot:
 		return OVMFSecureCode, OVMFSecureVars
 	case o.uefi():

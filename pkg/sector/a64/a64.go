@@ -72,8 +72,6 @@ type Cond uint8
 const (
 	EQ Cond = 0x0 // equal (Z=1)
 	NE Cond = 0x1 // not equal (Z=0)
-	HS Cond = 0x2 // unsigned higher or same (C=1)
-	LO Cond = 0x3 // unsigned lower (C=0)
 )
 
 // ErrUndefined is returned for a label that is used but never defined.
@@ -83,7 +81,6 @@ var ErrUndefined = errors.New("a64: undefined label")
 const (
 	opMovz64  = 0xD2800000 // MOVZ Xd, #imm16, LSL #hw*16
 	opMovk64  = 0xF2800000 // MOVK Xd, #imm16, LSL #hw*16
-	opMovz32  = 0x52800000 // MOVZ Wd, #imm16, LSL #hw*16
 	opOrr64   = 0xAA000000 // ORR Xd, Xn, Xm (shifted register)
 	opAdd64   = 0x91000000 // ADD Xd|SP, Xn|SP, #imm12
 	opSub64   = 0xD1000000 // SUB Xd|SP, Xn|SP, #imm12
@@ -93,17 +90,12 @@ const (
 	opLdr64   = 0xF9400000 // LDR Xt, [Xn|SP, #imm12*8]
 	opLdr32   = 0xB9400000 // LDR Wt, [Xn|SP, #imm12*4]
 	opStr64   = 0xF9000000 // STR Xt, [Xn|SP, #imm12*8]
-	opStr32   = 0xB9000000 // STR Wt, [Xn|SP, #imm12*4]
 	opAdr     = 0x10000000 // ADR Xd, label
 	opBlr     = 0xD63F0000 // BLR Xn
-	opRet     = 0xD65F03C0 // RET (X30)
 	opWfi     = 0xD503207F // WFI
 	opB       = 0x14000000 // B label
 	opBCond   = 0x54000000 // B.cond label
 	opCbz64   = 0xB4000000 // CBZ Xt, label
-	opCbnz64  = 0xB5000000 // CBNZ Xt, label
-	opTbz     = 0x36000000 // TBZ Rt, #bit, label
-	opTbnz    = 0x37000000 // TBNZ Rt, #bit, label
 	immMax12  = 1<<12 - 1
 	shiftRn   = 5
 	shiftRm   = 16
@@ -117,7 +109,6 @@ type fixupKind uint8
 const (
 	imm26 fixupKind = iota // B: bits 0-25, in words
 	imm19                  // B.cond, CBZ: bits 5-23, in words
-	imm14                  // TBZ: bits 5-18, in words
 	adr21                  // ADR: immlo bits 29-30, immhi bits 5-23, in bytes
 )
 
@@ -150,7 +141,12 @@ func (a *Assembler) fail(format string, args ...any) {
 	}
 }
 
-func (a *Assembler) emit(w uint32) { a.code = binary.LittleEndian.AppendUint32(a.code, w) }
+func (a *Assembler) emit(w uint32) {
+	if len(a.code)%4 != 0 {
+		a.fail("instruction at offset %d is not 4-byte aligned", len(a.code))
+	}
+	a.code = binary.LittleEndian.AppendUint32(a.code, w)
+}
 
 // Label defines name at the current position.
 func (a *Assembler) Label(name string) {
@@ -167,16 +163,10 @@ func (a *Assembler) Offset(name string) (int, bool) {
 	return off, ok
 }
 
-// DB emits raw data bytes. Instructions after data must stay 4-byte
-// aligned: see Align.
+// DB emits raw data bytes. An instruction after them must start on a
+// 4-byte boundary, and so must a branch target; either is an error
+// otherwise.
 func (a *Assembler) DB(b ...byte) { a.code = append(a.code, b...) }
-
-// Align pads with zeros up to a multiple of 4 bytes.
-func (a *Assembler) Align() {
-	for len(a.code)%4 != 0 {
-		a.code = append(a.code, 0)
-	}
-}
 
 func (a *Assembler) reg(r Reg) uint32 {
 	if r > 31 {
@@ -200,12 +190,6 @@ func (a *Assembler) MovImm(rd Reg, v uint64) {
 			op = opMovk64
 		}
 	}
-}
-
-// MovImm32 sets a 32-bit register to a 16-bit value, clearing the rest:
-// MOVZ Wd, #v.
-func (a *Assembler) MovImm32(rd Reg, v uint16) {
-	a.emit(opMovz32 | uint32(v)<<shiftIm16 | a.reg(rd))
 }
 
 // Mov copies a register: ORR Xd, XZR, Xm. Register 31 is XZR here; use
@@ -273,19 +257,11 @@ func (a *Assembler) Str(rt, rn Reg, off uint32) {
 	a.emit(opStr64 | a.scaled(off, 8)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rt))
 }
 
-// Str32 stores 32 bits: STR Wt, [Xn, #off].
-func (a *Assembler) Str32(rt, rn Reg, off uint32) {
-	a.emit(opStr32 | a.scaled(off, 4)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rt))
-}
-
 // Adr loads a label's address relative to the instruction: ADR Xd, label.
 func (a *Assembler) Adr(rd Reg, label string) { a.ref(opAdr|a.reg(rd), label, adr21) }
 
 // Blr calls the function whose address is in Xn: BLR Xn.
 func (a *Assembler) Blr(rn Reg) { a.emit(opBlr | a.reg(rn)<<shiftRn) }
-
-// Ret returns to the address in X30.
-func (a *Assembler) Ret() { a.emit(opRet) }
 
 // Wfi waits for an interrupt.
 func (a *Assembler) Wfi() { a.emit(opWfi) }
@@ -299,30 +275,8 @@ func (a *Assembler) BCond(cond Cond, label string) { a.ref(opBCond|uint32(cond&0
 // Cbz branches to label when Xt is zero (±1 MiB).
 func (a *Assembler) Cbz(rt Reg, label string) { a.ref(opCbz64|a.reg(rt), label, imm19) }
 
-// Cbnz branches to label when Xt is not zero (±1 MiB).
-func (a *Assembler) Cbnz(rt Reg, label string) { a.ref(opCbnz64|a.reg(rt), label, imm19) }
-
-// tb encodes TBZ and TBNZ: bit 5 of the bit number is b5 (and makes Rt
-// an X register), bits 0-4 go in b40.
-func (a *Assembler) tb(op uint32, rt Reg, bit uint8, label string) {
-	if bit > 63 {
-		a.fail("bit %d is beyond 63", bit)
-	}
-	b := uint32(bit & 63)
-	a.ref(op|(b>>5)<<31|(b&31)<<19|a.reg(rt), label, imm14)
-}
-
-// Tbz branches to label when bit of Rt is zero (±32 KiB).
-func (a *Assembler) Tbz(rt Reg, bit uint8, label string) { a.tb(opTbz, rt, bit, label) }
-
-// Tbnz branches to label when bit of Rt is one (±32 KiB).
-func (a *Assembler) Tbnz(rt Reg, bit uint8, label string) { a.tb(opTbnz, rt, bit, label) }
-
 // ref emits an instruction whose offset field Assemble fills in.
 func (a *Assembler) ref(word uint32, label string, k fixupKind) {
-	if len(a.code)%4 != 0 {
-		a.fail("instruction at offset %d is not 4-byte aligned", len(a.code))
-	}
 	a.fixups = append(a.fixups, fixup{at: len(a.code), label: label, kind: k})
 	a.emit(word)
 }
@@ -346,8 +300,6 @@ func (a *Assembler) Assemble() ([]byte, error) {
 			bits = 26
 		case imm19:
 			bits, shift = 19, 5
-		case imm14:
-			bits, shift = 14, 5
 		case adr21:
 			bits, unit = 21, 1
 		}

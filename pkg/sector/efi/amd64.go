@@ -22,10 +22,12 @@ var pmBases = []uint32{0x0600, 0xB000, 0x4000}
 
 // PM1 event block registers and bits.
 const (
-	pm1En       = 2      // PM1_EN, after the 16-bit PM1_STS at the base
-	pwrbtnBit   = 0x0100 // PWRBTN_STS in PM1_STS, PWRBTN_EN in PM1_EN
-	noPMBaseReg = x64.RBP
+	pm1En     = 2      // PM1_EN, after the 16-bit PM1_STS at the base
+	pwrbtnBit = 0x0100 // PWRBTN_STS in PM1_STS, PWRBTN_EN in PM1_EN
 )
+
+// pmBaseReg holds the PM1 base found, or 0; RBP survives firmware calls.
+const pmBaseReg = x64.RBP
 
 // amd64Program writes the x86-64 application. Registers that survive
 // calls: RBX holds the system table, RSI the boot services, RDI the ticks
@@ -116,11 +118,11 @@ func amd64Wait(a *x64.Assembler, o sector.Options) {
 	// Find the PM1 event block: enable PWRBTN_EN and keep the first base
 	// whose PM1_EN reads it back (an absent port reads 0xFFFF).
 	for _, base := range pmBases {
-		a.MovImm32(noPMBaseReg, base)
+		a.MovImm32(pmBaseReg, base)
 		a.Call("pmprobe")
 		a.J(x64.JE, "pm_found")
 	}
-	a.Xor32(noPMBaseReg, noPMBaseReg)
+	a.Xor32(pmBaseReg, pmBaseReg)
 	a.Label("pm_found")
 	n := ticks(o)
 	if n > 0 {
@@ -136,9 +138,9 @@ func amd64Wait(a *x64.Assembler, o sector.Options) {
 	a.Load(x64.RAX, x64.RSP, slotIndex)
 	a.Test32(x64.RAX, x64.RAX) // index 0: a key
 	a.J(x64.JZ, "poweroff")
-	a.Test32(noPMBaseReg, noPMBaseReg)
+	a.Test32(pmBaseReg, pmBaseReg)
 	a.J(x64.JZ, "no_pm")
-	a.Mov32(x64.RDX, noPMBaseReg)
+	a.Mov32(x64.RDX, pmBaseReg)
 	a.InDX() // PM1_STS
 	a.TestImm32(x64.RAX, pwrbtnBit)
 	a.J(x64.JNZ, "poweroff")
@@ -151,7 +153,7 @@ func amd64Wait(a *x64.Assembler, o sector.Options) {
 
 	// pmprobe: write PWRBTN_EN to PM1_EN; ZF set if it reads back.
 	a.Label("pmprobe")
-	a.Mov32(x64.RDX, noPMBaseReg)
+	a.Mov32(x64.RDX, pmBaseReg)
 	a.AddImm8(x64.RDX, pm1En)
 	a.MovImm32(x64.RAX, pwrbtnBit)
 	a.OutDX()

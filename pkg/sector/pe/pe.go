@@ -40,6 +40,11 @@ const (
 	HeaderSize = sectionHeaderOffset + 40
 	// Align is the file and section alignment.
 	Align = 16
+	// minFileSize is the smallest file EDK II loads: it reads the whole
+	// IMAGE_NT_HEADERS64, with all 16 data directories, from e_lfanew in
+	// one go and refuses a file shorter than that (measured: a 320-byte
+	// image fails with "Not Found", a 336-byte one boots).
+	minFileSize = peOffset + 4 + 20 + 112 + 16*8
 	// imageBase is the preferred load address, a multiple of 64 KiB.
 	// Firmware loads the image wherever it likes; the code does not care.
 	imageBase = 0x10000
@@ -133,7 +138,8 @@ type sectionHeader struct {
 
 // Write returns a PE32+ EFI application for machine whose single section
 // holds code, entered at its first byte. The code must be position
-// independent: the image has no relocations.
+// independent: the image has no relocations. A short program is padded
+// with zeros to the smallest file firmware loads, 336 bytes.
 func Write(machine Machine, code []byte) ([]byte, error) {
 	if len(code) == 0 {
 		return nil, ErrNoCode
@@ -141,7 +147,7 @@ func Write(machine Machine, code []byte) ([]byte, error) {
 	if machine != AMD64 && machine != ARM64 {
 		return nil, fmt.Errorf("pe: unknown machine 0x%04X: use 0x8664 (AMD64) or 0xAA64 (ARM64)", uint16(machine))
 	}
-	size := alignUp(len(code))
+	size := alignUp(max(len(code), minFileSize-HeaderSize))
 	opt := optionalHeader{
 		Magic:               magicPE32Plus,
 		SizeOfCode:          uint32(size),

@@ -24,8 +24,8 @@ func TestLayout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(b) != HeaderSize+16 || len(b)%Align != 0 {
-			t.Errorf("machine 0x%X: %d bytes, want %d", m, len(b), HeaderSize+16)
+		if len(b) != 336 || len(b)%Align != 0 {
+			t.Errorf("machine 0x%X: %d bytes, want 336", m, len(b))
 		}
 		if got := binary.LittleEndian.Uint32(b[lfanewOffset:]); got != peOffset {
 			t.Errorf("e_lfanew = 0x%X, want 0x%X", got, peOffset)
@@ -58,6 +58,20 @@ func TestLayout(t *testing.T) {
 		if !bytes.HasPrefix(data, code) || f.Sections[0].VirtualAddress != f.Sections[0].Offset {
 			t.Errorf("section: RVA 0x%X offset 0x%X", f.Sections[0].VirtualAddress, f.Sections[0].Offset)
 		}
+	}
+}
+
+// TestMinimumSize checks the padding that keeps a tiny program loadable.
+func TestMinimumSize(t *testing.T) {
+	b, err := Write(AMD64, []byte{0xC3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != 336 || len(b) < minFileSize {
+		t.Errorf("a 1-byte program makes %d bytes, want 336", len(b))
+	}
+	if _, err := pe.NewFile(bytes.NewReader(b)); err != nil {
+		t.Errorf("debug/pe: %v", err)
 	}
 }
 

@@ -136,13 +136,6 @@ func (a *Assembler) Offset(name string) (int, bool) {
 // DB emits raw data bytes.
 func (a *Assembler) DB(b ...byte) { a.emit(b...) }
 
-// Align pads with int3 (0xCC) up to a multiple of n bytes.
-func (a *Assembler) Align(n int) {
-	for len(a.code)%n != 0 {
-		a.emit(0xCC)
-	}
-}
-
 // Hlt halts until the next interrupt.
 func (a *Assembler) Hlt() { a.emit(0xF4) }
 
@@ -249,9 +242,6 @@ func (a *Assembler) Xor32(dst, src Reg) { a.op(false, 0x31, src, dst) }
 // Test32 ANDs two registers' low halves for the flags: test x32, y32.
 func (a *Assembler) Test32(x, y Reg) { a.op(false, 0x85, y, x) }
 
-// Test ANDs two 64-bit registers for the flags: test x, y.
-func (a *Assembler) Test(x, y Reg) { a.op(true, 0x85, y, x) }
-
 // TestImm32 ANDs a register's low half with an immediate for the flags:
 // test r32, imm32.
 func (a *Assembler) TestImm32(r Reg, v uint32) {
@@ -307,22 +297,10 @@ func (a *Assembler) J(cond Cond, label string) {
 	a.ref(label, rel8)
 }
 
-// JNear jumps to label when cond holds: Jcc rel32.
-func (a *Assembler) JNear(cond Cond, label string) {
-	a.emit(0x0F, 0x80+byte(cond))
-	a.ref(label, rel32)
-}
-
 // Jmp jumps to label: jmp rel8 (short).
 func (a *Assembler) Jmp(label string) {
 	a.emit(0xEB)
 	a.ref(label, rel8)
-}
-
-// JmpNear jumps to label: jmp rel32.
-func (a *Assembler) JmpNear(label string) {
-	a.emit(0xE9)
-	a.ref(label, rel32)
 }
 
 // ref reserves a field for a label's relative address, patched by

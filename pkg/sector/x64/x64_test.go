@@ -43,7 +43,6 @@ func TestEncodings(t *testing.T) {
 		{func(a *Assembler) { a.Xor32(R9, R9) }, "xor r9d, r9d"},
 		{func(a *Assembler) { a.Test32(RAX, RAX) }, "test eax, eax"},
 		{func(a *Assembler) { a.Test32(RBP, RBP) }, "test ebp, ebp"},
-		{func(a *Assembler) { a.Test(RAX, RAX) }, "test rax, rax"},
 		{func(a *Assembler) { a.TestImm32(RAX, 0x100) }, "test eax, 0x100"},
 		{func(a *Assembler) { a.TestImm32(RDI, 0x100) }, "test edi, 0x100"},
 		{func(a *Assembler) { a.CmpImm32(RAX, 0x100) }, "cmp eax, 0x100"},
@@ -87,10 +86,8 @@ func TestFixups(t *testing.T) {
 	a.J(JNE, "back")
 	a.J(JB, "fwd")
 	a.J(JAE, "back")
-	a.JNear(JE, "fwd")
-	a.JNear(JNE, "back")
 	a.Jmp("back")
-	a.JmpNear("fwd")
+	a.Jmp("fwd")
 	a.Call("fwd")
 	a.Lea(RDX, "fwd")
 	a.Lea(R8, "back")
@@ -107,7 +104,7 @@ func TestFixups(t *testing.T) {
 		target int
 	}{
 		{x86asm.HLT, 0}, {x86asm.JE, fwd}, {x86asm.JNE, back}, {x86asm.JB, fwd}, {x86asm.JAE, back},
-		{x86asm.JE, fwd}, {x86asm.JNE, back}, {x86asm.JMP, back}, {x86asm.JMP, fwd}, {x86asm.CALL, fwd},
+		{x86asm.JMP, back}, {x86asm.JMP, fwd}, {x86asm.CALL, fwd},
 		{x86asm.LEA, fwd}, {x86asm.LEA, back}, {x86asm.RET, 0},
 	}
 	pc := 0
