@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/remote"
@@ -16,7 +17,7 @@ import (
 func newManifestCmd() *cobra.Command {
 	var (
 		kind, name, namespace, runStrategy, pullMethod, size, pvc string
-		firmware, arch                                            string
+		firmware, arch, format                                    string
 		resolve                                                   bool
 	)
 	cmd := &cobra.Command{
@@ -98,11 +99,25 @@ the VM runs once and its VMI ends Succeeded.`,
 			if err := o.Validate(); err != nil {
 				return usageError{err}
 			}
-			if err := checkImage(o.Image); err != nil {
+			tagFormat, err := checkImage(o.Image, o.Kind)
+			if err != nil {
 				return err
 			}
 			if resolve {
-				if o.Image, err = kubevirt.Resolve(cmd.Context(), o.Image); err != nil {
+				var recorded string
+				if o.Image, recorded, err = kubevirt.ResolveFormat(cmd.Context(), o.Image); err != nil {
+					return err
+				}
+				// What the image says it is beats what its tag says.
+				if err := kubevirt.CheckFormat(o.Kind, recorded); err != nil {
+					return usageError{err}
+				}
+				if recorded != "" {
+					tagFormat = recorded
+				}
+			}
+			if o.Kind == kubevirt.DataVolume {
+				if o.FileSize, err = importSize(cmd, format, tagFormat, o.Size); err != nil {
 					return err
 				}
 			}
@@ -120,7 +135,8 @@ the VM runs once and its VMI ends Succeeded.`,
 	f.StringVar(&namespace, "namespace", "", "metadata.namespace (default: none, kubectl's current namespace)")
 	f.StringVar(&runStrategy, "run-strategy", string(kubevirt.DefaultRunStrategy), "vm: Always, Once, Halted or Manual")
 	f.StringVar(&pullMethod, "pull-method", string(kubevirt.DefaultPullMethod), "datavolume: pod (importer pod pulls) or node (kubelet pulls)")
-	f.StringVar(&size, "size", "1MiB", "datavolume: the disk's virtual size; storage is this rounded up to whole MiB")
+	f.StringVar(&size, "size", "1MiB", "datavolume: the disk's virtual size; storage covers it and the image file, rounded up to whole MiB")
+	f.StringVar(&format, "format", "", "datavolume: the image's disk format when the tag does not name one (default qcow2): the storage request covers its file, which CDI copies into scratch space")
 	f.StringVar(&pvc, "pvc", "", "datasource: the PVC to point at (default: --name)")
 	f.StringVar(&firmware, "firmware", "", "vm, vmi: bios or efi (default bios; efi on arm64, which has no BIOS)")
 	f.StringVar(&arch, "arch", "", "vm, vmi: spec.architecture, amd64 or arm64 (default: none, the cluster's)")
@@ -131,16 +147,51 @@ the VM runs once and its VMI ends Succeeded.`,
 // checkImage refuses an image reference a VM or DataVolume cannot use:
 // the disks artifact, which holds files, not a containerDisk. (A password
 // or a bad port was refused earlier, by remote.CheckReference.)
-func checkImage(image string) error {
+func checkImage(image string, kind kubevirt.Kind) (string, error) {
 	if image == "" {
-		return nil
+		return "", nil
 	}
 	ref, err := remote.ParseReference(strings.TrimSpace(image))
 	if err != nil {
-		return usageError{err}
+		return "", usageError{err}
 	}
-	if t, ok := ref.(name.Tag); ok && t.TagStr() == oci.ArtifactTag {
-		return usagef("%s is the %q artifact, which holds every format as files and is not a containerDisk: use a format tag such as %s:qcow2", t.Context(), oci.ArtifactTag, t.Context())
+	t, ok := ref.(name.Tag)
+	if !ok {
+		return "", nil
 	}
-	return nil
+	switch tag := t.TagStr(); tag {
+	case oci.ArtifactTag, oci.VMTag:
+		return "", usagef("%s is the %q artifact, which is not a containerDisk: use a format tag such as %s:qcow2", t.Context(), tag, t.Context())
+	case "ova":
+		return "", usagef("%s:ova: an ova is a tar archive, which qemu-img reads as a raw disk, so KubeVirt and CDI would take it and the VM would never boot; use %s:qcow2", t.Context(), t.Context())
+	default:
+		if _, err := formats.Lookup(tag); err != nil {
+			return "", nil // a tag of the user's: --resolve reads the format
+		}
+		if err := kubevirt.CheckFormat(kind, tag); err != nil {
+			return "", usageError{err}
+		}
+		return tag, nil
+	}
+}
+
+// importSize is the size of the file a DataVolume's import copies into
+// CDI's scratch space: the --format file (or the tag's format, or qcow2,
+// push's default) built at the disk's virtual size.
+func importSize(cmd *cobra.Command, flagFormat, tagFormat string, size int64) (int64, error) {
+	name := tagFormat
+	if cmd.Flags().Changed("format") {
+		name = flagFormat
+	}
+	if name == "" {
+		name = "qcow2"
+	}
+	f, err := formats.Lookup(name)
+	if err != nil {
+		return 0, usagef("--format: %w", err)
+	}
+	if tagFormat != "" && name != tagFormat {
+		return 0, usagef("--format %s, but the image is %s: leave --format out", name, tagFormat)
+	}
+	return build.FileSize(build.Options{Size: size}, f)
 }

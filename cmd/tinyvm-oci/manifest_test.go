@@ -201,3 +201,51 @@ func TestDocsKubeVirt(t *testing.T) {
 		t.Errorf("ran %v commands from docs/kubevirt.md; the docs show more", ran)
 	}
 }
+
+// TestManifestFormatTraps: a VM or VMI of a format virt-launcher refuses
+// is an error that points at qcow2, raw or a DataVolume, whether the tag
+// says the format or, with --resolve, the image's own annotation does; a
+// DataVolume's storage request covers the image file CDI copies into its
+// scratch space (a 1 MiB disk's vhdx is 5 MiB).
+func TestManifestFormatTraps(t *testing.T) {
+	for _, f := range []string{"vmdk", "vdi", "vhd", "vhdx"} {
+		for _, kind := range []string{"vm", "vmi"} {
+			code, stdout, stderr := cli(t, "manifest", "--kind", kind, "r.example/512vm:"+f)
+			if code != 2 || stdout != "" || !strings.Contains(stderr, "a "+f+" containerDisk fails in virt-launcher, which takes only raw and qcow2; use the qcow2 or raw tag for a "+kind+", or --kind datavolume") {
+				t.Errorf("%s %s: exit %d, %q", kind, f, code, stderr)
+			}
+		}
+	}
+	for _, tc := range []struct{ tag, want string }{
+		{"qcow2", "storage: 1Mi"}, {"raw", "storage: 1Mi"}, {"vdi", "storage: 2Mi"}, {"vhd", "storage: 3Mi"}, {"vhdx", "storage: 5Mi"},
+	} {
+		code, stdout, stderr := cli(t, "manifest", "--kind", "datavolume", "r.example/512vm:"+tc.tag)
+		if code != 0 || !strings.Contains(stdout, tc.want+"\n") {
+			t.Errorf("datavolume %s: exit %d, %s%s; want %s", tc.tag, code, stdout, stderr, tc.want)
+		}
+	}
+	if code, stdout, _ := cli(t, "manifest", "--kind", "datavolume", "--format", "vhdx", "r.example/512vm:latest"); code != 0 || !strings.Contains(stdout, "storage: 5Mi\n") {
+		t.Errorf("datavolume --format vhdx: exit %d, %s", code, stdout)
+	}
+	for _, tag := range []string{"ova", "vm", "disks"} {
+		if code, _, stderr := cli(t, "manifest", "--kind", "datavolume", "r.example/512vm:"+tag); code != 2 {
+			t.Errorf("datavolume of %s: exit %d, %q", tag, code, stderr)
+		}
+	}
+
+	// The image's own annotation: a vmdk containerDisk pushed under a tag
+	// that names no format.
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	host := registrytest.Start(t)
+	if code, _, stderr := cli(t, "push", "--format", "vmdk", host+"/512vm:latest"); code != 0 {
+		t.Fatalf("push: exit %d: %s", code, stderr)
+	}
+	code, stdout, stderr := cli(t, "manifest", "--resolve", host+"/512vm:latest")
+	if code != 2 || stdout != "" || !strings.Contains(stderr, "a vmdk containerDisk fails in virt-launcher") {
+		t.Errorf("--resolve of a vmdk under :latest: exit %d, %q %q", code, stdout, stderr)
+	}
+	code, stdout, stderr = cli(t, "manifest", "--resolve", "--kind", "datavolume", host+"/512vm:latest")
+	if code != 0 || !strings.Contains(stdout, "url: docker://"+host+"/512vm@sha256:") {
+		t.Errorf("--resolve datavolume of a vmdk: exit %d, %s %s", code, stdout, stderr)
+	}
+}

@@ -229,3 +229,46 @@ func (o Options) rawDisk(p *Programs, files []fat.File) (disk.Disk, error) {
 	}
 	return universal.New(code, files, o.size(), opts...)
 }
+
+// FileSize is the size of the file format f writes for the options' disk:
+// what CDI downloads and copies into its scratch space. It writes the
+// format to a counter, skipping holes the way a sparse file does, so no
+// file is made and a large sparse disk costs little.
+func FileSize(o Options, f formats.Format) (int64, error) {
+	d, _, _, err := Disk(o)
+	if err != nil {
+		return 0, err
+	}
+	var c sizeCounter
+	if err := f.Write(&c, d, o.Format); err != nil {
+		return 0, fmt.Errorf("write %s: %w", f.Type, err)
+	}
+	return c.size, nil
+}
+
+// sizeCounter is a WriteSeeker with Truncate, like a sparse *os.File,
+// that keeps only the size.
+type sizeCounter struct{ off, size int64 }
+
+func (c *sizeCounter) Write(p []byte) (int, error) {
+	c.off += int64(len(p))
+	c.size = max(c.size, c.off)
+	return len(p), nil
+}
+
+func (c *sizeCounter) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case 0:
+		c.off = off
+	case 1:
+		c.off += off
+	case 2:
+		c.off = c.size + off
+	}
+	return c.off, nil
+}
+
+func (c *sizeCounter) Truncate(n int64) error {
+	c.size = n
+	return nil
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/remote"
 )
 
@@ -44,17 +45,27 @@ func stripTag(repo string) string {
 // returns repository@digest. A reference that already has a digest is
 // returned pinned without a request.
 func Resolve(ctx context.Context, ref string, opts ...remote.Option) (string, error) {
+	pinned, _, err := ResolveFormat(ctx, ref, opts...)
+	return pinned, err
+}
+
+// ResolveFormat is Resolve that also returns the disk format the image
+// records (oci.AnnotationFormat on its index or manifest), read with the
+// one GET that finds the digest; "" when the image records none, or when
+// ref already has a digest.
+func ResolveFormat(ctx context.Context, ref string, opts ...remote.Option) (string, string, error) {
 	ref = strings.TrimSpace(ref)
 	r, err := remote.ParseReference(ref, opts...)
 	if err != nil {
-		return "", fmt.Errorf("%w %q: %v", ErrImage, ref, err)
+		return "", "", fmt.Errorf("%w %q: %v", ErrImage, ref, err)
 	}
 	if _, ok := r.(name.Digest); ok {
-		return PinnedImage(ref)
+		pinned, err := PinnedImage(ref)
+		return pinned, "", err
 	}
-	d, err := remote.Digest(ctx, r, opts...)
+	d, ann, err := remote.Annotations(ctx, r, opts...)
 	if err != nil {
-		return "", fmt.Errorf("kubevirt: resolve %s: %w", ref, err)
+		return "", "", fmt.Errorf("kubevirt: resolve %s: %w", ref, err)
 	}
-	return stripTag(ref) + "@" + d.String(), nil
+	return stripTag(ref) + "@" + d.String(), ann[oci.AnnotationFormat], nil
 }

@@ -169,6 +169,11 @@ type Options struct {
 	// Size is the disk's virtual size in bytes (datavolume only; 0 means
 	// DefaultSize).
 	Size int64
+	// FileSize is the size of the image file CDI imports (datavolume
+	// only; 0 means no more than Size). A pod-pull import copies the file
+	// into a scratch PVC as large as the target, so the storage request
+	// covers the larger of the two: a 1 MiB disk is a 5 MiB vhdx.
+	FileSize int64
 	// PVC is the claim the DataSource points at (datasource only; empty
 	// means Name, the PVC a DataVolume of that name fills).
 	PVC string
@@ -324,6 +329,9 @@ func (o Options) Validate() error {
 			return fmt.Errorf("%w %q: use %s", ErrPullMethod, o.PullMethod, join(PullMethods))
 		}
 	}
+	if o.FileSize != 0 && (k != DataVolume || o.FileSize < 0 || o.FileSize > maxSize) {
+		return fmt.Errorf("%w: file size %d is for kind datavolume, positive and under 8 EiB", ErrSize, o.FileSize)
+	}
 	if o.Size != 0 {
 		if k != DataVolume {
 			return fmt.Errorf("%w: a size is for kind datavolume, not %s", ErrOption, k)
@@ -429,7 +437,7 @@ func Object(o Options) (any, error) {
 				},
 				Storage: &cdiv1.StorageSpec{
 					Resources: corev1.VolumeResourceRequirements{
-						Requests: corev1.ResourceList{corev1.ResourceStorage: StorageRequest(o.size())},
+						Requests: corev1.ResourceList{corev1.ResourceStorage: StorageRequest(max(o.size(), o.FileSize))},
 					},
 				},
 			},
@@ -547,4 +555,22 @@ func prune(v any) {
 			prune(e)
 		}
 	}
+}
+
+// ErrFormat is a containerDisk format KubeVirt cannot boot.
+var ErrFormat = errors.New("kubevirt: not a format virt-launcher boots")
+
+// BootFormats are the containerDisk formats virt-launcher accepts: it
+// runs qemu-img info and refuses anything but raw and qcow2 (without a
+// backing file).
+var BootFormats = []string{"raw", "qcow2"}
+
+// CheckFormat refuses a containerDisk of a format KubeVirt does not boot
+// for a VM or VMI of kind k; a DataVolume takes any format qemu-img reads,
+// because CDI converts it to raw. An empty format (not known) passes.
+func CheckFormat(k Kind, format string) error {
+	if format == "" || k == DataVolume || k == DataSource || slices.Contains(BootFormats, format) {
+		return nil
+	}
+	return fmt.Errorf("%w: a %s containerDisk fails in virt-launcher, which takes only raw and qcow2; use the qcow2 or raw tag for a %s, or --kind datavolume, whose import CDI converts", ErrFormat, format, k)
 }

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -60,4 +61,23 @@ func Digest(ctx context.Context, ref name.Reference, opts ...Option) (v1.Hash, e
 		return v1.Hash{}, wrap(ref, err)
 	}
 	return desc.Digest, nil
+}
+
+// Annotations fetches the manifest or index ref points at, with the same
+// credentials, plain-HTTP rule and retries as Push and Pull, and returns
+// its digest and top-level annotations, such as the disk format a
+// containerDisk records (oci.AnnotationFormat).
+func Annotations(ctx context.Context, ref name.Reference, opts ...Option) (v1.Hash, map[string]string, error) {
+	o := makeOptions(opts)
+	desc, err := ggcr.Get(ref, o.remoteOptions(ctx)...)
+	if err != nil {
+		return v1.Hash{}, nil, wrap(ref, err)
+	}
+	var m struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(desc.Manifest, &m); err != nil {
+		return desc.Digest, nil, fmt.Errorf("registry %s: the manifest of %s is not JSON: %w", ref.Context().RegistryStr(), ref, err)
+	}
+	return desc.Digest, m.Annotations, nil
 }
