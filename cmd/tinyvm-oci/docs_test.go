@@ -31,6 +31,9 @@ var placeholders = []string{"ghcr.io/acme", "registry.example.com", "registry.ex
 var notRunnable = map[string]string{
 	"kubectl": "needs a Kubernetes cluster with KubeVirt and CDI",
 	"virtctl": "needs a Kubernetes cluster with KubeVirt",
+	// The docs start a registry on 127.0.0.1:5000; the test has its own
+	// (and ocitest.StartRegistry runs this same command on a free port).
+	"docker-registry": "the test runs its own registry in its place",
 }
 
 // docLines returns the command lines of a Markdown file: the lines of sh
