@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -229,5 +230,64 @@ func TestHelpExamples(t *testing.T) {
 	e.runLine(t, dir, "setup", "tinyvm-oci build")
 	for _, line := range exampleLines() {
 		e.runLine(t, dir, "--help example", line)
+	}
+}
+
+// TestDocsLocalRegistry runs the README's own lines that start a local
+// registry (which TestDocsCommands leaves to its own registry), on a free
+// port instead of 5000, and pushes to it and pulls from it.
+func TestDocsLocalRegistry(t *testing.T) {
+	tooltest.Require(t, "docker-registry", tooltest.Registry)
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := l.Addr().String()
+	l.Close()
+	var start []string
+	for _, line := range docLines(t, filepath.Join("..", "..", "README.md")) {
+		if strings.Contains(line, "registry.yml") {
+			start = append(start, strings.ReplaceAll(line, "127.0.0.1:5000", host))
+		}
+	}
+	if len(start) != 2 || !strings.HasPrefix(start[1], "docker-registry serve") {
+		t.Fatalf("README's registry lines: %q, want the config line and docker-registry serve", start)
+	}
+	dir := t.TempDir()
+	cfg := exec.Command("bash", "-euo", "pipefail", "-c", start[0])
+	cfg.Dir = dir
+	if out, err := cfg.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", start[0], err, out)
+	}
+	srv := exec.Command("bash", "-c", "exec "+strings.TrimSuffix(strings.TrimSpace(start[1]), "&"))
+	srv.Dir = dir
+	var log bytes.Buffer
+	srv.Stdout, srv.Stderr = &log, &log
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("tcp", host)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the README's registry did not listen on %s: %s", host, log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, _, stderr := cli(t, "push", "--then", "poweroff", host+"/512vm:qcow2"); code != 0 {
+		t.Fatalf("push: exit %d: %s", code, stderr)
+	}
+	out := t.TempDir()
+	if code, _, stderr := cli(t, "pull", host+"/512vm:qcow2", "-o", out); code != 0 {
+		t.Fatalf("pull: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "registry")); err != nil {
+		t.Errorf("the registry kept nothing in ./registry: %v", err)
 	}
 }
