@@ -148,8 +148,10 @@ func TestQemuImg(t *testing.T) {
 }
 
 // TestBoot boots every format in QEMU with its own block driver: disks on
-// pc+ide and q35+virtio, the iso as a CD-ROM on pc and q35 and as a hard
-// disk (hybrid). The guest must print the marker and power off.
+// SeaBIOS pc+ide and q35+virtio, OVMF q35+virtio (and SATA for raw) and
+// AAVMF virt+virtio; the iso as a CD-ROM on SeaBIOS pc and q35, OVMF q35
+// and AAVMF virt, and as a hard disk (hybrid). The guest must print the
+// marker and power off.
 func TestBoot(t *testing.T) {
 	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
 	for _, v := range variants {
@@ -165,11 +167,17 @@ func TestBoot(t *testing.T) {
 					if v.name == "default" {
 						boots = append(boots, qemu.Options{Arch: "arm64", Bus: "virtio", Firmware: "uefi"})
 					}
+					if v.name == "default" && im.f.Type == "raw" {
+						boots = append(boots, qemu.Options{Machine: "q35", Bus: "sata", Firmware: "uefi"})
+					}
 				}
 			case formats.MediaCDROM:
 				boots = []qemu.Options{{Machine: "pc", Bus: "cdrom"}, {Machine: "q35", Bus: "cdrom"}}
 				if !v.bare {
 					boots = append(boots, qemu.Options{Machine: "q35", Bus: "cdrom", Firmware: "uefi"})
+					if v.name == "default" {
+						boots = append(boots, qemu.Options{Arch: "arm64", Bus: "cdrom", Firmware: "uefi"})
+					}
 				}
 				if v.opts.ISOBoot != "floppy" {
 					boots = append(boots, qemu.Options{Machine: "pc", Bus: "ide"})

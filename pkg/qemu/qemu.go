@@ -64,7 +64,7 @@ type Options struct {
 	// Machine is "pc" (default) or "q35".
 	Machine string
 	// Bus attaches File: "ide" (default), "virtio", "sata", "scsi", or
-	// "cdrom" (ide-cd on pc, a SATA CD-ROM on q35).
+	// "cdrom" (ide-cd on pc, a SATA CD-ROM on q35, a SCSI CD-ROM on virt).
 	Bus string
 	// Serial receives the guest's COM1 output.
 	Serial io.Writer
@@ -157,8 +157,8 @@ func (o Options) Validate() error {
 		if o.Machine != "" && o.Machine != "virt" {
 			return fmt.Errorf("qemu: machine %q is x86: arm64 uses virt", o.Machine)
 		}
-		if o.Bus != "" && o.Bus != "virtio" && o.Bus != "scsi" {
-			return fmt.Errorf("qemu: bus %q does not exist on virt: use virtio or scsi", o.Bus)
+		if o.Bus != "" && o.Bus != "virtio" && o.Bus != "scsi" && o.Bus != "cdrom" {
+			return fmt.Errorf("qemu: bus %q does not exist on virt: use virtio, scsi or cdrom", o.Bus)
 		}
 	} else if o.Machine == "virt" {
 		return errors.New("qemu: machine virt is arm64: use pc or q35")
@@ -276,7 +276,13 @@ func (o Options) Args() ([]string, error) {
 	case "scsi":
 		args = append(args, "-drive", drive, "-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-hd,drive=d0,bus=scsi0.0,bootindex=0")
 	case "cdrom":
-		args = append(args, "-drive", drive+",media=cdrom,readonly=on", "-device", "ide-cd,drive=d0,bus=ide.0,bootindex=0")
+		if o.arm() {
+			// virt has no IDE: a SCSI CD-ROM, which AAVMF boots from its
+			// El Torito EFI entry.
+			args = append(args, "-drive", drive+",media=cdrom,readonly=on", "-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-cd,drive=d0,bus=scsi0.0,bootindex=0")
+		} else {
+			args = append(args, "-drive", drive+",media=cdrom,readonly=on", "-device", "ide-cd,drive=d0,bus=ide.0,bootindex=0")
+		}
 	}
 	return args, nil
 }
