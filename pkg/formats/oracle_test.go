@@ -16,6 +16,7 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/inspect"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
 )
 
@@ -182,8 +183,20 @@ func TestBoot(t *testing.T) {
 				if v.opts.ISOBoot != "floppy" {
 					boots = append(boots, qemu.Options{Machine: "pc", Bus: "ide"})
 				}
-			default:
-				continue // ova: its package boots the disk it holds
+			case formats.MediaArchive:
+				// ova: the VMDK inside the tar, in place, as run boots it
+				// (its package boots it on SeaBIOS; here the universal
+				// disk's UEFI too).
+				if v.bare || v.name != "default" {
+					continue
+				}
+				in, err := inspect.File(im.path)
+				if err != nil || in.DiskSize == 0 {
+					t.Fatalf("inspect %s: %v, %+v", im.path, err, in)
+				}
+				for _, fw := range []string{"", "uefi"} {
+					boots = append(boots, qemu.Options{Machine: "q35", Bus: "virtio", Firmware: fw, Offset: in.DiskOffset, Length: in.DiskSize})
+				}
 			}
 			for _, b := range boots {
 				b.File, b.Driver = im.path, im.f.QemuDriver
