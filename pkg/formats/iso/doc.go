@@ -47,7 +47,8 @@
 // BIOS boot image, and the catalog gets a final section header for platform
 // 0xEF (El Torito 2.4) with one bootable no-emulation entry whose sector
 // count is the image's size in 512-byte sectors (2.5). UEFI firmware mounts
-// that FAT image and runs \EFI\BOOT\BOOTX64.EFI or BOOTAA64.EFI from it. A
+// that FAT image and runs \EFI\BOOT\BOOTX64.EFI or BOOTAA64.EFI from it
+// (OVMF from a SATA CD-ROM, AAVMF from a SCSI one, in the format tests). A
 // disk with no BIOS code (UEFI only) keeps the initial entry El Torito
 // requires, marked not bootable. A BIOS-only disk gets no EFI entry, and
 // the image is byte for byte what it was before.
