@@ -142,11 +142,7 @@ func (l *dirLayer) MediaType() (types.MediaType, error) {
 }
 
 // Uncompressed streams the tar.
-func (l *dirLayer) Uncompressed() (io.ReadCloser, error) {
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(l.writeTar(pw)) }()
-	return pr, nil
-}
+func (l *dirLayer) Uncompressed() (io.ReadCloser, error) { return pipe(l.writeTar), nil }
 
 // Compressed streams the gzip-compressed tar. The reader fails at the end
 // if the bytes differ from the digest taken when the layer was made.
@@ -154,16 +150,5 @@ func (l *dirLayer) Compressed() (io.ReadCloser, error) {
 	if l.blob != "" {
 		return openBlob(l.blob, l.size, l.digest)
 	}
-	pr, pw := io.Pipe()
-	go func() {
-		zw, err := gzip.NewWriterLevel(pw, dirGzipLevel)
-		if err == nil {
-			err = l.writeTar(zw)
-		}
-		if err == nil {
-			err = zw.Close()
-		}
-		pw.CloseWithError(err)
-	}()
-	return newVerifier(pr, l.size, l.digest, ArtifactDir), nil
+	return newVerifier(gzipped(dirGzipLevel, l.writeTar), l.size, l.digest, ArtifactDir), nil
 }

@@ -187,11 +187,7 @@ func (l *diskLayer) MediaType() (types.MediaType, error) {
 }
 
 // Uncompressed streams the tar.
-func (l *diskLayer) Uncompressed() (io.ReadCloser, error) {
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(l.writeTar(pw)) }()
-	return pr, nil
-}
+func (l *diskLayer) Uncompressed() (io.ReadCloser, error) { return pipe(l.writeTar), nil }
 
 // Compressed streams the gzip-compressed tar, from the blob when there is
 // one. The reader fails at the end if the bytes differ from the digest
@@ -200,18 +196,28 @@ func (l *diskLayer) Compressed() (io.ReadCloser, error) {
 	if l.blob != "" {
 		return openBlob(l.blob, l.size, l.digest)
 	}
+	return newVerifier(gzipped(gzipLevel, l.writeTar), l.size, l.digest, l.path), nil
+}
+
+// pipe streams what write writes.
+func pipe(write func(io.Writer) error) io.ReadCloser {
 	pr, pw := io.Pipe()
-	go func() {
-		zw, err := gzip.NewWriterLevel(pw, gzipLevel)
-		if err == nil {
-			err = l.writeTar(zw)
+	go func() { pw.CloseWithError(write(pw)) }()
+	return pr
+}
+
+// gzipped streams what write writes, gzip-compressed at level.
+func gzipped(level int, write func(io.Writer) error) io.ReadCloser {
+	return pipe(func(w io.Writer) error {
+		zw, err := gzip.NewWriterLevel(w, level)
+		if err != nil {
+			return err
 		}
-		if err == nil {
-			err = zw.Close()
+		if err := write(zw); err != nil {
+			return err
 		}
-		pw.CloseWithError(err)
-	}()
-	return newVerifier(pr, l.size, l.digest, l.path), nil
+		return zw.Close()
+	})
 }
 
 // verifier passes a stream through and, at its end, checks its size and
