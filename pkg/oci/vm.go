@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -186,7 +185,7 @@ func VirtualMachine(raw File, vm VMFunc, opts ...Option) (v1.ImageIndex, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &vmIndex{raw: rawIndex, digest: digestOf(rawIndex), images: imgs}, nil
+	return &index{raw: rawIndex, digest: digestOf(rawIndex), images: imgs}, nil
 }
 
 // pvcClaim is the claimName of v's only volume, which must be a PVC.
@@ -199,35 +198,6 @@ func pvcClaim(v *kubevirtv1.VirtualMachine) (string, error) {
 		return "", fmt.Errorf("%w: %s needs exactly one volume, a persistentVolumeClaim, for the disk layer to fill", ErrVM, v.Name)
 	}
 	return vols[0].PersistentVolumeClaim.ClaimName, nil
-}
-
-// vmIndex is the VM artifact's v1.ImageIndex, whose manifest bytes are
-// exactly what VirtualMachine marshalled.
-type vmIndex struct {
-	raw    []byte
-	digest v1.Hash
-	images map[v1.Hash]v1.Image
-}
-
-func (i *vmIndex) MediaType() (types.MediaType, error) { return types.OCIImageIndex, nil }
-func (i *vmIndex) RawManifest() ([]byte, error)        { return i.raw, nil }
-func (i *vmIndex) Digest() (v1.Hash, error)            { return i.digest, nil }
-func (i *vmIndex) Size() (int64, error)                { return int64(len(i.raw)), nil }
-
-// IndexManifest parses the bytes again, so each caller gets its own copy.
-func (i *vmIndex) IndexManifest() (*v1.IndexManifest, error) {
-	return v1.ParseIndexManifest(bytes.NewReader(i.raw))
-}
-
-func (i *vmIndex) Image(h v1.Hash) (v1.Image, error) {
-	if img, ok := i.images[h]; ok {
-		return img, nil
-	}
-	return nil, fmt.Errorf("oci: no image %s in the VM index", h)
-}
-
-func (i *vmIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
-	return nil, fmt.Errorf("oci: no index %s in the VM index", h)
 }
 
 // zstdLayer is the VM artifact's disk layer: the raw file compressed with
