@@ -52,7 +52,7 @@ exits 0. A second Ctrl-C kills QEMU (exit 130).`,
   tinyvm-oci run --then poweroff --boot uefi            # on OVMF
   tinyvm-oci run --then poweroff --guest-arch arm64     # the AArch64 application on AAVMF
   tinyvm-oci run --then poweroff --screenshot vm.png    # the screen as a PNG
-  tinyvm-oci run dist/512-byte-vm.vhdx --timeout 5s     # boot a file that build or pull wrote
+  tinyvm-oci build -q --then poweroff -o fx && tinyvm-oci run fx/512-byte-vm.vhdx # boot a file build or pull wrote
   tinyvm-oci run --print-command dist/512-byte-vm.qcow2 # the plain QEMU line`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
