@@ -82,8 +82,20 @@ exits 0. A second Ctrl-C kills QEMU (exit 130).`,
 			case "none":
 			case "gtk", "sdl":
 				qo.Display = display
+			case "curses":
+				if printCommand {
+					return usagef("--print-command prints the headless line: drop --display curses")
+				}
+				// QEMU draws on the terminal, and takes its keys, Ctrl-C
+				// included (a key press powers the waiting VM off).
+				tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+				if err != nil {
+					return usagef("--display curses draws on a terminal, and there is none here (%v): use none, gtk or sdl", err)
+				}
+				defer tty.Close()
+				qo.Display, qo.Terminal, qo.Serial = display, tty, nil
 			default:
-				return usagef("--display %q: use none, gtk or sdl", display)
+				return usagef("--display %q: use none, gtk, sdl or curses", display)
 			}
 			if err := qo.Validate(); err != nil {
 				return usageError{err}
@@ -136,7 +148,9 @@ exits 0. A second Ctrl-C kills QEMU (exit 130).`,
 				close(kill)
 			}()
 			ro.Kill = kill
-			ro.Qemu.Console = stdinReader{cmd.InOrStdin()}
+			if qo.Terminal == nil {
+				ro.Qemu.Console = stdinReader{cmd.InOrStdin()}
+			}
 			if len(args) == 1 {
 				return run.File(cmd.Context(), args[0], ro)
 			}
@@ -168,7 +182,7 @@ exits 0. A second Ctrl-C kills QEMU (exit 130).`,
 	cmd.Flags().StringVar(&machine, "machine", "pc", "QEMU machine: pc or q35 (virt with --guest-arch arm64)")
 	cmd.Flags().StringVar(&bus, "bus", "", "how the disk attaches: ide, virtio, sata, scsi or cdrom (default ide, cdrom for iso, virtio on arm64; an ova boots the disk inside it)")
 	cmd.Flags().StringVar(&accel, "accel", "tcg", "QEMU accelerator: tcg or kvm")
-	cmd.Flags().StringVar(&display, "display", "none", "QEMU window: none, gtk or sdl (serial stays on stdout)")
+	cmd.Flags().StringVar(&display, "display", "none", "QEMU's screen: none, gtk or sdl (a window; serial stays on stdout), or curses (drawn in this terminal, which its keys then go to)")
 	cmd.Flags().StringVar(&screenshot, "screenshot", "", "save the guest's screen as a PNG when the VM has printed its marker, or at power-off")
 	cmd.Flags().BoolVar(&printCommand, "print-command", false, "print the qemu-system command line that boots FILE, and exit")
 	return cmd

@@ -37,6 +37,11 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// 80x25, for curses; a new pty is 0x0.
+	ws := [4]uint16{25, 80, 0, 0}
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCSWINSZ, uintptr(unsafe.Pointer(&ws))); e != 0 {
+		t.Fatalf("size pty: %v", e)
+	}
 	t.Cleanup(func() { m.Close(); s.Close() })
 	return m, s
 }
@@ -60,6 +65,7 @@ func startOnPTY(t *testing.T, bin string, args ...string) *terminal {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "TERM=xterm")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +161,16 @@ func TestRunTerminal(t *testing.T) {
 		}
 		if strings.Contains(term.out.String(), "power button") {
 			t.Errorf("the guest powered off by a signal, not the typed line: %q", term.out.String())
+		}
+	})
+	t.Run("curses", func(t *testing.T) {
+		// QEMU draws the screen here and takes the keys: one key press is
+		// the waiting VM's cue to power off.
+		term := startOnPTY(t, bin, "run", "--display", "curses")
+		term.waitFor(t, "the 512-byte VM")
+		term.typ(t, "x")
+		if code := term.exit(t); code != 0 {
+			t.Errorf("exit %d after a key press on the curses screen, want 0; terminal %q", code, term.out.String())
 		}
 	})
 }

@@ -59,7 +59,7 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"run", "--guest-arch", "arm64", "--boot", "bios"}, "arm64 boots on UEFI"},
 		{[]string{"run", "--guest-arch", "riscv64"}, "use amd64 or arm64"},
 		{[]string{"run", "--boot", "coreboot"}, "use bios"},
-		{[]string{"run", "--display", "vnc"}, "use none, gtk or sdl"},
+		{[]string{"run", "--display", "vnc"}, "use none, gtk, sdl or curses"},
 		{[]string{"run", "--firmware", "bios", "--boot", "uefi"}, "without an EFI system partition"},
 		{[]string{"run", "--firmware", "uefi"}, "without a BIOS program"},
 		{[]string{"run", disk, "--then", "poweroff"}, "--then shapes the disk run builds"},

@@ -104,9 +104,15 @@ type Options struct {
 	// to raw mode and non-blocking I/O under us.
 	Console io.Reader
 	// Display is QEMU's -display: "" or "none" (default) for no window,
-	// "gtk" or "sdl" for a window on the desktop. The serial console stays
-	// on Serial either way.
+	// "gtk" or "sdl" for a window on the desktop, where the serial console
+	// stays on Serial; or "curses", which draws the screen on Terminal
+	// and moves the serial console to QEMU's second console there.
 	Display string
+	// Terminal, with Display "curses", is the terminal QEMU draws on: it
+	// becomes QEMU's stdin and stdout, and QEMU's process group its
+	// foreground group until QEMU exits, so that its keys, Ctrl-C
+	// included, go to the guest. Serial and Console must be unset.
+	Terminal *os.File
 	// NoShutdown keeps QEMU running, the guest stopped, when the guest
 	// powers off (-no-shutdown), so its screen can still be read; Status
 	// then reports "shutdown", and Quit ends QEMU.
@@ -114,7 +120,7 @@ type Options struct {
 }
 
 // Displays are the values of Options.Display.
-var Displays = []string{"none", "gtk", "sdl"}
+var Displays = []string{"none", "gtk", "sdl", "curses"}
 
 func (o Options) arm() bool { return o.Arch == "arm64" }
 
@@ -176,7 +182,13 @@ func (o Options) Validate() error {
 		return fmt.Errorf("qemu: memory %d MiB is negative", o.Memory)
 	}
 	if o.Display != "" && !slices.Contains(Displays, o.Display) {
-		return fmt.Errorf("qemu: unknown display %q: use none, gtk or sdl", o.Display)
+		return fmt.Errorf("qemu: unknown display %q: use none, gtk, sdl or curses", o.Display)
+	}
+	if (o.Display == "curses") != (o.Terminal != nil) {
+		return errors.New("qemu: the curses display and a Terminal go together: give both or neither")
+	}
+	if o.Terminal != nil && (o.Serial != nil || o.Console != nil) {
+		return errors.New("qemu: with a Terminal the serial console is drawn there: drop Serial and Console")
 	}
 	if o.Accel != "" && o.Accel != "tcg" && o.Accel != "kvm" {
 		return fmt.Errorf("qemu: unknown accelerator %q: use tcg or kvm", o.Accel)
@@ -232,7 +244,11 @@ func (o Options) Args() ([]string, error) {
 	if display == "" {
 		display = "none"
 	}
-	args := []string{"-machine", machineArg, "-display", display, "-serial", "stdio", "-monitor", "none", "-m", strconv.Itoa(memory)}
+	serial := "stdio"
+	if display == "curses" {
+		serial = "vc" // stdio is the screen now
+	}
+	args := []string{"-machine", machineArg, "-display", display, "-serial", serial, "-monitor", "none", "-m", strconv.Itoa(memory)}
 	args = append(args, "-accel", accel)
 	if o.arm() {
 		cpu := "cortex-a57"
@@ -322,10 +338,11 @@ func escape(s string) string {
 
 // Process is a running emulator.
 type Process struct {
-	cmd  *exec.Cmd
-	qmp  string
-	done chan struct{}
-	err  error
+	cmd      *exec.Cmd
+	qmp      string
+	done     chan struct{}
+	err      error
+	terminal *os.File // given to QEMU's foreground; taken back when it exits
 }
 
 // Start boots the image. The emulator runs until the guest powers off, ctx
@@ -374,6 +391,14 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if p.cmd.Stdout == nil {
 		p.cmd.Stdout = io.Discard
 	}
+	if o.Terminal != nil {
+		if err := foreground(p.cmd.SysProcAttr, o.Terminal); err != nil {
+			release()
+			return nil, err
+		}
+		p.cmd.Stdin, p.cmd.Stdout = o.Terminal, o.Terminal
+		p.terminal = o.Terminal
+	}
 	stderr := &limitedBuffer{max: 4096}
 	p.cmd.Stderr = stderr
 	if err := p.cmd.Start(); err != nil {
@@ -385,6 +410,9 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	}
 	go func() {
 		err := p.cmd.Wait()
+		if p.terminal != nil {
+			takeTerminal(p.terminal)
+		}
 		if console != nil {
 			console.Close() // ends the copy at its next write
 		}

@@ -267,9 +267,12 @@ func boot(ctx context.Context, o Options) error {
 		// The guest's power-off must leave its screen to read.
 		qo.NoShutdown = true
 		seen = qemu.NewCapture()
-		if qo.Serial != nil {
+		switch {
+		case qo.Terminal != nil:
+			// Serial is drawn on the terminal: the shot comes at power-off.
+		case qo.Serial != nil:
 			qo.Serial = multiWriter{qo.Serial, seen}
-		} else {
+		default:
 			qo.Serial = seen
 		}
 	}
