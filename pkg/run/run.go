@@ -7,10 +7,14 @@ package run
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
@@ -180,27 +184,68 @@ func fwList(bo build.Options) string {
 }
 
 // checkESP reports whether the disk file holds what UEFI boots: an ISO's
-// El Torito entry for UEFI, or an EFI system partition on a disk. Only a
-// raw disk (alone or inside nothing) can be read here; the others' ESP is
-// left for the firmware to find.
+// El Torito entry for UEFI, or an EFI system partition in the disk's GPT.
+// A raw disk is read here; any other format's first MiB, where the GPT
+// lies, is read by qemu-img dd, and without qemu-img the check is left to
+// the firmware.
 func checkESP(path string, f formats.Format, inf *info.Info, qo qemu.Options) error {
-	switch {
-	case f.Media == formats.MediaCDROM:
+	if f.Media == formats.MediaCDROM {
 		if inf.ElTorito == nil || inf.ElTorito.EFI == nil {
 			return fmt.Errorf("%w: %s has no El Torito entry for UEFI, so %s cannot boot it: drop --boot uefi", ErrFirmware, info.Quote(path), firmwareName(qo))
 		}
-	case f.Type == raw.Type:
-		file, err := os.Open(path)
+		return nil
+	}
+	head, size := path, inf.VirtualSize
+	if f.Type != raw.Type {
+		qemuImg, err := exec.LookPath("qemu-img")
+		if err != nil {
+			return nil
+		}
+		dir, release, err := txn.Scratch("")
 		if err != nil {
 			return fmt.Errorf("run: %w", err)
 		}
-		defer file.Close()
-		if _, err := universal.FindESP(fileDisk{file, inf.VirtualSize}); err != nil {
-			return fmt.Errorf("%w: %s has no EFI system partition, so %s cannot boot it (%w): boot it on BIOS, or build it with --firmware uefi", ErrFirmware, info.Quote(path), firmwareName(qo), err)
+		defer release()
+		head = filepath.Join(dir, "head.raw")
+		src := "if=" + path
+		if qo.Length > 0 { // the disk inside an archive
+			spec, err := json.Marshal(map[string]any{"driver": qo.Driver, "file": map[string]any{
+				"driver": "raw", "offset": qo.Offset, "size": qo.Length,
+				"file": map[string]any{"driver": "file", "filename": path},
+			}})
+			if err != nil {
+				return fmt.Errorf("run: %w", err)
+			}
+			src = "if=json:" + string(spec)
 		}
+		args := []string{"dd", "-O", "raw", "bs=1M", "count=1", src, "of=" + head}
+		if qo.Length == 0 {
+			args = append(args[:1], append([]string{"-f", qo.Driver}, args[1:]...)...)
+		}
+		if out, err := exec.Command(qemuImg, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("run: read the GPT of %s with qemu-img: %v: %s", info.Quote(path), err, oneLine(out))
+		}
+	}
+	file, err := os.Open(head)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	defer file.Close()
+	if size == 0 {
+		st, err := file.Stat()
+		if err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		size = st.Size()
+	}
+	if _, err := universal.FindESP(fileDisk{file, size}); err != nil {
+		return fmt.Errorf("%w: %s has no EFI system partition, so %s cannot boot it: boot it with --boot bios, or build it with --firmware uefi", ErrFirmware, info.Quote(path), firmwareName(qo))
 	}
 	return nil
 }
+
+// oneLine joins a tool's output into one line.
+func oneLine(b []byte) string { return strings.Join(strings.Fields(string(b)), " ") }
 
 // fileDisk is a raw disk file as a disk.Disk.
 type fileDisk struct {

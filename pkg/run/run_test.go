@@ -194,6 +194,23 @@ func TestPrepareRefuses(t *testing.T) {
 	}
 }
 
+// TestPrepareESP: a disk built for BIOS only is refused on UEFI in every
+// format, the GPT read through qemu-img for those only QEMU reads; the
+// universal disk is accepted in every format.
+func TestPrepareESP(t *testing.T) {
+	tooltest.Require(t, "qemu-img", tooltest.QemuUtils)
+	bios, both := files(t, sector.Options{}, build.BIOS), files(t, sector.Options{})
+	for _, f := range formats.Names() {
+		_, err := run.Prepare(bios[f], qemu.Options{Firmware: "uefi"})
+		if !errors.Is(err, run.ErrFirmware) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("BIOS-only %s on UEFI: %v, want one line wrapping ErrFirmware", f, err)
+		}
+		if _, err := run.Prepare(both[f], qemu.Options{Firmware: "uefi"}); err != nil {
+			t.Errorf("universal %s on UEFI: %v", f, err)
+		}
+	}
+}
+
 func lookup(t *testing.T, name string) formats.Format {
 	f, err := formats.Lookup(name)
 	if err != nil {
