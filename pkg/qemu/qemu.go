@@ -108,6 +108,10 @@ type Options struct {
 	// stays on Serial; or "curses", which draws the screen on Terminal
 	// and moves the serial console to QEMU's second console there.
 	Display string
+	// Screen gives the arm64 virt machine a screen, which it has none of
+	// by default: a ramfb framebuffer that AAVMF draws its console on.
+	// x86 machines always have VGA.
+	Screen bool
 	// Terminal, with Display "curses", is the terminal QEMU draws on: it
 	// becomes QEMU's stdin and stdout, and QEMU's process group its
 	// foreground group until QEMU exits, so that its keys, Ctrl-C
@@ -256,6 +260,9 @@ func (o Options) Args() ([]string, error) {
 			cpu = "host"
 		}
 		args = append(args, "-cpu", cpu)
+	}
+	if o.arm() && (o.Screen || display != "none") {
+		args = append(args, "-device", "ramfb")
 	}
 	if code, vars := o.FirmwareFiles(); code != "" {
 		if o.SecureBoot {

@@ -113,8 +113,11 @@ func TestArgsDisplay(t *testing.T) {
 		t.Errorf("curses args %q, %v: want the serial console on a vc", line, err)
 	}
 	cmd, _ := Options{File: "d.raw", Arch: "arm64"}.Command()
-	if cmd[0] != BinaryARM {
-		t.Errorf("arm64 command runs %s, want %s", cmd[0], BinaryARM)
+	if cmd[0] != BinaryARM || strings.Contains(strings.Join(cmd, " "), "ramfb") {
+		t.Errorf("arm64 command %q: want %s, without a screen", cmd, BinaryARM)
+	}
+	if args, _ := (Options{File: "d.raw", Arch: "arm64", Screen: true}).Args(); !strings.Contains(strings.Join(args, " "), "-device ramfb") {
+		t.Errorf("arm64 with a screen: %q lacks ramfb", args)
 	}
 	for _, o := range []Options{
 		{File: "f", Display: "vnc"},

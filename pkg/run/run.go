@@ -310,7 +310,7 @@ func boot(ctx context.Context, o Options) error {
 	var seen *qemu.Capture
 	if o.Screenshot != "" {
 		// The guest's power-off must leave its screen to read.
-		qo.NoShutdown = true
+		qo.NoShutdown, qo.Screen = true, true
 		seen = qemu.NewCapture()
 		switch {
 		case qo.Terminal != nil:

@@ -93,9 +93,14 @@ func TestFileUEFI(t *testing.T) {
 	tooltest.Require(t, qemu.BinaryARM, tooltest.QemuSystemARM)
 	tooltest.RequireFile(t, qemu.AAVMFCode, tooltest.AAVMF)
 	serial := qemu.NewCapture()
-	if err := run.File(ctx(t), paths["qcow2"], run.Options{Qemu: qemu.Options{Arch: "arm64", Serial: serial}}); err != nil ||
+	armShot := filepath.Join(t.TempDir(), "aavmf.png")
+	if err := run.File(ctx(t), paths["qcow2"], run.Options{Qemu: qemu.Options{Arch: "arm64", Serial: serial}, Screenshot: armShot}); err != nil ||
 		!strings.Contains(serial.String(), "Hello World!\r\n") {
 		t.Errorf("qcow2 on AAVMF: %v, serial %q", err, serial.String())
+	}
+	// virt has no screen of its own: the shot is of the ramfb run adds.
+	if n := frameLine(decode(t, armShot)); n < 200 {
+		t.Errorf("AAVMF screenshot: longest lit horizontal run %d pixels, want the banner's frame (200+)", n)
 	}
 }
 
