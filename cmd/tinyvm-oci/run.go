@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -43,8 +44,9 @@ qemu-system-x86), or qemu-system-aarch64 (qemu-system-arm) for
 --guest-arch arm64. The guest's serial port is on stdout, what is typed on
 stdin goes to it, and run returns when the guest powers off.
 
-The first Ctrl-C presses the ACPI power button: the VM powers off and run
-exits 0. A second Ctrl-C kills QEMU (exit 130).`,
+The first Ctrl-C (or SIGTERM) presses the ACPI power button: the VM powers
+off and run exits 0. A second one kills QEMU (exit 130). --screenshot saves
+the screen as a PNG; --print-command prints the plain QEMU line for FILE.`,
 		Example: `  tinyvm-oci run --then poweroff                       # prints Hello World! and exits
   tinyvm-oci run --then poweroff --machine q35 --bus virtio --format qcow2
   tinyvm-oci run --then poweroff --format iso           # boots as a CD-ROM
@@ -191,9 +193,7 @@ exits 0. A second Ctrl-C kills QEMU (exit 130).`,
 // stdinReader hides whether stdin is an *os.File, so that qemu copies it
 // through a pipe instead of handing QEMU our terminal (see
 // qemu.Options.Console).
-type stdinReader struct {
-	r interface{ Read([]byte) (int, error) }
-}
+type stdinReader struct{ r io.Reader }
 
 func (s stdinReader) Read(p []byte) (int, error) { return s.r.Read(p) }
 

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,15 +173,13 @@ func CheckBuild(bo build.Options, qo qemu.Options) error {
 	return nil
 }
 
+// fwList is bo's --firmware as it was given.
 func fwList(bo build.Options) string {
-	var s string
+	names := make([]string, len(bo.Firmware))
 	for i, fw := range bo.Firmware {
-		if i > 0 {
-			s += ","
-		}
-		s += string(fw)
+		names[i] = string(fw)
 	}
-	return s
+	return strings.Join(names, ",")
 }
 
 // checkESP reports whether the disk file holds what UEFI boots: an ISO's
@@ -412,11 +411,11 @@ func boot(ctx context.Context, o Options) error {
 
 // multiWriter writes to both; a failing first writer (a closed stdout)
 // must not stop the second from seeing the marker.
-type multiWriter [2]interface{ Write([]byte) (int, error) }
+type multiWriter [2]io.Writer
 
 func (m multiWriter) Write(p []byte) (int, error) {
 	_, err := m[0].Write(p)
-	m[1].Write(p)
+	_, _ = m[1].Write(p) // a Capture never fails
 	if err != nil {
 		return 0, err
 	}
