@@ -6,6 +6,7 @@
 package run
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
@@ -306,11 +308,11 @@ func boot(ctx context.Context, o Options) error {
 	if marker == "" {
 		marker = sector.DefaultSerial
 	}
-	var seen *qemu.Capture
+	markerSeen := make(chan struct{})
 	if o.Screenshot != "" {
 		// The guest's power-off must leave its screen to read.
 		qo.NoShutdown, qo.Screen = true, true
-		seen = qemu.NewCapture()
+		seen := &markerWatch{marker: []byte(marker), found: markerSeen}
 		switch {
 		case qo.Terminal != nil:
 			// Serial is drawn on the terminal: the shot comes at power-off.
@@ -331,14 +333,6 @@ func boot(ctx context.Context, o Options) error {
 	p, err := qemu.Start(qctx, qo)
 	if err != nil {
 		return err
-	}
-	markerSeen := make(chan struct{})
-	if seen != nil {
-		go func() {
-			if seen.WaitFor(marker, 365*24*time.Hour, p.Done()) {
-				close(markerSeen)
-			}
-		}()
 	}
 	var (
 		stopping <-chan struct{} = ctx.Done()
@@ -409,13 +403,41 @@ func boot(ctx context.Context, o Options) error {
 	}
 }
 
+// markerWatch closes found once the serial output holds marker. It keeps
+// only the bytes a marker split across writes needs, so a long run's
+// output is not held in memory.
+type markerWatch struct {
+	mu     sync.Mutex
+	marker []byte
+	tail   []byte
+	found  chan struct{}
+	closed bool
+}
+
+func (w *markerWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return len(p), nil
+	}
+	buf := append(w.tail, p...)
+	if bytes.Contains(buf, w.marker) {
+		w.closed, w.tail = true, nil
+		close(w.found)
+		return len(p), nil
+	}
+	keep := min(len(buf), len(w.marker)-1)
+	w.tail = append(w.tail[:0:0], buf[len(buf)-keep:]...)
+	return len(p), nil
+}
+
 // multiWriter writes to both; a failing first writer (a closed stdout)
 // must not stop the second from seeing the marker.
 type multiWriter [2]io.Writer
 
 func (m multiWriter) Write(p []byte) (int, error) {
 	_, err := m[0].Write(p)
-	_, _ = m[1].Write(p) // a Capture never fails
+	_, _ = m[1].Write(p) // a markerWatch never fails
 	if err != nil {
 		return 0, err
 	}
