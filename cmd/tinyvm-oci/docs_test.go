@@ -185,8 +185,15 @@ func (e *docsEnv) runLine(t *testing.T, dir, where, line string) {
 	if hint, ok := needs[first]; ok {
 		tooltest.Require(t, first, hint)
 	}
-	if strings.Contains(line, "tinyvm-oci run") {
+	if strings.Contains(line, "tinyvm-oci run") && !strings.Contains(line, "--print-command") {
 		tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
+		if strings.Contains(line, "--boot uefi") {
+			tooltest.RequireFile(t, qemu.OVMFCode, tooltest.OVMF)
+		}
+		if strings.Contains(line, "--guest-arch arm64") {
+			tooltest.Require(t, qemu.BinaryARM, tooltest.QemuSystemARM)
+			tooltest.RequireFile(t, qemu.AAVMFCode, tooltest.AAVMF)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -3,6 +3,7 @@
 package qemu
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -17,3 +18,9 @@ func killGroup(p *os.Process) error {
 	}
 	return p.Kill()
 }
+
+func foreground(*syscall.SysProcAttr, *os.File) error {
+	return errors.New("qemu: the curses display is supported on Linux only")
+}
+
+func takeTerminal(*os.File) {}

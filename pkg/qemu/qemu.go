@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -103,10 +104,35 @@ type Options struct {
 	Memory int
 	// Console, when set, is typed on the serial console (the emulator's
 	// standard input); UEFI firmware reads it as key presses. An *os.File
-	// is handed over as it is; any other reader is copied, and Wait then
-	// also waits for it to end.
+	// is handed over as it is; any other reader (a terminal's os.Stdin
+	// wrapped, say) is copied through a pipe until the emulator exits, and
+	// Wait does not wait for a Read that blocks. A terminal must not be
+	// handed over: QEMU runs in its own process group, where reading the
+	// terminal would stop it (SIGTTIN), and it would switch the terminal
+	// to raw mode and non-blocking I/O under us.
 	Console io.Reader
+	// Display is QEMU's -display: "" or "none" (default) for no window,
+	// "gtk" or "sdl" for a window on the desktop, where the serial console
+	// stays on Serial; or "curses", which draws the screen on Terminal
+	// and moves the serial console to QEMU's second console there.
+	Display string
+	// Screen gives the arm64 virt machine a screen, which it has none of
+	// by default: a ramfb framebuffer that AAVMF draws its console on.
+	// x86 machines always have VGA.
+	Screen bool
+	// Terminal, with Display "curses", is the terminal QEMU draws on: it
+	// becomes QEMU's stdin and stdout, and QEMU's process group its
+	// foreground group until QEMU exits, so that its keys, Ctrl-C
+	// included, go to the guest. Serial and Console must be unset.
+	Terminal *os.File
+	// NoShutdown keeps QEMU running, the guest stopped, when the guest
+	// powers off (-no-shutdown), so its screen can still be read; Status
+	// then reports "shutdown", and Quit ends QEMU.
+	NoShutdown bool
 }
+
+// Displays are the values of Options.Display.
+var Displays = []string{"none", "gtk", "sdl", "curses"}
 
 func (o Options) arm() bool { return o.Arch == "arm64" }
 
@@ -169,6 +195,15 @@ func (o Options) Validate() error {
 	if o.Memory < 0 {
 		return fmt.Errorf("qemu: memory %d MiB is negative", o.Memory)
 	}
+	if o.Display != "" && !slices.Contains(Displays, o.Display) {
+		return fmt.Errorf("qemu: unknown display %q: use none, gtk, sdl or curses", o.Display)
+	}
+	if (o.Display == "curses") != (o.Terminal != nil) {
+		return errors.New("qemu: the curses display and a Terminal go together: give both or neither")
+	}
+	if o.Terminal != nil && (o.Serial != nil || o.Console != nil) {
+		return errors.New("qemu: with a Terminal the serial console is drawn there: drop Serial and Console")
+	}
 	if o.Accel != "" && o.Accel != "tcg" && o.Accel != "kvm" {
 		return fmt.Errorf("qemu: unknown accelerator %q: use tcg or kvm", o.Accel)
 	}
@@ -219,7 +254,15 @@ func (o Options) Args() ([]string, error) {
 	if o.NoACPI {
 		machineArg += ",acpi=off"
 	}
-	args := []string{"-machine", machineArg, "-display", "none", "-serial", "stdio", "-monitor", "none", "-m", strconv.Itoa(memory)}
+	display := o.Display
+	if display == "" {
+		display = "none"
+	}
+	serial := "stdio"
+	if display == "curses" {
+		serial = "vc" // stdio is the screen now
+	}
+	args := []string{"-machine", machineArg, "-display", display, "-serial", serial, "-monitor", "none", "-m", strconv.Itoa(memory)}
 	args = append(args, "-accel", accel)
 	if o.arm() {
 		cpu := "cortex-a57"
@@ -227,6 +270,9 @@ func (o Options) Args() ([]string, error) {
 			cpu = "host"
 		}
 		args = append(args, "-cpu", cpu)
+	}
+	if o.arm() && (o.Screen || display != "none") {
+		args = append(args, "-device", "ramfb")
 	}
 	if code, vars := o.FirmwareFiles(); code != "" {
 		if o.SecureBoot {
@@ -238,6 +284,9 @@ func (o Options) Args() ([]string, error) {
 	}
 	if o.NoReboot {
 		args = append(args, "-no-reboot")
+	}
+	if o.NoShutdown {
+		args = append(args, "-no-shutdown")
 	}
 	drive := fmt.Sprintf("file=%s,format=%s,if=none,id=d0", escape(o.File), driver)
 	if strings.HasPrefix(o.File, "fat:") {
@@ -287,6 +336,17 @@ func (o Options) Args() ([]string, error) {
 	return args, nil
 }
 
+// Command returns the emulator and its arguments, without qmp: the line
+// a user could type to boot the same way.
+func (o Options) Command() ([]string, error) {
+	args, err := o.Args()
+	if err != nil {
+		return nil, err
+	}
+	binary, _ := o.binary()
+	return append([]string{binary}, args...), nil
+}
+
 // escape doubles commas, which QEMU's option syntax would split on.
 func escape(s string) string {
 	out := make([]byte, 0, len(s))
@@ -301,10 +361,11 @@ func escape(s string) string {
 
 // Process is a running emulator.
 type Process struct {
-	cmd  *exec.Cmd
-	qmp  string
-	done chan struct{}
-	err  error
+	cmd      *exec.Cmd
+	qmp      string
+	done     chan struct{}
+	err      error
+	terminal *os.File // given to QEMU's foreground; taken back when it exits
 }
 
 // Start boots the image. The emulator runs until the guest powers off, ctx
@@ -332,19 +393,52 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	// leaves it running; cancelling ctx kills the whole group.
 	p.cmd.SysProcAttr = sysProcAttr()
 	p.cmd.Cancel = func() error { return killGroup(p.cmd.Process) }
-	p.cmd.Stdin = o.Console
+	var console *os.File // our end of the console pipe, closed when QEMU exits
+	switch c := o.Console.(type) {
+	case nil:
+	case *os.File:
+		p.cmd.Stdin = c
+	default:
+		// exec would copy too, but its Wait waits for the copy, which a
+		// terminal's Read can block for ever after QEMU is gone.
+		r, w, err := os.Pipe()
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("qemu: console pipe: %w", err)
+		}
+		defer r.Close() // the child has its own copy once started
+		p.cmd.Stdin, console = r, w
+		go func() { _, _ = io.Copy(w, c) }()
+	}
 	p.cmd.Stdout = o.Serial
 	if p.cmd.Stdout == nil {
 		p.cmd.Stdout = io.Discard
+	}
+	if o.Terminal != nil {
+		if err := foreground(p.cmd.SysProcAttr, o.Terminal); err != nil {
+			release()
+			return nil, err
+		}
+		p.cmd.Stdin, p.cmd.Stdout = o.Terminal, o.Terminal
+		p.terminal = o.Terminal
 	}
 	stderr := &limitedBuffer{max: 4096}
 	p.cmd.Stderr = stderr
 	if err := p.cmd.Start(); err != nil {
 		release()
+		if console != nil {
+			console.Close()
+		}
 		return nil, fmt.Errorf("qemu: start %s: %w", binary, err)
 	}
 	go func() {
 		err := p.cmd.Wait()
+		if p.terminal != nil {
+			takeTerminal(p.terminal)
+		}
+		if console != nil {
+			console.Close() // ends the copy at its next write
+		}
 		switch {
 		case err != nil && ctx.Err() != nil:
 			err = ctx.Err() // killed because ctx ended, not a QEMU failure
@@ -391,8 +485,47 @@ func (p *Process) SendKey(key string) error {
 	return p.QMP("send-key", map[string]any{"keys": []map[string]string{{"type": "qcode", "data": key}}})
 }
 
+// Status is the guest's run state as QMP's query-status says: "running",
+// "paused", or "shutdown" once a guest with NoShutdown has powered off.
+func (p *Process) Status() (string, error) {
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := p.query("query-status", nil, &st); err != nil {
+		return "", err
+	}
+	return st.Status, nil
+}
+
+// Screendump has QEMU write the guest's screen to path as a binary PPM
+// (P6) image: VGA text mode is rendered with the console font, 720x400
+// for 80x25.
+func (p *Process) Screendump(path string) error {
+	return p.QMP("screendump", map[string]any{"filename": path})
+}
+
+// Quit ends QEMU (QMP quit) and waits for it to exit.
+func (p *Process) Quit() error {
+	if err := p.QMP("quit", nil); err != nil {
+		select {
+		case <-p.done:
+			return nil // it exited before it could reply
+		default:
+			return err
+		}
+	}
+	<-p.done
+	return nil
+}
+
 // QMP runs one QMP command; args may be nil.
 func (p *Process) QMP(command string, args any) error {
+	return p.query(command, args, nil)
+}
+
+// query runs one QMP command and decodes its return value into out,
+// unless out is nil.
+func (p *Process) query(command string, args any, out any) error {
 	var conn net.Conn
 	var err error
 	for i := 0; i < 100; i++ { // the socket appears shortly after start
@@ -440,6 +573,11 @@ func (p *Process) QMP(command string, args any) error {
 				return fmt.Errorf("qemu: QMP %s: %s", cmd, reply.Error.Desc)
 			}
 			if reply.Return != nil {
+				if out != nil && cmd == command {
+					if err := json.Unmarshal(reply.Return, out); err != nil {
+						return fmt.Errorf("qemu: QMP %s: %w", cmd, err)
+					}
+				}
 				break
 			}
 		}

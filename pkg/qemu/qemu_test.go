@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -88,6 +89,44 @@ func TestValidateFirmware(t *testing.T) {
 			t.Errorf("%+v accepted", o)
 		} else if strings.Contains(err.Error(), "\n") {
 			t.Errorf("%+v: error spans lines: %q", o, err)
+		}
+	}
+}
+
+func TestArgsDisplay(t *testing.T) {
+	args, err := Options{File: "d.raw", Display: "gtk", NoShutdown: true}.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Join(args, " ")
+	for _, want := range []string{"-display gtk ", "-serial stdio ", "-no-shutdown"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("args %q lack %q", line, want)
+		}
+	}
+	args, _ = Options{File: "d.raw"}.Args()
+	if line := strings.Join(args, " "); !strings.Contains(line, "-display none ") || strings.Contains(line, "-no-shutdown") {
+		t.Errorf("default args %q: want -display none and no -no-shutdown", line)
+	}
+	args, err = Options{File: "d.raw", Display: "curses", Terminal: os.Stdin}.Args()
+	if line := strings.Join(args, " "); err != nil || !strings.Contains(line, "-display curses -serial vc ") {
+		t.Errorf("curses args %q, %v: want the serial console on a vc", line, err)
+	}
+	cmd, _ := Options{File: "d.raw", Arch: "arm64"}.Command()
+	if cmd[0] != BinaryARM || strings.Contains(strings.Join(cmd, " "), "ramfb") {
+		t.Errorf("arm64 command %q: want %s, without a screen", cmd, BinaryARM)
+	}
+	if args, _ := (Options{File: "d.raw", Arch: "arm64", Screen: true}).Args(); !strings.Contains(strings.Join(args, " "), "-device ramfb") {
+		t.Errorf("arm64 with a screen: %q lacks ramfb", args)
+	}
+	for _, o := range []Options{
+		{File: "f", Display: "vnc"},
+		{File: "f", Display: "curses"},
+		{File: "f", Terminal: os.Stdin},
+		{File: "f", Display: "curses", Terminal: os.Stdin, Serial: os.Stdout},
+	} {
+		if err := o.Validate(); err == nil {
+			t.Errorf("%+v accepted", o)
 		}
 	}
 }
