@@ -19,6 +19,7 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vhd"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/vmdk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/pe"
 )
 
 // buildFlags are the sector, size and format flags that build, run and
@@ -39,6 +40,8 @@ type buildFlags struct {
 	firmware      string
 	arch          string
 	probes        string
+	signKey       string
+	signCert      string
 	fs            *pflag.FlagSet
 }
 
@@ -67,6 +70,8 @@ func (f *buildFlags) register(fs *pflag.FlagSet, formatUsage string) {
 	fs.StringVar(&f.size, "size", "1MiB", "virtual disk size (512, 1MiB, 10GiB; a multiple of 512; UEFI needs 504KiB)")
 	fs.StringVar(&f.firmware, "firmware", "bios,uefi", "what the disk boots on: bios (the MBR program), uefi (an EFI system partition) or both; bios alone is the classic bare 512-byte disk")
 	fs.StringVar(&f.arch, "arch", "amd64,arm64", "with uefi, the EFI applications the disk holds: amd64, arm64 or both")
+	fs.StringVar(&f.signKey, "sign-key", "", "with uefi, sign the EFI applications (Authenticode) with this unencrypted RSA key (PEM), for Secure Boot")
+	fs.StringVar(&f.signCert, "sign-cert", "", "the X.509 certificate (PEM) of --sign-key, which Secure Boot's db must hold")
 	fs.StringVar(&f.probes, "probe", "", "fixture probes, comma-separated: heartbeat[=INTERVAL], echo, disks, bootcount, id (BIOS; see docs/probes.md)")
 	if formatUsage != "" {
 		fs.StringVar(&f.formats, "format", "", formatUsage)
@@ -96,6 +101,22 @@ func (f *buildFlags) options() (build.Options, error) {
 			return o, usageError{err}
 		}
 		o.Firmware = fw
+	}
+	if f.signKey != "" || f.signCert != "" {
+		if f.signKey == "" || f.signCert == "" {
+			return o, usagef("signing needs both --sign-key and --sign-cert")
+		}
+		kb, err := os.ReadFile(f.signKey)
+		if err != nil {
+			return o, fmt.Errorf("read --sign-key: %w", err)
+		}
+		cb, err := os.ReadFile(f.signCert)
+		if err != nil {
+			return o, fmt.Errorf("read --sign-cert: %w", err)
+		}
+		if o.SignKey, o.SignCert, err = pe.ParseKeyPair(kb, cb); err != nil {
+			return o, usageError{fmt.Errorf("--sign-key, --sign-cert: %w", err)}
+		}
 	}
 	if f.fs.Changed("arch") {
 		a, err := build.ParseArches(f.arch)

@@ -13,6 +13,7 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/iso"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/efi"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/pe"
 )
 
 // Firmware is a kind of firmware the disk boots on.
@@ -132,6 +133,12 @@ func (o Options) validateFirmware() error {
 			return fmt.Errorf("%w: %w", ErrArch, err)
 		}
 	}
+	if (o.SignKey == nil) != (o.SignCert == nil) {
+		return fmt.Errorf("%w: signing needs both --sign-key and --sign-cert", ErrFirmware)
+	}
+	if o.SignKey != nil && !o.Has(UEFI) {
+		return fmt.Errorf("%w: --sign-key signs the EFI applications, and the disk carries none; add --firmware uefi", ErrFirmware)
+	}
 	if o.Arches != nil && !o.Has(UEFI) {
 		return fmt.Errorf("%w: --arch chooses the EFI applications, and the disk carries none; add --firmware uefi", ErrArch)
 	}
@@ -194,6 +201,11 @@ func (o Options) Programs() (*Programs, []fat.File, error) {
 		app, err := efi.Build(o.Sector, a)
 		if err != nil {
 			return nil, nil, err
+		}
+		if o.SignKey != nil {
+			if app, err = pe.Sign(app, o.SignKey, o.SignCert); err != nil {
+				return nil, nil, fmt.Errorf("sign %s: %w", a.BootPath(), err)
+			}
 		}
 		files = append(files, fat.File{Path: a.BootPath(), Data: app})
 		p.EFI = append(p.EFI, EFIApp{Arch: a, Path: a.BootPath(), Size: len(app)})

@@ -6,7 +6,9 @@ package build
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -70,6 +72,11 @@ type Options struct {
 	// Arches lists the EFI applications the ESP holds (nil means every
 	// one: amd64 and arm64). Only with UEFI.
 	Arches []efi.Arch
+	// SignKey and SignCert, when set, Authenticode-sign the EFI
+	// applications (pe.Sign), so that Secure Boot with SignCert in its db
+	// boots them. Unsigned applications are refused under Secure Boot.
+	SignKey  crypto.Signer
+	SignCert *x509.Certificate
 	// Size is the virtual disk size in bytes (0 means DefaultSize).
 	Size int64
 	// Formats are the formats to write (nil means every format).

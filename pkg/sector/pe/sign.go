@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/binary"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"slices"
@@ -169,4 +170,51 @@ func contentLen(der []byte) int {
 		n = n<<8 | int(b)
 	}
 	return n
+}
+
+// ParseKeyPair reads a signing key and its certificate from PEM: an
+// unencrypted RSA key (PKCS #1 or PKCS #8) and an X.509 certificate whose
+// public key is the key's. Sign takes the result.
+func ParseKeyPair(keyPEM, certPEM []byte) (crypto.Signer, *x509.Certificate, error) {
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		return nil, nil, errors.New("pe: the key is not PEM")
+	}
+	if x509.IsEncryptedPEMBlock(kb) || kb.Type == "ENCRYPTED PRIVATE KEY" {
+		return nil, nil, errors.New("pe: the key is encrypted: decrypt it first (openssl pkey -in KEY -out PLAIN)")
+	}
+	var key crypto.Signer
+	switch kb.Type {
+	case "RSA PRIVATE KEY":
+		k, err := x509.ParsePKCS1PrivateKey(kb.Bytes)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pe: key: %w", err)
+		}
+		key = k
+	case "PRIVATE KEY":
+		k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pe: key: %w", err)
+		}
+		rk, ok := k.(*rsa.PrivateKey)
+		if !ok {
+			return nil, nil, fmt.Errorf("pe: the key is %T: Authenticode signing here takes RSA keys", k)
+		}
+		key = rk
+	default:
+		return nil, nil, fmt.Errorf("pe: PEM block %q is not a private key", kb.Type)
+	}
+	cb, _ := pem.Decode(certPEM)
+	if cb == nil || cb.Type != "CERTIFICATE" {
+		return nil, nil, errors.New("pe: the certificate is not a PEM CERTIFICATE")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pe: certificate: %w", err)
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok || !pub.Equal(key.Public()) {
+		return nil, nil, errors.New("pe: the certificate is not for this key")
+	}
+	return key, cert, nil
 }
