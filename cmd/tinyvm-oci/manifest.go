@@ -37,7 +37,13 @@ The VM boots the disk on virtio with BIOS output on the serial console
 UEFI instead (OVMF, Secure Boot off) in 48Mi; --arch arm64 writes
 spec.architecture: arm64 and boots with UEFI (AAVMF; arm64 has no BIOS) in
 128Mi. Pair --run-strategy Once with an image built with --then poweroff:
-the VM runs once and its VMI ends Succeeded.`,
+the VM runs once and its VMI ends Succeeded.
+
+For KubeVirt tests, build the image with probes (docs/probes.md): heartbeat
+for live migration and pause/unpause, bootcount for VMSnapshot/VMRestore
+and clones (on a DataVolume: a containerDisk is ephemeral), echo for
+virtctl console, disks for disk hotplug and cloud-init or config drives,
+id for boot order.`,
 		Example: `  tinyvm-oci manifest ghcr.io/acme/512vm:qcow2 > vm.yaml
   tinyvm-oci manifest --resolve 127.0.0.1:5000/512vm:qcow2
   tinyvm-oci manifest --kind vmi --namespace ci 127.0.0.1:5000/512vm:qcow2
