@@ -174,8 +174,10 @@ func (f *buildFlags) options() (build.Options, error) {
 	if err := o.Validate(); err != nil {
 		return o, usageError{err}
 	}
-	if _, _, err := o.Programs(); err != nil {
-		return o, usageError{err} // a message over the budget, found only by building
+	if _, _, _, err := build.Disk(o); err != nil {
+		// Found only by building: a message over the budget, a disk too
+		// small for the probes' second stage.
+		return o, usageError{err}
 	}
 	return o, nil
 }

@@ -335,6 +335,7 @@ func TestFirmwareBadInput(t *testing.T) {
 		{[]string{"--message", long}, "bytes over the budget"},
 		{[]string{"--probe", "heartbeat", "--firmware", "uefi"}, "--probe runs in the BIOS program only so far"},
 		{[]string{"--probe", "echo", "--format", "iso"}, "--probe does not work from the iso yet"},
+		{[]string{"--probe", "id", "--firmware", "bios", "--size", "512"}, "size 512 is too small for the probes' second stage: use at least 1536 bytes"},
 	} {
 		dir := filepath.Join(t.TempDir(), "out")
 		code, _, stderr := cli(t, append([]string{"build", "-o", dir}, tc.args...)...)
