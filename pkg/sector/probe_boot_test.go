@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/idletest"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/fat"
@@ -701,14 +702,7 @@ func TestProbesKeepBehaviour(t *testing.T) {
 	t.Run("idle", func(t *testing.T) {
 		v := startVM(t, vmOptions{drives: bootDrive(probeFile(t, sector.Options{Probes: allProbes}), "raw")})
 		v.waitFor(regexp.MustCompile(`tinyvm heartbeat 1\r\n`), "heartbeat")
-		t0, c0 := time.Now(), cpuTicks(t, v.cmd.Process.Pid)
-		time.Sleep(4 * time.Second)
-		t1, c1 := time.Now(), cpuTicks(t, v.cmd.Process.Pid)
-		share := float64(c1-c0) / 100 / t1.Sub(t0).Seconds()
-		t.Logf("idle guest with every probe on used %.1f%% of a CPU", 100*share)
-		if share >= 0.05 {
-			t.Errorf("idle guest used %.1f%% of a CPU, want under 5%%", 100*share)
-		}
+		idletest.Check(t, v.cmd.Process.Pid, 4*time.Second, "idle guest with every probe on")
 	})
 	for _, then := range []sector.Then{sector.Halt, sector.Reboot} {
 		t.Run(string(then), func(t *testing.T) {

@@ -14,11 +14,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/idletest"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
@@ -449,29 +449,5 @@ func snakeoil(t *testing.T, der []byte) (crypto.Signer, *x509.Certificate) {
 func TestIdleCPU(t *testing.T) {
 	p, _ := start(t, uefi(esp(t, sector.Options{}, efi.AMD64), "q35", "virtio"))
 	time.Sleep(2 * time.Second) // let boot work finish
-	t0, c0 := time.Now(), cpuTicks(t, p.Pid())
-	time.Sleep(5 * time.Second)
-	t1, c1 := time.Now(), cpuTicks(t, p.Pid())
-	const hz = 100 // USER_HZ, fixed at 100 on Linux
-	share := float64(c1-c0) / hz / t1.Sub(t0).Seconds()
-	t.Logf("idle guest used %.1f%% of a CPU", 100*share)
-	if share >= 0.05 {
-		t.Errorf("idle guest used %.1f%% of a CPU, want under 5%%", 100*share)
-	}
-}
-
-// cpuTicks returns utime+stime of pid in clock ticks, from /proc/PID/stat.
-func cpuTicks(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Fields after the parenthesised command name; utime and stime are
-	// fields 14 and 15 of the whole line.
-	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
-	f := strings.Fields(rest)
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + s
+	idletest.Check(t, p.Pid(), 5*time.Second, "idle OVMF guest")
 }
