@@ -353,17 +353,7 @@ func program(o Options) ([]byte, error) {
 // waitLoop idles with sti; hlt, waking on every timer tick (18.2 Hz) to
 // look for a key, the ACPI power button and the timeout.
 func waitLoop(a *asm.Assembler, o Options) {
-	// Find the ACPI PM1 event block: enable the power button event
-	// (PWRBTN_EN, bit 8 of PM1_EN at base+2) and keep the base whose
-	// register reads it back. BP = base, or 0 when there is none.
-	a.MovImm(asm.BP, 0x0600) // QEMU's PIIX4 and ICH9 under SeaBIOS
-	a.Call("pmprobe")
-	a.J(asm.JE, "pm_found")
-	a.MovImm(asm.BP, 0x4000) // VirtualBox
-	a.Call("pmprobe")
-	a.J(asm.JE, "pm_found")
-	a.Xor(asm.BP, asm.BP)
-	a.Label("pm_found")
+	findPMBlock(a)
 	if o.Timeout > 0 {
 		a.LoadAX(tickCount)
 		a.Mov(asm.DI, asm.AX) // DI = tick at start
@@ -390,7 +380,27 @@ func waitLoop(a *asm.Assembler, o Options) {
 	}
 	a.Jmp("wait")
 
-	// pmprobe: write PWRBTN_EN to PM1_EN (BP+2); ZF set if it reads back.
+	pmProbe(a)
+}
+
+// findPMBlock finds the ACPI PM1 event block: it enables the power button
+// event (PWRBTN_EN, bit 8 of PM1_EN at base+2) and keeps the base whose
+// register reads it back. BP = base, or 0 when there is none. It calls
+// the routine pmProbe emits.
+func findPMBlock(a *asm.Assembler) {
+	a.MovImm(asm.BP, 0x0600) // QEMU's PIIX4 and ICH9 under SeaBIOS
+	a.Call("pmprobe")
+	a.J(asm.JE, "pm_found")
+	a.MovImm(asm.BP, 0x4000) // VirtualBox
+	a.Call("pmprobe")
+	a.J(asm.JE, "pm_found")
+	a.Xor(asm.BP, asm.BP)
+	a.Label("pm_found")
+}
+
+// pmProbe emits pmprobe: write PWRBTN_EN to PM1_EN (BP+2); ZF set if it
+// reads back.
+func pmProbe(a *asm.Assembler) {
 	a.Label("pmprobe")
 	a.Mov(asm.DX, asm.BP)
 	a.Inc(asm.DX)

@@ -280,14 +280,7 @@ func secondStage(o Options, sig []byte) ([]byte, int, error) {
 // since the probe routines use every register but BP, the PM base.
 func probeWait(a *asm.Assembler, o Options) {
 	p := o.Probes
-	a.MovImm(asm.BP, 0x0600)
-	a.Call("pmprobe")
-	a.J(asm.JE, "pm_found")
-	a.MovImm(asm.BP, 0x4000)
-	a.Call("pmprobe")
-	a.J(asm.JE, "pm_found")
-	a.Xor(asm.BP, asm.BP)
-	a.Label("pm_found")
+	findPMBlock(a)
 	a.Equ("ticks", tickCount)
 	a.Load(asm.AX, "ticks")
 	a.Store("tstart", asm.AX)
@@ -391,15 +384,7 @@ func probeWait(a *asm.Assembler, o Options) {
 	}
 	a.JmpNear("wait")
 
-	a.Label("pmprobe")
-	a.Mov(asm.DX, asm.BP)
-	a.Inc(asm.DX)
-	a.Inc(asm.DX)
-	a.MovImm(asm.AX, 0x0100)
-	a.OutDX()
-	a.InDX()
-	a.CmpImm(asm.AX, 0x0100)
-	a.Ret()
+	pmProbe(a)
 }
 
 // probeRoutines are the subroutines the probes call: putc and printline
