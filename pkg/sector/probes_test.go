@@ -330,15 +330,15 @@ func TestLinesGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, part := range []string{lineHeartbeat, lineBoot, lineDisks, lineVolume, lineError + errBootCount + "\r\n", lineID + o.ID() + "\r\n"} {
+	for _, part := range []string{LineHeartbeat, LineBoot, LineDisks, LineVolume, LineError + ErrLineBootCount + "\r\n", LineID + o.ID() + "\r\n"} {
 		if !bytes.Contains(s.Stage2(), []byte(part)) {
 			t.Errorf("the second stage lacks %q", part)
 		}
 	}
-	if !bytes.Contains(s.Bytes(), []byte(lineError+errStage2+"\r\n")) {
+	if !bytes.Contains(s.Bytes(), []byte(LineError+errStage2+"\r\n")) {
 		t.Error("the loader lacks its error line")
 	}
-	for _, line := range []string{lineID + o.ID(), lineError + errStage2, lineError + errBootCount, lineHeartbeat + "1", lineBoot + "1", lineDisks + "0", lineVolume + "config-2"} {
+	for _, line := range []string{LineID + o.ID(), LineError + errStage2, LineError + ErrLineBootCount, LineHeartbeat + "1", LineBoot + "1", LineDisks + "0", LineVolume + "config-2"} {
 		if !MatchesGolden(g, line) {
 			t.Errorf("%q matches no line format of the golden", line)
 		}

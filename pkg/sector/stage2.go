@@ -27,16 +27,19 @@ const (
 	lastCD  = 0xEF
 )
 
-// The probe lines' fixed parts (see testdata/probes/lines.txt).
+// The probe lines' fixed parts (see testdata/probes/lines.txt), shared
+// with the EFI applications so that both print the same lines.
 const (
-	lineHeartbeat = "tinyvm heartbeat "
-	lineBoot      = "tinyvm boot "
-	lineDisks     = "tinyvm disks "
-	lineVolume    = "tinyvm volume "
-	lineID        = "tinyvm id "
-	lineError     = "tinyvm error "
-	errStage2     = "stage2"
-	errBootCount  = "bootcount"
+	LineHeartbeat = "tinyvm heartbeat " // then the count and CR LF
+	LineBoot      = "tinyvm boot "      // then the count and CR LF
+	LineDisks     = "tinyvm disks "     // then the count and CR LF
+	LineVolume    = "tinyvm volume "    // then the ISO 9660 label and CR LF
+	LineID        = "tinyvm id "        // then Options.ID and CR LF
+	LineError     = "tinyvm error "     // then what failed and CR LF
+	// ErrLineBootCount follows LineError when the counter cannot be
+	// read or written.
+	ErrLineBootCount = "bootcount"
+	errStage2        = "stage2"
 )
 
 // buildProbes assembles the two-stage program: the MBR loads and checks
@@ -145,7 +148,7 @@ func firstStage(lba int64, sectors uint16, sig []byte) ([]byte, int, error) {
 	a.DB(16, 0, byte(sectors), byte(sectors>>8), byte(stage2Load&0xFF), byte(stage2Load>>8), 0, 0)
 	a.DB(byte(lba), byte(lba>>8), byte(lba>>16), byte(lba>>24), 0, 0, 0, 0)
 	a.Label("failmsg")
-	a.DB([]byte(lineError + errStage2 + "\r\n\x00")...)
+	a.DB([]byte(LineError + errStage2 + "\r\n\x00")...)
 	return assemble(a, "dap")
 }
 
@@ -239,7 +242,7 @@ func secondStage(o Options, sig []byte) ([]byte, int, error) {
 		a.DB('\r', '\n', 0)
 	}
 	a.Label("idline")
-	a.DB([]byte(lineID + o.ID() + "\r\n\x00")...)
+	a.DB([]byte(LineID + o.ID() + "\r\n\x00")...)
 	a.Label("crlf")
 	a.DB('\r', '\n', 0)
 	// "poweroff" then LF: a full match leaves the pointer on the LF,
@@ -249,8 +252,8 @@ func secondStage(o Options, sig []byte) ([]byte, int, error) {
 	a.Label("pwbad")
 	a.DB('\r')
 	for _, s := range []struct{ label, text string }{
-		{"hbline", lineHeartbeat}, {"bootline", lineBoot}, {"bootfail", lineError + errBootCount + "\r\n"},
-		{"disksline", lineDisks}, {"volline", lineVolume},
+		{"hbline", LineHeartbeat}, {"bootline", LineBoot}, {"bootfail", LineError + ErrLineBootCount + "\r\n"},
+		{"disksline", LineDisks}, {"volline", LineVolume},
 	} {
 		a.Label(s.label)
 		a.DB([]byte(s.text + "\x00")...)

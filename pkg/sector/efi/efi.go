@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf16"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/pe"
@@ -146,10 +145,5 @@ func text(o sector.Options) []byte {
 	if *o.Serial != "" {
 		rs = append(rs, []rune(*o.Serial+"\r\n")...)
 	}
-	u := utf16.Encode(append(rs, 0))
-	b := make([]byte, 0, 2*len(u))
-	for _, c := range u {
-		b = append(b, byte(c), byte(c>>8))
-	}
-	return b
+	return ucs2(string(rs))
 }
