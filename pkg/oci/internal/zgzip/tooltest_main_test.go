@@ -1,0 +1,9 @@
+package zgzip
+
+import (
+	"testing"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
+)
+
+func TestMain(m *testing.M) { tooltest.Main(m) }
