@@ -10,6 +10,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/internal/zgzip"
 )
 
 // ORAS's directory annotations (oras-go content/file): a layer with
@@ -83,7 +85,7 @@ func newDirLayer(files []dirFile, mtime time.Time, blobDir string) (*dirLayer, e
 	l := &dirLayer{files: files, mtime: mtime}
 	uh := sha256.New()
 	compress := func(w io.Writer) error {
-		zw, err := gzip.NewWriterLevel(w, dirGzipLevel)
+		zw, err := zgzip.NewWriterLevel(w, dirGzipLevel)
 		if err != nil {
 			return err
 		}

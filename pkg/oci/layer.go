@@ -16,13 +16,16 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/internal/zgzip"
 )
 
-// gzipLevel is the compression level of containerDisk layers: gzip's
-// default, 6. BestSpeed (ggcr's and ko's) stores the universal disk's
-// formats about 20% larger, which pushes push --all over its 64 KB goal;
-// 9 is no smaller than 6 on these mostly-zero files and slower. Changing
-// it changes every digest.
+// gzipLevel is the compression level of containerDisk layers' data, gzip's
+// default, 6; package zgzip codes the zero sectors itself, whatever the
+// level. BestSpeed (ggcr's and ko's) stores the universal disk's formats
+// about 20% larger, which pushes push --all over its 64 KB goal; 9 is no
+// smaller than 6 on these mostly-zero files and slower. Changing it
+// changes every digest.
 const gzipLevel = gzip.DefaultCompression
 
 // diskLayer is a containerDisk layer: a gzip-compressed tar holding disk/
@@ -55,7 +58,7 @@ func newDiskLayer(p, name string, mtime time.Time, blobDir string) (*diskLayer, 
 	l := &diskLayer{path: p, name: name, mtime: mtime, fsize: st.Size()}
 	uh := sha256.New()
 	compress := func(w io.Writer) error {
-		zw, err := gzip.NewWriterLevel(w, gzipLevel)
+		zw, err := zgzip.NewWriterLevel(w, gzipLevel)
 		if err != nil {
 			return err
 		}
@@ -209,7 +212,7 @@ func pipe(write func(io.Writer) error) io.ReadCloser {
 // gzipped streams what write writes, gzip-compressed at level.
 func gzipped(level int, write func(io.Writer) error) io.ReadCloser {
 	return pipe(func(w io.Writer) error {
-		zw, err := gzip.NewWriterLevel(w, level)
+		zw, err := zgzip.NewWriterLevel(w, level)
 		if err != nil {
 			return err
 		}
