@@ -3,7 +3,9 @@ package oci
 import (
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -136,8 +138,12 @@ func Artifact(files []File, opts ...Option) (v1.Image, error) {
 // except an ova's (CheckContainerDisk), then the artifact tagged
 // ArtifactTag, then, with WithVirtualMachine and a raw file among the
 // files, the VM artifact tagged VMTag.
+//
+// The images are made concurrently, as many at a time as GOMAXPROCS: each
+// compresses and hashes its own layer, and the results do not depend on
+// the order. The first error, in the order above, is returned.
 func Images(files []File, opts ...Option) ([]Tagged, error) {
-	var out []Tagged
+	var jobs []func() (Tagged, error)
 	var raw *File
 	for _, f := range files {
 		if f.Format.Type == "raw" {
@@ -146,23 +152,37 @@ func Images(files []File, opts ...Option) ([]Tagged, error) {
 		if CheckContainerDisk(f.Format) != nil {
 			continue // an ova is only a file of the artifact
 		}
-		img, err := ContainerDisk(f, opts...)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Tagged{Tag: f.Format.Type, Image: img})
+		jobs = append(jobs, func() (Tagged, error) {
+			img, err := ContainerDisk(f, opts...)
+			return Tagged{Tag: f.Format.Type, Image: img}, err
+		})
 	}
-	art, err := Artifact(files, opts...)
-	if err != nil {
-		return nil, err
-	}
-	out = append(out, Tagged{Tag: ArtifactTag, Image: art})
+	jobs = append(jobs, func() (Tagged, error) {
+		art, err := Artifact(files, opts...)
+		return Tagged{Tag: ArtifactTag, Image: art}, err
+	})
 	if o := makeOptions(opts); o.vm != nil && raw != nil {
-		vm, err := VirtualMachine(*raw, o.vm, opts...)
+		jobs = append(jobs, func() (Tagged, error) {
+			vm, err := VirtualMachine(*raw, o.vm, opts...)
+			return Tagged{Tag: VMTag, Image: vm}, err
+		})
+	}
+	out := make([]Tagged, len(jobs))
+	errs := make([]error, len(jobs))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, job := range jobs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i], errs[i] = job()
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Tagged{Tag: VMTag, Image: vm})
 	}
 	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
 )
@@ -81,18 +82,26 @@ func writeLayout(dir string, make func(tmp string) ([]Tagged, error)) (err error
 // 0755 whatever the umask. It renames nothing: callers that replace a
 // layout stage dir and rename it (as WriteImages does).
 func WriteLayoutDir(dir string, imgs []Tagged) error {
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		return fmt.Errorf("oci: layout: %w", err)
-	}
+	// One index, written once: appending each tag with AppendIndex would
+	// read and rewrite index.json for every tag.
+	adds := make([]mutate.IndexAddendum, 0, len(imgs))
 	for _, t := range imgs {
-		if err := appendTagged(p, t); err != nil {
-			return fmt.Errorf("oci: layout: %s: %w", t.Tag, err)
+		switch t.Image.(type) {
+		case v1.ImageIndex, v1.Image:
+		default:
+			return fmt.Errorf("oci: layout: %s: %T is neither an image nor an image index", t.Tag, t.Image)
 		}
+		adds = append(adds, mutate.IndexAddendum{
+			Add:        t.Image,
+			Descriptor: v1.Descriptor{Annotations: map[string]string{AnnotationRefName: t.Tag}},
+		})
+	}
+	if _, err := layout.Write(dir, mutate.AppendManifests(empty.Index, adds...)); err != nil {
+		return fmt.Errorf("oci: layout: %w", err)
 	}
 	// The layout package creates everything with os.ModePerm, which the
 	// umask trims to 0755 or 0700 files; a layout is shared like the disks.
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -106,21 +115,6 @@ func WriteLayoutDir(dir string, imgs []Tagged) error {
 		return fmt.Errorf("oci: layout: %w", err)
 	}
 	return nil
-}
-
-// appendTagged writes t's manifests and blobs into the layout and adds its
-// descriptor, named by its tag, to index.json: an image index as an index
-// (its per-platform manifests are blobs only it points to), anything else
-// as an image.
-func appendTagged(p layout.Path, t Tagged) error {
-	ref := layout.WithAnnotations(map[string]string{AnnotationRefName: t.Tag})
-	switch c := t.Image.(type) {
-	case v1.ImageIndex:
-		return p.AppendIndex(c, ref)
-	case v1.Image:
-		return p.AppendImage(c, ref)
-	}
-	return fmt.Errorf("%T is neither an image nor an image index", t.Image)
 }
 
 // CheckLayout returns nil if dir holds only an OCI image layout: an
