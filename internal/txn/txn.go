@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Prefix starts the name of every temp entry this package makes.
@@ -39,9 +40,12 @@ var (
 	ErrDone = errors.New("txn: already committed or rolled back")
 )
 
-// Txn is one transaction on a directory. Its methods are not safe for
-// concurrent use.
+// Txn is one transaction on a directory. File, TempDir and Add may be
+// called concurrently (a build writes its formats in parallel); Commit
+// and Rollback must come after they all returned.
 type Txn struct {
+	mu      sync.Mutex      // guards the fields below, not File's write
+	pending map[string]bool // names File is writing
 	dir     string
 	root    *os.Root
 	stage   string   // the staging directory's name in root
@@ -93,7 +97,11 @@ func Begin(dir string) (*Txn, error) {
 func (t *Txn) Dir() string { return t.dir }
 
 // Err is the first error of a File, TempDir or Add call, if any.
-func (t *Txn) Err() error { return t.err }
+func (t *Txn) Err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
 
 // File stages a file that becomes name at Commit: write fills it (opened
 // for reading too; mode 0644, whatever the umask). It returns where the
@@ -102,19 +110,36 @@ func (t *Txn) Err() error { return t.err }
 // nothing is staged; unlike the transaction's own errors, it does not
 // make Commit fail, so the caller may leave an entry out and go on.
 func (t *Txn) File(name string, write func(*os.File) error) (string, error) {
+	t.mu.Lock()
 	if err := t.usable(); err != nil {
+		t.mu.Unlock()
 		return "", err
 	}
 	if err := errors.Join(t.fresh(name), t.check(name, false, nil)); err != nil {
+		defer t.mu.Unlock()
 		return "", t.fail(err)
 	}
 	tmp := t.next()
+	if t.pending == nil {
+		t.pending = map[string]bool{}
+	}
+	t.pending[name] = true
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.pending, name)
+		t.mu.Unlock()
+	}()
 	f, err := t.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
+		t.mu.Lock()
+		defer t.mu.Unlock()
 		return "", t.fail(fmt.Errorf("write %s: %w", t.Path(name), unwrapPath(err)))
 	}
 	werr := write(f)
 	err = errors.Join(f.Chmod(0o644), f.Close())
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if werr != nil || err != nil {
 		t.root.Remove(tmp)
 		names := map[string]string{f.Name(): t.Path(name), t.abs(tmp): t.Path(name)}
@@ -132,6 +157,8 @@ func (t *Txn) File(name string, write func(*os.File) error) (string, error) {
 // content that Add stages or for scratch space. It goes with the staging
 // area unless Add stages it.
 func (t *Txn) TempDir() (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if err := t.usable(); err != nil {
 		return "", err
 	}
@@ -151,6 +178,8 @@ func (t *Txn) TempDir() (string, error) {
 // replace, given its path, approves (nil approves none); a file replaces
 // any existing non-directory.
 func (t *Txn) Add(name, p string, replace func(path string) error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if err := t.usable(); err != nil {
 		return err
 	}
@@ -328,6 +357,9 @@ func (t *Txn) abs(name string) string { return filepath.Join(t.dir, filepath.Fro
 
 // fresh reports an error if name is already staged.
 func (t *Txn) fresh(name string) error {
+	if t.pending[name] {
+		return fmt.Errorf("txn: %s staged twice", t.Path(name))
+	}
 	for _, e := range t.entries {
 		if e.name == name {
 			return fmt.Errorf("txn: %s staged twice", t.Path(name))

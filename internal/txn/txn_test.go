@@ -2,10 +2,12 @@ package txn
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -303,4 +305,68 @@ func noTemps(t *testing.T, dir string) {
 		}
 		return nil
 	})
+}
+
+// TestConcurrentFiles stages files from many goroutines, as a build
+// writes its formats: every file lands.
+func TestConcurrentFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	tx, err := Begin(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Go(func() {
+			name := fmt.Sprintf("f%d", i)
+			_, errs[i] = tx.File(name, writeString(name))
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range errs {
+		name := fmt.Sprintf("f%d", i)
+		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(got) != name {
+			t.Errorf("%s = %q, %v", name, got, err)
+		}
+	}
+}
+
+// TestConcurrentSameName stages one name twice at once: the second File
+// is refused while the first is still writing.
+func TestConcurrentSameName(t *testing.T) {
+	tx, err := Begin(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	inside, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := tx.File("twice", func(f *os.File) error {
+			close(inside)
+			<-release
+			return nil
+		})
+		first <- err
+	}()
+	<-inside
+	_, err = tx.File("twice", func(*os.File) error {
+		t.Error("the second write of one name ran")
+		return nil
+	})
+	close(release)
+	if err == nil || !strings.Contains(err.Error(), "staged twice") {
+		t.Errorf("second File of one name: %v, want a staged-twice error", err)
+	}
+	if err := <-first; err != nil {
+		t.Errorf("first File: %v", err)
+	}
 }

@@ -17,7 +17,9 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
@@ -226,25 +228,19 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 	res = &Result{Sector: p.Sector, EFI: p.EFI, Size: d.Size(), Warnings: warnings}
 	staged := map[string]string{} // final path: where it is until Commit
 	var sums strings.Builder
+	var todo []formats.Format
 	for _, f := range o.formatList() {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
 		if f.Type == iso.Type && o.Sector.Probes.Any() {
 			// Only a default format list gets here (Validate refuses an
 			// explicit iso with probes).
 			res.Warnings = append(res.Warnings, "iso left out: --probe does not work from the iso yet")
 			continue
 		}
-		var file File
-		tmp, err := tx.File(f.FileName(), func(w *os.File) error {
-			if err := f.Write(ctxWriter{w, ctx}, d, o.Format); err != nil {
-				return fmt.Errorf("write %s: %w", f.Type, err)
-			}
-			var err error
-			file, err = describe(ctx, f, w)
-			return err
-		})
+		todo = append(todo, f)
+	}
+	written := writeFormats(ctx, tx, d, o, todo)
+	for i, f := range todo {
+		file, tmp, err := written[i].file, written[i].tmp, written[i].err
 		if errors.Is(err, formats.ErrSize) && o.Formats == nil {
 			// Asked for every format: write those that can hold this size.
 			res.Warnings = append(res.Warnings, fmt.Sprintf("%s left out: %v", f.Type, err))
@@ -408,6 +404,42 @@ func describe(ctx context.Context, f formats.Format, w *os.File) (File, error) {
 		file.SHA256 = hex.EncodeToString(h.Sum(nil))
 	}
 	return file, nil
+}
+
+// written is one format's file as writeFormats staged it.
+type written struct {
+	file File
+	tmp  string // where it is until Commit
+	err  error
+}
+
+// writeFormats stages every format's file from d, GOMAXPROCS at a time:
+// each reads the same disk and writes its own file, so the results do
+// not depend on the order. They come back in the order of fs.
+func writeFormats(ctx context.Context, tx *txn.Txn, d disk.Disk, o Options, fs []formats.Format) []written {
+	out := make([]written, len(fs))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, f := range fs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := ctx.Err(); err != nil {
+				out[i].err = err
+				return
+			}
+			out[i].tmp, out[i].err = tx.File(f.FileName(), func(w *os.File) error {
+				if err := f.Write(ctxWriter{w, ctx}, d, o.Format); err != nil {
+					return fmt.Errorf("write %s: %w", f.Type, err)
+				}
+				var err error
+				out[i].file, err = describe(ctx, f, w)
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // WriteFileAtomic creates path by writing a temp file in the same
