@@ -17,12 +17,11 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
-	"sync"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/parallel"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
@@ -418,27 +417,21 @@ type written struct {
 // not depend on the order. They come back in the order of fs.
 func writeFormats(ctx context.Context, tx *txn.Txn, d disk.Disk, o Options, fs []formats.Format) []written {
 	out := make([]written, len(fs))
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	for i, f := range fs {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if err := ctx.Err(); err != nil {
-				out[i].err = err
-				return
+	parallel.Each(len(fs), func(i int) {
+		f := fs[i]
+		if err := ctx.Err(); err != nil {
+			out[i].err = err
+			return
+		}
+		out[i].tmp, out[i].err = tx.File(f.FileName(), func(w *os.File) error {
+			if err := f.Write(ctxWriter{w, ctx}, d, o.Format); err != nil {
+				return fmt.Errorf("write %s: %w", f.Type, err)
 			}
-			out[i].tmp, out[i].err = tx.File(f.FileName(), func(w *os.File) error {
-				if err := f.Write(ctxWriter{w, ctx}, d, o.Format); err != nil {
-					return fmt.Errorf("write %s: %w", f.Type, err)
-				}
-				var err error
-				out[i].file, err = describe(ctx, f, w)
-				return err
-			})
+			var err error
+			out[i].file, err = describe(ctx, f, w)
+			return err
 		})
-	}
-	wg.Wait()
+	})
 	return out
 }
 

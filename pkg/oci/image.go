@@ -3,14 +3,14 @@ package oci
 import (
 	"encoding/json"
 	"fmt"
-	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/parallel"
 )
 
 // Tagged is what a tag names in a layout or a repository: a containerDisk's
@@ -169,16 +169,7 @@ func Images(files []File, opts ...Option) ([]Tagged, error) {
 	}
 	out := make([]Tagged, len(jobs))
 	errs := make([]error, len(jobs))
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	for i, job := range jobs {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			out[i], errs[i] = job()
-		})
-	}
-	wg.Wait()
+	parallel.Each(len(jobs), func(i int) { out[i], errs[i] = jobs[i]() })
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

@@ -1,0 +1,36 @@
+package parallel
+
+import (
+	"runtime"
+	"sync/atomic"
+	"testing"
+)
+
+// TestEach checks that every index runs once and that no more than
+// GOMAXPROCS run at a time.
+func TestEach(t *testing.T) {
+	const n = 100
+	var ran [n]atomic.Int32
+	var now, most atomic.Int32
+	Each(n, func(i int) {
+		c := now.Add(1)
+		for {
+			m := most.Load()
+			if c <= m || most.CompareAndSwap(m, c) {
+				break
+			}
+		}
+		runtime.Gosched()
+		ran[i].Add(1)
+		now.Add(-1)
+	})
+	for i := range ran {
+		if got := ran[i].Load(); got != 1 {
+			t.Errorf("index %d ran %d times", i, got)
+		}
+	}
+	if m := most.Load(); m > int32(runtime.GOMAXPROCS(0)) {
+		t.Errorf("%d ran at once, more than GOMAXPROCS %d", m, runtime.GOMAXPROCS(0))
+	}
+	Each(0, func(int) { t.Error("called for n = 0") })
+}
