@@ -230,11 +230,13 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if f.Type == iso.Type && o.Sector.Probes.Any() {
-			// Only a default format list gets here (Validate refuses an
-			// explicit iso with probes).
-			res.Warnings = append(res.Warnings, "iso left out: --probe does not work from the iso yet")
-			continue
+		if f.Type == iso.Type {
+			if err := o.Sector.Probes.CheckReadOnly(iso.Type); err != nil {
+				// Only a default format list gets here (Validate refuses
+				// an explicit iso with bootcount).
+				res.Warnings = append(res.Warnings, "iso left out: "+err.Error())
+				continue
+			}
 		}
 		var file File
 		tmp, err := tx.File(f.FileName(), func(w *os.File) error {
