@@ -14,8 +14,8 @@ import (
 
 // TestBuildProbesISO: `build --probe id,disks --format iso` writes an ISO
 // that SeaBIOS boots as a CD, the probes' lines and the --volume-label
-// included; bootcount with the iso, a bad label, and a label without the
-// iso are usage errors that write nothing.
+// included; bootcount with the iso, probes with the floppy variant, a bad
+// label, and a label without the iso are usage errors that write nothing.
 func TestBuildProbesISO(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	code, _, stderr := cli(t, "build", "-q", "-o", dir, "--probe", "id,disks", "--then", "poweroff", "--format", "iso", "--volume-label", "cidata")
@@ -33,6 +33,7 @@ func TestBuildProbesISO(t *testing.T) {
 	}{
 		{[]string{"--probe", "bootcount", "--format", "iso"}, "sector: probe bootcount needs a writable disk: iso is read-only; drop bootcount or use a disk format"},
 		{[]string{"--probe", "id,bootcount", "--format", "raw,iso"}, "iso is read-only"},
+		{[]string{"--probe", "id", "--format", "iso", "--iso-boot", "floppy"}, "the probes' loader cannot read its second stage from an emulated floppy; use --iso-boot noemul"},
 		{[]string{"--format", "iso", "--volume-label", "has\ttab"}, `--volume-label: iso: bad volume label "has\ttab": use 1 to 32 printable ASCII characters`},
 		{[]string{"--format", "iso", "--volume-label", strings.Repeat("x", 33)}, "iso: bad volume label"},
 		{[]string{"--format", "raw", "--volume-label", "cidata"}, "--volume-label applies to iso, which is not built here (raw)"},

@@ -158,6 +158,11 @@ func (o Options) validateFirmware() error {
 			return fmt.Errorf("%w: %w", ErrProbe, err)
 		}
 	}
+	if o.Sector.Probes.Any() && o.Format.ISOBoot == iso.BootFloppy && slices.ContainsFunc(o.formatList(), func(f formats.Format) bool { return f.Type == iso.Type }) {
+		// SeaBIOS's emulated floppy has no int 13h extended read, which
+		// the loader reads the second stage with.
+		return fmt.Errorf("%w: the probes' loader cannot read its second stage from an emulated floppy; use --iso-boot noemul", ErrProbe)
+	}
 	return nil
 }
 

@@ -55,6 +55,16 @@ func TestProbesISO(t *testing.T) {
 		t.Errorf("El Torito entry %+v, want %d sectors (BootImage)", inf.ElTorito, want)
 	}
 
+	floppy := o
+	floppy.Format.ISOBoot = iso.BootFloppy
+	if err := floppy.Validate(); !errors.Is(err, ErrProbe) || !strings.Contains(err.Error(), "use --iso-boot noemul") {
+		t.Errorf("probes with --iso-boot floppy: %v, want the floppy error", err)
+	}
+	floppy.Formats = nil // the default list holds the iso too
+	if err := floppy.Validate(); !errors.Is(err, ErrProbe) {
+		t.Errorf("probes with --iso-boot floppy and every format: %v, want the floppy error", err)
+	}
+
 	o.Sector.Probes.BootCount = true
 	err = o.Validate()
 	if !errors.Is(err, ErrProbe) || !errors.Is(err, sector.ErrReadOnly) || !strings.Contains(err.Error(), "iso is read-only") || strings.Contains(err.Error(), "\n") {
