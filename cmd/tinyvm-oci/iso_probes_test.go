@@ -12,15 +12,16 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
 )
 
-// TestBuildProbesISO: `build --probe id,disks --format iso` writes an ISO
-// that SeaBIOS boots as a CD, the probes' lines and the --volume-label
-// included; bootcount with the iso, probes with the floppy variant, a bad
+// TestBuildProbesISO: `build --probe id,disks,heartbeat,echo --format
+// iso` writes an ISO that SeaBIOS boots as a CD with the probes' lines, the
+// --volume-label included, and that echoes COM1 and powers off on
+// "poweroff"; bootcount with the iso, probes with the floppy variant, a bad
 // label, and a label without the iso are usage errors that write nothing.
 func TestBuildProbesISO(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
-	code, _, stderr := cli(t, "build", "-q", "-o", dir, "--probe", "id,disks", "--then", "poweroff", "--format", "iso", "--volume-label", "cidata")
+	code, _, stderr := cli(t, "build", "-q", "-o", dir, "--probe", "id,disks,heartbeat=200ms,echo", "--format", "iso", "--volume-label", "cidata")
 	if code != 0 {
-		t.Fatalf("build --probe id,disks --format iso: exit %d, %s", code, stderr)
+		t.Fatalf("build --probe id,disks,heartbeat,echo --format iso: exit %d, %s", code, stderr)
 	}
 	file := filepath.Join(dir, "512-byte-vm.iso")
 	if _, err := os.Stat(file); err != nil {
@@ -53,13 +54,45 @@ func TestBuildProbesISO(t *testing.T) {
 		return
 	}
 	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	serial := qemu.NewCapture()
-	if err := qemu.Run(ctx, qemu.Options{File: file, Bus: "cdrom", Serial: serial}); err != nil {
-		t.Fatalf("boot the iso as a CD: %v (serial %q)", err, serial.String())
+	console, typed, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, want := range []string{"Hello World!\r\n", "tinyvm id ", "tinyvm disks 0\r\n", "tinyvm volume cidata\r\n"} {
+	defer typed.Close()
+	defer console.Close()
+	serial := qemu.NewCapture()
+	p, err := qemu.Start(ctx, qemu.Options{File: file, Bus: "cdrom", Serial: serial, Console: console})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	// Generous waits for TCG under load, never asserted as durations.
+	const wait = 90 * time.Second
+	for _, step := range []struct{ typed, want string }{
+		{"", "tinyvm heartbeat 2\r\n"},
+		{"hello\r", "hello\r\n"},
+	} {
+		if _, err := typed.WriteString(step.typed); err != nil {
+			t.Fatal(err)
+		}
+		if !serial.WaitFor(step.want, wait, p.Done()) {
+			t.Fatalf("serial lacks %q: %q", step.want, serial.String())
+		}
+	}
+	if _, err := typed.WriteString("poweroff\r"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(wait):
+		t.Fatalf("poweroff on COM1 did not end QEMU: %q", serial.String())
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatalf("QEMU after poweroff: %v (serial %q)", err, serial.String())
+	}
+	for _, want := range []string{"Hello World!\r\n", "tinyvm id ", "tinyvm disks 0\r\n", "tinyvm volume cidata\r\n", "tinyvm heartbeat 1\r\n"} {
 		if !strings.Contains(serial.String(), want) {
 			t.Errorf("serial %q lacks %q", serial.String(), want)
 		}

@@ -519,7 +519,7 @@ func readSystemArea(d disk.Disk, hasGPT bool) ([]byte, error) {
 	sys := make([]byte, systemAreaSize)
 	n := min(d.Size(), systemAreaSize)
 	if _, err := d.ReadAt(sys[:n], 0); err != nil && err != io.EOF {
-		return nil, fmt.Errorf("iso: read boot sector: %w", err)
+		return nil, fmt.Errorf("iso: read the system area: %w", err)
 	}
 	if hasGPT {
 		clear(sys[gpt.HeaderLBA*bootSectorSize : gpt.FirstUsableLBA*bootSectorSize])
