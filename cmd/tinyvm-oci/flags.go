@@ -37,6 +37,7 @@ type buildFlags struct {
 	vmdkSubformat string
 	vhdType       string
 	isoBoot       string
+	volumeLabel   string
 	firmware      string
 	arch          string
 	probes        string
@@ -56,6 +57,7 @@ var formatFlags = []struct{ flag, format string }{
 	{"vmdk-subformat", vmdk.Type},
 	{"vhd-type", vhd.Type},
 	{"iso-boot", iso.Type},
+	{"volume-label", iso.Type},
 }
 
 // register adds the flags. withFormats adds --format, whose meaning the
@@ -81,6 +83,7 @@ func (f *buildFlags) register(fs *pflag.FlagSet, formatUsage string) {
 	fs.StringVar(&f.vmdkSubformat, "vmdk-subformat", "monolithicSparse", "vmdk subformat: monolithicSparse or streamOptimized")
 	fs.StringVar(&f.vhdType, "vhd-type", "dynamic", "vhd type: dynamic or fixed (Azure)")
 	fs.StringVar(&f.isoBoot, "iso-boot", "noemul", "iso El Torito boot: noemul or floppy (1.44 MB emulation)")
+	fs.StringVar(&f.volumeLabel, "volume-label", iso.VolumeID, "iso volume label (up to 32 printable ASCII characters), such as cidata")
 }
 
 // options turns the flags into build options. Bad values, and flags that
@@ -156,12 +159,13 @@ func (f *buildFlags) options() (build.Options, error) {
 		return o, usageError{err}
 	}
 	o.Format = formats.Options{
-		ClusterSize:   cs,
-		Qcow2Compress: f.qcow2Compress,
-		VMDKSubformat: f.vmdkSubformat,
-		VHDType:       strings.ToLower(f.vhdType),
-		ISOBoot:       strings.ToLower(f.isoBoot),
-		Time:          stamp,
+		ClusterSize:    cs,
+		Qcow2Compress:  f.qcow2Compress,
+		VMDKSubformat:  f.vmdkSubformat,
+		VHDType:        strings.ToLower(f.vhdType),
+		ISOBoot:        strings.ToLower(f.isoBoot),
+		ISOVolumeLabel: f.volumeLabel,
+		Time:           stamp,
 	}
 	if err := checkFormatOptions(o.Format); err != nil {
 		return o, err
@@ -213,6 +217,9 @@ func checkFormatOptions(fo formats.Options) error {
 	}
 	if !slices.Contains(iso.Boots, fo.ISOBoot) {
 		return usagef("--iso-boot %q: use %s", fo.ISOBoot, strings.Join(iso.Boots, " or "))
+	}
+	if err := (iso.Options{VolumeLabel: fo.ISOVolumeLabel}).Validate(); err != nil {
+		return usageError{fmt.Errorf("--volume-label: %w", err)}
 	}
 	return nil
 }

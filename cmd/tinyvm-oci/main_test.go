@@ -334,7 +334,7 @@ func TestFirmwareBadInput(t *testing.T) {
 		{[]string{"--size", "256KiB"}, "a UEFI disk needs at least 516096 bytes (504 KiB), --size is 262144"},
 		{[]string{"--message", long}, "bytes over the budget"},
 		{[]string{"--probe", "heartbeat", "--firmware", "uefi"}, "--probe runs in the BIOS program only so far"},
-		{[]string{"--probe", "echo", "--format", "iso"}, "--probe does not work from the iso yet"},
+		{[]string{"--probe", "bootcount", "--format", "iso"}, "probe bootcount needs a writable disk: iso is read-only; drop bootcount or use a disk format"},
 		{[]string{"--probe", "id", "--firmware", "bios", "--size", "512"}, "size 512 is too small for the probes' second stage: use at least 1536 bytes"},
 	} {
 		dir := filepath.Join(t.TempDir(), "out")

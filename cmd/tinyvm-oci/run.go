@@ -19,7 +19,7 @@ import (
 // shape.
 var diskFlags = []string{
 	"message", "serial", "then", "timeout", "sector", "size", "format", "firmware", "arch", "probe",
-	"cluster-size", "qcow2-compress", "vmdk-subformat", "vhd-type", "iso-boot",
+	"cluster-size", "qcow2-compress", "vmdk-subformat", "vhd-type", "iso-boot", "volume-label",
 }
 
 func newRunCmd() *cobra.Command {

@@ -152,8 +152,16 @@ func (o Options) validateFirmware() error {
 	if o.Sector.Probes.Any() && o.Has(UEFI) {
 		return fmt.Errorf("%w: --probe runs in the BIOS program only so far, and the EFI applications have no probes yet; use --firmware bios", ErrFirmware)
 	}
-	if o.Sector.Probes.Any() && slices.ContainsFunc(o.Formats, func(f formats.Format) bool { return f.Type == iso.Type }) {
-		return fmt.Errorf("%w: --probe does not work from the iso yet (its El Torito entry loads the boot sector only); leave iso out of --format", ErrProbe)
+	if slices.ContainsFunc(o.Formats, func(f formats.Format) bool { return f.Type == iso.Type }) {
+		// The CD is read-only: bootcount could not write its counter.
+		if err := o.Sector.Probes.CheckReadOnly(iso.Type); err != nil {
+			return fmt.Errorf("%w: %w", ErrProbe, err)
+		}
+	}
+	if o.Sector.Probes.Any() && o.Format.ISOBoot == iso.BootFloppy && slices.ContainsFunc(o.formatList(), func(f formats.Format) bool { return f.Type == iso.Type }) {
+		// SeaBIOS's emulated floppy has no int 13h extended read, which
+		// the loader reads the second stage with.
+		return fmt.Errorf("%w: the probes' loader cannot read its second stage from an emulated floppy; use --iso-boot noemul", ErrProbe)
 	}
 	return nil
 }

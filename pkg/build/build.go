@@ -229,11 +229,13 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 	var sums strings.Builder
 	var todo []formats.Format
 	for _, f := range o.formatList() {
-		if f.Type == iso.Type && o.Sector.Probes.Any() {
-			// Only a default format list gets here (Validate refuses an
-			// explicit iso with probes).
-			res.Warnings = append(res.Warnings, "iso left out: --probe does not work from the iso yet")
-			continue
+		if f.Type == iso.Type {
+			if err := o.Sector.Probes.CheckReadOnly(iso.Type); err != nil {
+				// Only a default format list gets here (Validate refuses
+				// an explicit iso with bootcount).
+				res.Warnings = append(res.Warnings, "iso left out: "+err.Error())
+				continue
+			}
 		}
 		todo = append(todo, f)
 	}

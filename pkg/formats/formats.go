@@ -44,6 +44,9 @@ type Options struct {
 	VHDType string
 	// ISOBoot is "noemul" (default) or "floppy".
 	ISOBoot string
+	// ISOVolumeLabel is the iso's volume label (default iso.VolumeID),
+	// such as "cidata" for a cloud-init NoCloud seed.
+	ISOVolumeLabel string
 	// Time stamps every date a format records (VHD, VHDX, ISO, OVA).
 	// The zero value means DefaultTime.
 	Time time.Time
@@ -177,7 +180,7 @@ var Types = []Format{
 		Media:       MediaCDROM,
 		Description: "ISO 9660 CD-ROM with El Torito boot (no emulation or 1.44 MB floppy), hybrid MBR",
 		Write: func(w io.Writer, d disk.Disk, o Options) error {
-			return iso.Write(w, d, iso.Options{Boot: o.ISOBoot, Time: o.Stamp()})
+			return iso.Write(w, d, iso.Options{Boot: o.ISOBoot, Time: o.Stamp(), VolumeLabel: o.ISOVolumeLabel})
 		},
 		Detect:  iso.Detect,
 		Inspect: iso.Inspect,

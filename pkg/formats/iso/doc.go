@@ -15,7 +15,8 @@
 // Rock Ridge, and one directory. Default (no emulation), 24 blocks, 49,152
 // bytes:
 //
-//	LBA 0-15  system area; its first 512 bytes are the boot sector (MBR)
+//	LBA 0-15  system area: the disk's first 32 KiB, the boot sector (MBR)
+//	          first; zeros after it unless the disk has a probes' stage
 //	LBA 16    primary volume descriptor
 //	LBA 17    El Torito boot record volume descriptor
 //	LBA 18    volume descriptor set terminator
@@ -23,7 +24,8 @@
 //	LBA 20    type M path table (big-endian)
 //	LBA 21    root directory: ".", "..", BOOT.CAT;1, BOOT.IMG;1
 //	LBA 22    boot catalog: validation entry, initial entry
-//	LBA 23    boot image: the disk's first 512 bytes, zero-padded
+//	LBA 23    boot image: the disk's first 512 bytes, zero-padded (more
+//	          blocks with a probes' second stage, see Probes)
 //
 // With Boot "floppy" the boot image is a 1.44 MB floppy image (720 blocks,
 // the disk's first 1,474,560 bytes, zero-padded) and the file is 743 blocks,
@@ -40,6 +42,24 @@
 // boot sector (within one 2048-byte block). Floppy emulation uses count 1
 // too: the BIOS then serves the emulated drive from the image itself.
 //
+// # Probes
+//
+// A program with probes (pkg/sector) has a second stage that its MBR reads
+// from the sectors after it (LBA 1 on the bare disk, 34 on the universal
+// disk) or, booted from a CD, finds in memory where El Torito loaded it.
+// The writer needs no knowledge of the program for that: the boot image
+// is the disk's first sectors through the end of the last data extent
+// (disk.Extents) in the first 32 KiB that holds a non-zero byte, the
+// universal disk's GPT left out, and the entry's count is its length /
+// 512. That is sector.BootImage exactly, the stage's zero-initialized
+// tail included, which trimming zero sectors would lose. A disk with
+// nothing but its boot sector there gives count 1 and the bytes above. The
+// system area holds the same 32 KiB (the GPT cleared), so the hybrid hard
+// disk has the stage at its LBA too. The boot counter at LBA 63 is data
+// as well and is loaded; pkg/build refuses bootcount with the iso, which
+// is read-only, and probes with floppy emulation, whose drive has no
+// extended read for the loader.
+//
 // # EFI entry
 //
 // When the disk is the universal GPT disk (pkg/disk/universal), its EFI
@@ -55,9 +75,10 @@
 //
 // # Hybrid
 //
-// The system area is free for any use (ECMA-119 6.2.1), so its first 512
-// bytes are the boot sector itself, and the same file boots as a hard disk:
-// the BIOS loads LBA 0 and checks 0x55AA, which the sector has.
+// The system area is free for any use (ECMA-119 6.2.1), so it is the
+// disk's first 32 KiB, its first 512 bytes the boot sector itself, and the
+// same file boots as a hard disk: the BIOS loads LBA 0 and checks 0x55AA,
+// which the sector has.
 //
 // Syslinux's isohybrid also writes a partition entry covering the image
 // (type 0x17 by default) at bytes 446-509 of the MBR and pads the file to a
@@ -76,6 +97,14 @@
 // only; the floppy variant (2,972 sectors) also boots from virtio-blk.
 // Padding the default image to 1008 sectors would add 456 KiB for a use
 // the CD-ROM boot already covers, so it is not padded.
+//
+// # Volume label
+//
+// Options.VolumeLabel (--volume-label) replaces VolumeID, the PVD's volume
+// identifier, which is what blkid, cloud-init and the disks probe read:
+// "cidata" makes a NoCloud seed's label, "config-2" a config drive's. Any
+// printable ASCII up to 32 bytes is taken, as xorriso -volid takes it,
+// though ECMA-119 asks for d-characters there: those labels are lowercase.
 //
 // # Reproducibility
 //

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/gpt"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/universal"
 )
 
@@ -26,18 +28,22 @@ const (
 // Boots lists the valid values of Options.Boot.
 var Boots = []string{BootNoEmul, BootFloppy}
 
-// VolumeID is the PVD's volume identifier. ECMA-119 7.4.1 allows only
-// d-characters (A-Z, 0-9, _) there, so the project name's hyphens become
-// underscores.
+// VolumeID is the PVD's default volume identifier. ECMA-119 7.4.1 allows
+// only d-characters (A-Z, 0-9, _) there, so the project name's hyphens
+// become underscores.
 const VolumeID = "512_BYTE_VM"
+
+// MaxVolumeLabel is the length of the PVD's volume identifier field.
+const MaxVolumeLabel = pvdIDLen
 
 // ApplicationID is the PVD's application identifier (a-characters).
 const ApplicationID = "TINYVM-OCI"
 
 // Errors that Write returns, wrapped with details.
 var (
-	ErrBoot = errors.New("iso: unknown boot mode")
-	ErrTime = errors.New("iso: time out of range for ISO 9660 dates (1900-2155)")
+	ErrBoot        = errors.New("iso: unknown boot mode")
+	ErrTime        = errors.New("iso: time out of range for ISO 9660 dates (1900-2155)")
+	ErrVolumeLabel = errors.New("iso: bad volume label")
 )
 
 // Options choose the variant.
@@ -47,6 +53,12 @@ type Options struct {
 	// Time is recorded as every creation and modification date, in UTC.
 	// The zero value records the dates as "not specified".
 	Time time.Time
+	// VolumeLabel is the PVD's volume identifier, VolumeID when empty:
+	// what blkid, cloud-init and the disks probe read, such as "cidata"
+	// for a NoCloud seed or "config-2" for a config drive. Those are
+	// lowercase or hyphenated, outside ECMA-119's d-characters, so any
+	// printable ASCII is taken, as xorriso -volid does.
+	VolumeLabel string
 }
 
 // Validate reports an unknown boot mode or a time ISO 9660 cannot record.
@@ -61,7 +73,28 @@ func (o Options) Validate() error {
 			return fmt.Errorf("%w: %s", ErrTime, o.Time.UTC().Format(time.RFC3339))
 		}
 	}
+	return checkVolumeLabel(o.VolumeLabel)
+}
+
+// checkVolumeLabel refuses what the space-padded 32-byte field cannot
+// give back: non-printable bytes, more than 32 bytes, and spaces at
+// either end, which readers trim.
+func checkVolumeLabel(l string) error {
+	ok := len(l) <= MaxVolumeLabel && strings.TrimSpace(l) == l
+	for i := 0; ok && i < len(l); i++ {
+		ok = l[i] >= ' ' && l[i] <= '~'
+	}
+	if !ok {
+		return fmt.Errorf("%w %q: use 1 to %d printable ASCII characters, no space at either end, such as cidata or config-2", ErrVolumeLabel, l, MaxVolumeLabel)
+	}
 	return nil
+}
+
+func (o Options) volumeLabel() string {
+	if o.VolumeLabel == "" {
+		return VolumeID
+	}
+	return o.VolumeLabel
 }
 
 // Sizes fixed by the standards.
@@ -72,14 +105,14 @@ const (
 	// systemAreaBlocks is the system area before the volume descriptors
 	// (ECMA-119 6.2.1): 16 blocks, free for any use.
 	systemAreaBlocks = 16
+	// systemAreaSize is the system area in bytes, 32 KiB: the hybrid
+	// hard disk's LBA 0-63, which hold the disk's own.
+	systemAreaSize = systemAreaBlocks * BlockSize
 	// bootSectorSize is what the BIOS loads from a hard disk or floppy.
 	bootSectorSize = disk.SectorSize
 	// loadUnit is the unit of the initial entry's sector count: a
 	// "virtual sector" of 512 bytes (El Torito 2.0, "Sector Count").
 	loadUnit = 512
-	// loadSectors is the initial entry's sector count: the 512-byte boot
-	// sector. SeaBIOS loads nothing and hangs for 0.
-	loadSectors = 1
 	// floppySize is a 1.44 MB floppy: 80 tracks, 2 heads, 18 sectors.
 	floppySize = 80 * 2 * 18 * 512
 )
@@ -449,24 +482,72 @@ func putRecordDate(b []byte, t time.Time) {
 
 // layout is what differs between the boot modes.
 type layout struct {
-	media       byte  // El Torito boot media type
-	imageBytes  int64 // the boot image's size (BOOT.IMG)
-	imageBlocks int64 // blocks the boot image occupies
+	media       byte   // El Torito boot media type
+	loadCount   uint16 // the initial entry's sector count
+	imageBytes  int64  // the boot image's size (BOOT.IMG)
+	imageBlocks int64  // blocks the boot image occupies
 }
 
-func (o Options) layout() layout {
+// layout is the boot mode's, for a no-emulation image of sectors
+// 512-byte sectors. A floppy loads one: the BIOS then serves the
+// emulated drive from the image itself, second stage included.
+func (o Options) layout(sectors int) layout {
 	if o.Boot == BootFloppy {
-		return layout{media: mediaFloppy144, imageBytes: floppySize, imageBlocks: floppySize / BlockSize}
+		return layout{media: mediaFloppy144, loadCount: 1, imageBytes: floppySize, imageBlocks: floppySize / BlockSize}
 	}
-	return layout{media: mediaNoEmulation, imageBytes: bootSectorSize, imageBlocks: 1}
+	n := int64(sectors) * loadUnit
+	return layout{media: mediaNoEmulation, loadCount: uint16(sectors), imageBytes: n, imageBlocks: (n + BlockSize - 1) / BlockSize}
 }
 
 // Size returns the size of the file Write produces for o from a disk
-// without an EFI system partition: 49,152 bytes with no emulation,
-// 1,521,664 with floppy emulation. A disk with an ESP adds the ESP's
-// size, rounded up to whole blocks, for the EFI boot image.
+// with nothing but its boot sector in its first 32 KiB and no EFI system
+// partition: 49,152 bytes with no emulation, 1,521,664 with floppy
+// emulation. A disk with an ESP adds the ESP's size, rounded up to whole
+// blocks, for the EFI boot image; a probes' second stage (no emulation)
+// adds the blocks it needs past the first.
 func Size(o Options) int64 {
-	return (metaBlocks + o.layout().imageBlocks) * BlockSize
+	return (metaBlocks + o.layout(1).imageBlocks) * BlockSize
+}
+
+// readSystemArea returns the disk's first 32 KiB, zero-padded past a
+// smaller disk, which become the ISO's system area and hold its boot
+// image: the boot sector and, from a probe build, the second stage at
+// its LBA (1, or 34 on the universal disk) and the boot counter at 63.
+// A universal disk's primary GPT (LBA 1-33) is cleared: the ISO holds no
+// GPT, and a firmware must not find a half one there.
+func readSystemArea(d disk.Disk, hasGPT bool) ([]byte, error) {
+	sys := make([]byte, systemAreaSize)
+	n := min(d.Size(), systemAreaSize)
+	if _, err := d.ReadAt(sys[:n], 0); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("iso: read the system area: %w", err)
+	}
+	if hasGPT {
+		clear(sys[gpt.HeaderLBA*bootSectorSize : gpt.FirstUsableLBA*bootSectorSize])
+	}
+	return sys, nil
+}
+
+// bootImageSectors is how many of the system area's 512-byte sectors the
+// no-emulation entry loads: through the end of the last data extent of
+// the disk that lies in it and holds a non-zero byte, the cleared GPT
+// left out, or only the boot sector. A chunk of a disk.Sparse is one
+// extent, so a probes' second stage, which ends in zero-initialized
+// variables, is loaded whole: exactly sector.BootImage's bytes. A disk
+// that reports no extents is one extent, so anything past its boot
+// sector loads all 64 sectors.
+func bootImageSectors(d disk.Disk, sys []byte, hasGPT bool) int {
+	end := int64(bootSectorSize)
+	skip := int64(bootSectorSize) // the boot sector is always loaded
+	if hasGPT {
+		skip = gpt.FirstUsableLBA * bootSectorSize
+	}
+	for _, e := range disk.Extents(d) {
+		lo, hi := max(e.Off, skip), min(e.Off+e.Len, systemAreaSize)
+		if lo < hi && !disk.IsZero(sys[lo:hi]) {
+			end = max(end, hi)
+		}
+	}
+	return int((end + bootSectorSize - 1) / bootSectorSize)
 }
 
 // ErrESP is returned for an EFI system partition the El Torito EFI entry
@@ -494,26 +575,28 @@ func readESP(d disk.Disk) ([]byte, error) {
 }
 
 // Write streams an ISO image that boots d's boot sector to w. Only the
-// disk's first 512 bytes (no emulation) or first 1,474,560 bytes (floppy
-// emulation, zero-padded past a smaller disk) are read, so the cost and the
-// output do not depend on the virtual size beyond that.
+// disk's first 32 KiB (the boot sector and a probes' second stage), its
+// first 1,474,560 bytes (floppy emulation, zero-padded past a smaller
+// disk) and its ESP are read, so the cost and the output do not depend on
+// the virtual size beyond that.
 func Write(w io.Writer, d disk.Disk, o Options) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	l := o.layout()
 	var t time.Time
 	if !o.Time.IsZero() {
 		t = o.Time.UTC()
-	}
-	bootSector, err := disk.ReadBlock(d, 0, bootSectorSize)
-	if err != nil {
-		return fmt.Errorf("iso: read boot sector: %w", err)
 	}
 	esp, err := readESP(d)
 	if err != nil {
 		return err
 	}
+	sys, err := readSystemArea(d, esp != nil)
+	if err != nil {
+		return err
+	}
+	bootSector := sys[:bootSectorSize]
+	l := o.layout(bootImageSectors(d, sys, esp != nil))
 	// The EFI boot image (the ESP) follows the BIOS boot image.
 	efiLBA := metaBlocks + l.imageBlocks
 	efiBlocks := (int64(len(esp)) + BlockSize - 1) / BlockSize
@@ -521,10 +604,11 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 	meta := make([]byte, metaBlocks*BlockSize)
 	block := func(lba int) []byte { return meta[lba*BlockSize : (lba+1)*BlockSize] }
 
-	// System area: the boot sector as the MBR, so the file boots as a
-	// hard disk too. Bytes 446-509 stay the program's (see doc.go), except
-	// a universal disk's protective GPT entry: the ISO holds no GPT.
-	copy(meta, bootSector)
+	// System area: the disk's first 32 KiB, the boot sector as the MBR,
+	// so the file boots as a hard disk too, and a second stage where the
+	// loader reads it. Bytes 446-509 stay the program's (see doc.go),
+	// except a universal disk's protective GPT entry: the ISO holds no GPT.
+	copy(meta, sys)
 	if esp != nil {
 		clear(meta[mbrTableOffset:mbrSignatureOffset])
 	}
@@ -550,7 +634,7 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 	}
 
 	primaryVolumeDescriptor{
-		VolumeID:      VolumeID,
+		VolumeID:      o.volumeLabel(),
 		VolumeSpace:   uint32(total),
 		SetSize:       1,
 		Sequence:      1,
@@ -571,7 +655,7 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 		Indicator:   bootable,
 		Media:       l.media,
 		LoadSegment: 0,
-		SectorCount: loadSectors,
+		SectorCount: l.loadCount,
 		ImageLBA:    imageLBA,
 	}.marshal(catalog[initOffset:])
 	if !hasBootCode(bootSector) {
@@ -597,8 +681,10 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 		return fmt.Errorf("iso: %w", err)
 	}
 	if l.media == mediaNoEmulation {
-		img := make([]byte, BlockSize)
-		copy(img, bootSector)
+		// The boot sector unchanged (a universal disk's protective entry
+		// included, as the disk has it), then the second stage.
+		img := make([]byte, l.imageBlocks*BlockSize)
+		copy(img, sys[:l.imageBytes])
 		if _, err := w.Write(img); err != nil {
 			return fmt.Errorf("iso: %w", err)
 		}

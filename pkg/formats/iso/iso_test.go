@@ -123,6 +123,11 @@ func TestOptionErrors(t *testing.T) {
 			t.Errorf("time %v: err = %v, want ErrTime", tm, err)
 		}
 	}
+	for _, l := range []string{strings.Repeat("X", MaxVolumeLabel+1), "tab\there", " cidata", "cidata ", "caf\u00e9"} {
+		if err := Write(&buf, d, Options{VolumeLabel: l}); !errors.Is(err, ErrVolumeLabel) {
+			t.Errorf("volume label %q: err = %v, want ErrVolumeLabel", l, err)
+		}
+	}
 	if buf.Len() != 0 {
 		t.Errorf("failed writes wrote %d bytes", buf.Len())
 	}
@@ -148,6 +153,20 @@ func TestWriteError(t *testing.T) {
 			if err := Write(&errWriter{n: n}, formattest.BootDisk(t, mib), v.o); !errors.Is(err, errFull) {
 				t.Errorf("%s, writer full after %d bytes: err = %v", v.name, n, err)
 			}
+		}
+	}
+}
+
+// The volume label is the PVD's volume identifier, space-padded; any
+// printable ASCII up to 32 bytes is taken as given.
+func TestVolumeLabel(t *testing.T) {
+	for _, c := range []struct{ label, want string }{
+		{"", VolumeID}, {"cidata", "cidata"}, {"config-2", "config-2"}, {strings.Repeat("L", MaxVolumeLabel), strings.Repeat("L", MaxVolumeLabel)},
+	} {
+		b := build(t, formattest.BootDisk(t, mib), Options{Time: stamp, VolumeLabel: c.label})
+		field := b[pvdLBA*BlockSize+pvdVolumeIDOffset:][:pvdIDLen]
+		if want := c.want + strings.Repeat(" ", pvdIDLen-len(c.want)); string(field) != want {
+			t.Errorf("label %q: volume identifier %q, want %q", c.label, field, want)
 		}
 	}
 }
