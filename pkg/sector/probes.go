@@ -237,6 +237,11 @@ func ReadBootCount(r io.ReaderAt) (n uint32, ok bool, err error) {
 	return binary.LittleEndian.Uint32(b[bootCountOffset:]), true, nil
 }
 
+// BootCounter is the counter's sector as a new disk holds it, counting 0,
+// for a disk whose boot programs run the bootcount probe but carry no
+// BIOS program to place it (Sector.Reserved does when they do).
+func BootCounter() Reserved { return Reserved{LBA: BootCountLBA, Data: bootCountSector()} }
+
 // bootCountSector is the counter's initial sector, counting 0.
 func bootCountSector() []byte {
 	b := make([]byte, Size)
