@@ -742,6 +742,29 @@ func TestProbesKeepBehaviourARM64(t *testing.T) {
 			}
 		}
 	})
+	t.Run("serial-key-without-echo", func(t *testing.T) {
+		p := arm64AllProbes
+		p.Echo = false
+		v := arm64Start(t, arm64Options{socket: true, drives: arm64Drive("d0", arm64ProbeFile(t, sector.Options{Probes: p}), "raw", 0, "")})
+		v.waitFor(regexp.MustCompile(`tinyvm heartbeat 1\r\n`), "heartbeat")
+		if _, err := v.conn.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		v.exits("a key on the serial console without echo")
+	})
+	t.Run("usb-keyboard-with-echo", func(t *testing.T) {
+		// UEFI's ConIn merges the keyboard with the serial terminal: with
+		// echo a keyboard key is echoed too and no longer powers off.
+		drives := append(arm64Drive("d0", arm64ProbeFile(t, sector.Options{Probes: arm64AllProbes}), "raw", 0, ""),
+			"-device", "qemu-xhci,id=usb", "-device", "usb-kbd,bus=usb.0")
+		v := arm64Start(t, arm64Options{drives: drives})
+		v.waitFor(regexp.MustCompile(`tinyvm heartbeat 1\r\n`), "heartbeat")
+		v.qmp(map[string]any{"execute": "send-key", "arguments": map[string]any{"keys": []map[string]string{{"type": "qcode", "data": "q"}}}})
+		v.waitFor(regexp.MustCompile(`tinyvm heartbeat [0-9]+\r\nq`), "the key's echo")
+		v.alive(time.Second, "a keyboard key with echo")
+		v.qmp(map[string]any{"execute": "system_powerdown"})
+		v.exits("system_powerdown")
+	})
 	for _, then := range []sector.Then{sector.Halt, sector.Reboot} {
 		t.Run(string(then), func(t *testing.T) {
 			p := arm64AllProbes
