@@ -673,7 +673,8 @@ func TestBootCountFailsARM64(t *testing.T) {
 }
 
 // TestEchoARM64 talks to the guest over a serial socket: what is sent
-// comes back, CR as CR LF, and only the line "poweroff" powers off.
+// comes back, CR as CR LF, and only the line "poweroff", ended by CR or
+// LF, powers off.
 func TestEchoARM64(t *testing.T) {
 	o := sector.Options{Probes: sector.Probes{Echo: true}}
 	v := arm64Start(t, arm64Options{socket: true, drives: arm64Drive("d0", arm64ProbeFile(t, o), "raw", 0, "")})
@@ -689,11 +690,13 @@ func TestEchoARM64(t *testing.T) {
 	}
 	v.waitFor(regexp.MustCompile(`\r\npower\r\n`), "echo of the lines that do not match")
 	v.alive(time.Second, "lines that are not exactly poweroff")
-	if _, err := v.conn.Write([]byte("poweroff\r")); err != nil {
+	// An LF ends a line too, as on BIOS: "x" is a line of its own, so
+	// the next one is exactly poweroff.
+	if _, err := v.conn.Write([]byte("x\npoweroff\r")); err != nil {
 		t.Fatal(err)
 	}
 	v.exits("the line poweroff")
-	if !strings.Contains(v.serial.String(), "\r\npoweroff\r\n") {
+	if !strings.Contains(v.serial.String(), "\r\nx\npoweroff\r\n") {
 		t.Errorf("poweroff was not echoed: %q", tail(v.serial.String()))
 	}
 }
@@ -731,6 +734,17 @@ func TestProbesKeepBehaviourARM64(t *testing.T) {
 		idletest.Check(t, v.cmd.Process.Pid, 4*time.Second, "idle AAVMF guest with every probe on")
 		v.qmp(map[string]any{"execute": "system_powerdown"})
 		v.exits("system_powerdown")
+	})
+	t.Run("powerbutton-acpi-off", func(t *testing.T) {
+		// Without ACPI the button is the PL061's line 3.
+		v := arm64Start(t, arm64Options{drives: append(arm64Drive("d0", arm64ProbeFile(t, sector.Options{Probes: arm64AllProbes}), "raw", 0, ""),
+			"-machine", "virt,acpi=off")})
+		v.waitFor(regexp.MustCompile(`tinyvm heartbeat 1\r\n`), "heartbeat")
+		if got := string(v.qmp(map[string]any{"execute": "qom-get", "arguments": map[string]any{"path": "/machine", "property": "acpi"}})); got != `"off"` {
+			t.Fatalf("the machine's acpi property is %s, want off", got)
+		}
+		v.qmp(map[string]any{"execute": "system_powerdown"})
+		v.exits("system_powerdown on the PL061")
 	})
 	t.Run("timeout", func(t *testing.T) {
 		o := sector.Options{Timeout: 3 * time.Second, Probes: arm64AllProbes}
