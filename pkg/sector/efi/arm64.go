@@ -33,24 +33,24 @@ const (
 	slotNumPtr64  = 96  // where putnum's digits start
 	slotNum64     = 104 // putnum's buffer: 20 digits, CR LF NUL in UCS-2
 	slotNumEnd64  = frameProbes64
-	lineMax64     = len(powerOffLine)
+	lineMax64     = len(powerOffLine64)
 )
 
-// powerOffLine is the line that the echo probe powers off on.
-const powerOffLine = "poweroff"
+// powerOffLine64 is the line that the echo probe powers off on.
+const powerOffLine64 = "poweroff"
 
 // The page from AllocatePages holds a disk read in its first half (the
 // ISO 9660 volume descriptor, the boot counter's sector) and a UCS-2
 // label or a device path in its second.
 const (
-	pageHalf   = pageSize / 2
-	isoReadLen = 2048  // one CD sector, four disk sectors
-	pvdOffset  = 32768 // the primary volume descriptor (ECMA-119 8.4)
-	pvdLabel   = 40    // its 32-byte volume identifier
-	pvdLabelN  = 32
-	// pvdMagic is the descriptor's first six bytes, type 1 and
+	pageHalf64    = pageSize / 2
+	isoRead64     = 2048  // one CD sector, four disk sectors
+	pvdOffset64   = 32768 // the primary volume descriptor (ECMA-119 8.4)
+	pvdLabel64    = 40    // its 32-byte volume identifier
+	pvdLabelLen64 = 32
+	// pvdMagic64 is the descriptor's first six bytes, type 1 and
 	// "CD001", shifted to the top of a little-endian 64-bit word.
-	pvdMagic = 0x3130_3044_4301_0000
+	pvdMagic64 = 0x3130_3044_4301_0000
 )
 
 // The power button of QEMU's virt machine. With ACPI, as under AAVMF by
@@ -217,7 +217,7 @@ func arm64Wait(a *a64.Assembler, o sector.Options) {
 	if n > 0 {
 		a.MovImm(a64.X21, uint64(n))
 	}
-	hb := heartbeatTicks(p)
+	hb := heartbeatTicks64(p)
 	if hb > 0 {
 		a.MovImm(a64.X24, uint64(hb))
 		a.MovImm(a64.X25, 0)
@@ -263,9 +263,9 @@ func arm64Wait(a *a64.Assembler, o sector.Options) {
 	}
 }
 
-// heartbeatTicks is the heartbeat's interval in ticks, rounded up; 0
+// heartbeatTicks64 is the heartbeat's interval in ticks, rounded up; 0
 // without the heartbeat.
-func heartbeatTicks(p sector.Probes) uint32 {
+func heartbeatTicks64(p sector.Probes) uint32 {
 	return uint32((p.Heartbeat + Tick - 1) / Tick)
 }
 
@@ -312,7 +312,7 @@ func arm64Echo(a *a64.Assembler) {
 	a.MovImm(a64.X26, 0) // MOVZ leaves the flags alone
 	a.BCond(a64.NE, "key")
 	a.Ldr(a64.X9, a64.SP, slotLine64)
-	a.MovImm(a64.X10, binary.LittleEndian.Uint64([]byte(powerOffLine)))
+	a.MovImm(a64.X10, binary.LittleEndian.Uint64([]byte(powerOffLine64)))
 	a.Cmp(a64.X9, a64.X10)
 	a.BCond(a64.EQ, "poweroff")
 	a.B("key")
@@ -460,17 +460,17 @@ func arm64Disks(a *a64.Assembler) {
 	a.Cbz(a64.X9, "volume_next")
 	// The descriptor's LBA for the two block sizes it can be read with.
 	a.Ldr32(a64.X9, a64.X0, mediaBlockSize)
-	a.MovImm(a64.X2, pvdOffset/512)
+	a.MovImm(a64.X2, pvdOffset64/512)
 	a.CmpImm(a64.X9, 512)
 	a.BCond(a64.EQ, "volume_read")
-	a.MovImm(a64.X2, pvdOffset/2048)
+	a.MovImm(a64.X2, pvdOffset64/2048)
 	a.CmpImm(a64.X9, 2048)
 	a.BCond(a64.NE, "volume_next")
 	a.Label("volume_read")
 	// ReadBlocks(BlockIo, MediaId, LBA, 2048, page)
 	a.Ldr32(a64.X1, a64.X0, mediaID)
 	a.Ldr(a64.X0, a64.SP, slotBio64)
-	a.MovImm(a64.X3, isoReadLen)
+	a.MovImm(a64.X3, isoRead64)
 	a.Ldr(a64.X4, a64.SP, slotPage64)
 	a.Ldr(a64.X9, a64.X0, bioReadBlocks)
 	a.Blr(a64.X9)
@@ -478,13 +478,13 @@ func arm64Disks(a *a64.Assembler) {
 	a.Ldr(a64.X10, a64.SP, slotPage64)
 	a.Ldr(a64.X9, a64.X10, 0)
 	a.LslImm(a64.X9, a64.X9, 16)
-	a.MovImm(a64.X11, pvdMagic)
+	a.MovImm(a64.X11, pvdMagic64)
 	a.Cmp(a64.X9, a64.X11)
 	a.BCond(a64.NE, "volume_next")
 	// The label without its trailing spaces, as UCS-2 in the page's
 	// second half.
-	a.AddImm(a64.X11, a64.X10, pvdLabel)
-	a.MovImm(a64.X12, pvdLabelN)
+	a.AddImm(a64.X11, a64.X10, pvdLabel64)
+	a.MovImm(a64.X12, pvdLabelLen64)
 	a.Label("trim")
 	a.Cbz(a64.X12, "volume_next") // all spaces: no label
 	a.Add(a64.X13, a64.X11, a64.X12, 0)
@@ -494,7 +494,7 @@ func arm64Disks(a *a64.Assembler) {
 	a.SubImm(a64.X12, a64.X12, 1)
 	a.B("trim")
 	a.Label("trimmed")
-	a.AddImm(a64.X14, a64.X10, pageHalf)
+	a.AddImm(a64.X14, a64.X10, pageHalf64)
 	a.Label("widen")
 	a.LdrbPost(a64.X9, a64.X11, 1)
 	a.StrhPost(a64.X9, a64.X14, 2)
@@ -508,7 +508,7 @@ func arm64Disks(a *a64.Assembler) {
 	a.Adr(a64.X1, "volline")
 	a.Bl("puts")
 	a.Ldr(a64.X1, a64.SP, slotPage64)
-	a.AddImm(a64.X1, a64.X1, pageHalf)
+	a.AddImm(a64.X1, a64.X1, pageHalf64)
 	a.Bl("puts")
 	a.Label("volume_next")
 	a.AddImm(a64.X26, a64.X26, 8)
@@ -544,8 +544,8 @@ func arm64BootCount(a *a64.Assembler) {
 	a.Ldr(a64.X10, a64.SP, slotOut64)
 	a.Ldr(a64.X11, a64.SP, slotPage64)
 	a.Cbz(a64.X11, "bc_fail")
-	a.AddImm(a64.X11, a64.X11, pageHalf)
-	a.MovImm(a64.X14, pageHalf-dpEndNodeBytes)
+	a.AddImm(a64.X11, a64.X11, pageHalf64)
+	a.MovImm(a64.X14, pageHalf64-dpEndNodeBytes)
 	a.Label("dp_node")
 	a.Ldrb(a64.X9, a64.X10, dpType)
 	a.CmpImm(a64.X9, dpEnd)
@@ -581,7 +581,7 @@ func arm64BootCount(a *a64.Assembler) {
 	// LocateDevicePath(&BlockIo, &path, &disk) must match the whole
 	// path: the disk's own handle, not a parent's.
 	a.Ldr(a64.X9, a64.SP, slotPage64)
-	a.AddImm(a64.X9, a64.X9, pageHalf)
+	a.AddImm(a64.X9, a64.X9, pageHalf64)
 	a.Str(a64.X9, a64.SP, slotPath64)
 	a.Adr(a64.X0, "guid_blockio")
 	a.AddImm(a64.X1, a64.SP, slotPath64)
@@ -606,16 +606,16 @@ func arm64BootCount(a *a64.Assembler) {
 	a.Ldr32(a64.X1, a64.X0, mediaID)
 	arm64CounterIO(a, bioReadBlocks)
 	a.Ldr(a64.X10, a64.SP, slotPage64)
-	for i, w := range bootCountMagic() {
+	for i, w := range bootCountMagic64() {
 		a.Ldr(a64.X9, a64.X10, uint32(8*i))
 		a.MovImm(a64.X11, w)
 		a.Cmp(a64.X9, a64.X11)
 		a.BCond(a64.NE, "bc_fail")
 	}
-	a.Ldr32(a64.X9, a64.X10, uint32(bootCountAt))
+	a.Ldr32(a64.X9, a64.X10, uint32(bootCountAt64))
 	a.AddImm(a64.X9, a64.X9, 1)
-	a.Str32(a64.X9, a64.X10, uint32(bootCountAt))
-	a.Ldr32(a64.X25, a64.X10, uint32(bootCountAt)) // the stored 32 bits
+	a.Str32(a64.X9, a64.X10, uint32(bootCountAt64))
+	a.Ldr32(a64.X25, a64.X10, uint32(bootCountAt64)) // the stored 32 bits
 	// WriteBlocks(BlockIo, MediaId, BootCountLBA, 512, page), then
 	// FlushBlocks(BlockIo).
 	a.Ldr(a64.X0, a64.SP, slotBio64)
@@ -649,11 +649,11 @@ func arm64CounterIO(a *a64.Assembler, fn uint32) {
 	a.Cbnz(a64.X0, "bc_fail")
 }
 
-// bootCountAt is the counter's offset in its sector.
-const bootCountAt = len(sector.BootCountMagic)
+// bootCountAt64 is the counter's offset in its sector.
+const bootCountAt64 = len(sector.BootCountMagic)
 
-// bootCountMagic is sector.BootCountMagic as little-endian 64-bit words.
-func bootCountMagic() []uint64 {
+// bootCountMagic64 is sector.BootCountMagic as little-endian 64-bit words.
+func bootCountMagic64() []uint64 {
 	m := []byte(sector.BootCountMagic)
 	var out []uint64
 	for i := 0; i < len(m); i += 8 {

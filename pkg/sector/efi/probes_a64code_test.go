@@ -17,9 +17,9 @@ import (
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 )
 
-// probeVariants switch on each probe alone, all of them, and the boot-time
+// arm64ProbeVariants switch on each probe alone, all of them, and the boot-time
 // probes with each --then that allows them.
-var probeVariants = []sector.Options{
+var arm64ProbeVariants = []sector.Options{
 	{Probes: sector.Probes{Heartbeat: 100 * time.Millisecond}},
 	{Probes: sector.Probes{Echo: true}},
 	{Then: sector.PowerOff, Probes: sector.Probes{Disks: true}},
@@ -30,8 +30,8 @@ var probeVariants = []sector.Options{
 	{Then: sector.Reboot, Serial: str(""), Probes: sector.Probes{BootCount: true}},
 }
 
-// utf16z reads the NUL-terminated UCS-2 string at b, or ok false.
-func utf16z(b []byte) (string, bool) {
+// arm64UTF16z reads the NUL-terminated UCS-2 string at b, or ok false.
+func arm64UTF16z(b []byte) (string, bool) {
 	var w []uint16
 	for i := 0; i+1 < len(b); i += 2 {
 		c := binary.LittleEndian.Uint16(b[i:])
@@ -49,7 +49,7 @@ func utf16z(b []byte) (string, bool) {
 // UCS-2 lines they print, which are the sector package's lines.
 func TestDisassembleARM64Probes(t *testing.T) {
 	guids := map[string][]byte{"BlockIo": guidBlockIo, "LoadedImage": guidLoadedImage, "DevicePath": guidDevicePath}
-	for _, o := range probeVariants {
+	for _, o := range arm64ProbeVariants {
 		o = o.Defaults()
 		code, dataAt, err := arm64Code(o)
 		if err != nil {
@@ -98,7 +98,7 @@ func TestDisassembleARM64Probes(t *testing.T) {
 				if found {
 					continue
 				}
-				s, ok := utf16z(code[target:])
+				s, ok := arm64UTF16z(code[target:])
 				if !ok || target%2 != 0 {
 					t.Errorf("%v: adr at %d loads %d, neither a GUID nor a UCS-2 string", o.Probes, pc, target)
 				}
@@ -120,7 +120,7 @@ func TestDisassembleARM64Probes(t *testing.T) {
 				t.Errorf("%v: loads %q: %v, want %v", o.Probes, line, got, on)
 			}
 		}
-		if !slices.Contains(strs, strings.TrimSuffix(string(utf16Text(text(o))), "\x00")) {
+		if !slices.Contains(strs, strings.TrimSuffix(string(arm64UTF16Text(text(o))), "\x00")) {
 			t.Errorf("%v: the text is never loaded", o.Probes)
 		}
 		if g := slices.Contains(used, "LoadedImage") && slices.Contains(used, "DevicePath"); g != p.BootCount {
@@ -132,9 +132,9 @@ func TestDisassembleARM64Probes(t *testing.T) {
 	}
 }
 
-// utf16Text decodes a NUL-terminated UCS-2 byte string.
-func utf16Text(b []byte) string {
-	s, _ := utf16z(b)
+// arm64UTF16Text decodes a NUL-terminated UCS-2 byte string.
+func arm64UTF16Text(b []byte) string {
+	s, _ := arm64UTF16z(b)
 	return s
 }
 
