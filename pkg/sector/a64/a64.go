@@ -72,6 +72,8 @@ type Cond uint8
 const (
 	EQ Cond = 0x0 // equal (Z=1)
 	NE Cond = 0x1 // not equal (Z=0)
+	HS Cond = 0x2 // unsigned higher or same (C=1)
+	LO Cond = 0x3 // unsigned lower (C=0)
 )
 
 // ErrUndefined is returned for a label that is used but never defined.
@@ -79,29 +81,50 @@ var ErrUndefined = errors.New("a64: undefined label")
 
 // Base opcodes, with every variable field zero.
 const (
-	opMovz64  = 0xD2800000 // MOVZ Xd, #imm16, LSL #hw*16
-	opMovk64  = 0xF2800000 // MOVK Xd, #imm16, LSL #hw*16
-	opOrr64   = 0xAA000000 // ORR Xd, Xn, Xm (shifted register)
-	opAdd64   = 0x91000000 // ADD Xd|SP, Xn|SP, #imm12
-	opSub64   = 0xD1000000 // SUB Xd|SP, Xn|SP, #imm12
-	opSubs32  = 0x71000000 // SUBS Wd, Wn|WSP, #imm12
-	opSubs64r = 0xEB000000 // SUBS Xd, Xn, Xm (shifted register)
-	opAnds32r = 0x6A000000 // ANDS Wd, Wn, Wm (shifted register)
-	opLdr64   = 0xF9400000 // LDR Xt, [Xn|SP, #imm12*8]
-	opLdr32   = 0xB9400000 // LDR Wt, [Xn|SP, #imm12*4]
-	opStr64   = 0xF9000000 // STR Xt, [Xn|SP, #imm12*8]
-	opAdr     = 0x10000000 // ADR Xd, label
-	opBlr     = 0xD63F0000 // BLR Xn
-	opWfi     = 0xD503207F // WFI
-	opB       = 0x14000000 // B label
-	opBCond   = 0x54000000 // B.cond label
-	opCbz64   = 0xB4000000 // CBZ Xt, label
-	immMax12  = 1<<12 - 1
-	shiftRn   = 5
-	shiftRm   = 16
-	shiftImm  = 10 // imm12 of ADD, SUB and loads and stores
-	shiftHw   = 21 // MOVZ and MOVK's halfword number
-	shiftIm16 = 5
+	opMovz64   = 0xD2800000 // MOVZ Xd, #imm16, LSL #hw*16
+	opMovk64   = 0xF2800000 // MOVK Xd, #imm16, LSL #hw*16
+	opOrr64    = 0xAA000000 // ORR Xd, Xn, Xm (shifted register)
+	opAdd64    = 0x91000000 // ADD Xd|SP, Xn|SP, #imm12
+	opSub64    = 0xD1000000 // SUB Xd|SP, Xn|SP, #imm12
+	opSubs32   = 0x71000000 // SUBS Wd, Wn|WSP, #imm12
+	opSubs64r  = 0xEB000000 // SUBS Xd, Xn, Xm (shifted register)
+	opAnds32r  = 0x6A000000 // ANDS Wd, Wn, Wm (shifted register)
+	opLdr64    = 0xF9400000 // LDR Xt, [Xn|SP, #imm12*8]
+	opLdr32    = 0xB9400000 // LDR Wt, [Xn|SP, #imm12*4]
+	opStr64    = 0xF9000000 // STR Xt, [Xn|SP, #imm12*8]
+	opAdr      = 0x10000000 // ADR Xd, label
+	opBlr      = 0xD63F0000 // BLR Xn
+	opWfi      = 0xD503207F // WFI
+	opB        = 0x14000000 // B label
+	opBCond    = 0x54000000 // B.cond label
+	opCbz64    = 0xB4000000 // CBZ Xt, label
+	opCbnz64   = 0xB5000000 // CBNZ Xt, label
+	opBl       = 0x94000000 // BL label
+	opRet      = 0xD65F0000 // RET Xn
+	opAdd64r   = 0x8B000000 // ADD Xd, Xn, Xm, LSL #imm6 (shifted register)
+	opSubs64i  = 0xF1000000 // SUBS Xd, Xn|SP, #imm12
+	opUdiv64   = 0x9AC00800 // UDIV Xd, Xn, Xm
+	opMsub64   = 0x9B008000 // MSUB Xd, Xn, Xm, Xa
+	opUbfm64   = 0xD3400000 // UBFM Xd, Xn, #immr, #imms (LSL and LSR)
+	opLdrb     = 0x39400000 // LDRB Wt, [Xn|SP, #imm12]
+	opStrb     = 0x39000000 // STRB Wt, [Xn|SP, #imm12]
+	opLdrh     = 0x79400000 // LDRH Wt, [Xn|SP, #imm12*2]
+	opStrh     = 0x79000000 // STRH Wt, [Xn|SP, #imm12*2]
+	opStr32    = 0xB9000000 // STR Wt, [Xn|SP, #imm12*4]
+	opLdurb    = 0x38400000 // LDURB Wt, [Xn|SP, #simm9]
+	opLdrbPost = 0x38400400 // LDRB Wt, [Xn|SP], #simm9
+	opStrbPost = 0x38000400 // STRB Wt, [Xn|SP], #simm9
+	opStrhPost = 0x78000400 // STRH Wt, [Xn|SP], #simm9
+	shiftRa    = 10         // MSUB's addend
+	shiftImm6  = 10         // the shift amount of a shifted register
+	shiftImm9  = 12         // simm9 of unscaled and post-indexed loads and stores
+	shiftImmr  = 16         // UBFM's rotate
+	immMax12   = 1<<12 - 1
+	shiftRn    = 5
+	shiftRm    = 16
+	shiftImm   = 10 // imm12 of ADD, SUB and loads and stores
+	shiftHw    = 21 // MOVZ and MOVK's halfword number
+	shiftIm16  = 5
 )
 
 type fixupKind uint8
@@ -257,11 +280,128 @@ func (a *Assembler) Str(rt, rn Reg, off uint32) {
 	a.emit(opStr64 | a.scaled(off, 8)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rt))
 }
 
+// Ldrb loads a byte, zero-extended: LDRB Wt, [Xn, #off]. The base
+// register 31 is SP; the register 31 stored is the zero register.
+func (a *Assembler) Ldrb(rt, rn Reg, off uint32) {
+	a.emit(opLdrb | a.scaled(off, 1)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rt))
+}
+
+// Strb stores the low byte of Wt: STRB Wt, [Xn, #off]. Register 31 as
+// Rt is WZR.
+func (a *Assembler) Strb(rt, rn Reg, off uint32) {
+	a.emit(opStrb | a.scaled(off, 1)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rt))
+}
+
+// Ldrh loads 16 bits, zero-extended: LDRH Wt, [Xn, #off].
+func (a *Assembler) Ldrh(rt, rn Reg, off uint32) {
+	a.emit(opLdrh | a.scaled(off, 2)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rt))
+}
+
+// Strh stores the low 16 bits of Wt: STRH Wt, [Xn, #off]. Register 31
+// as Rt is WZR.
+func (a *Assembler) Strh(rt, rn Reg, off uint32) {
+	a.emit(opStrh | a.scaled(off, 2)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rt))
+}
+
+// Str32 stores 32 bits: STR Wt, [Xn, #off]. Register 31 as Rt is WZR.
+func (a *Assembler) Str32(rt, rn Reg, off uint32) {
+	a.emit(opStr32 | a.scaled(off, 4)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rt))
+}
+
+func (a *Assembler) simm9(off int32) uint32 {
+	if off < -256 || off > 255 {
+		a.fail("offset %d does not fit in 9 signed bits", off)
+	}
+	return uint32(off) & 0x1FF
+}
+
+// Ldurb loads the byte at an unscaled signed offset: LDURB Wt, [Xn,
+// #off], off from -256 to 255.
+func (a *Assembler) Ldurb(rt, rn Reg, off int32) {
+	a.emit(opLdurb | a.simm9(off)<<shiftImm9 | a.reg(rn)<<shiftRn | a.reg(rt))
+}
+
+// LdrbPost loads a byte and then adds inc to the base: LDRB Wt, [Xn],
+// #inc.
+func (a *Assembler) LdrbPost(rt, rn Reg, inc int32) {
+	a.emit(opLdrbPost | a.simm9(inc)<<shiftImm9 | a.reg(rn)<<shiftRn | a.reg(rt))
+}
+
+// StrbPost stores a byte and then adds inc to the base: STRB Wt, [Xn],
+// #inc. Register 31 as Rt is WZR.
+func (a *Assembler) StrbPost(rt, rn Reg, inc int32) {
+	a.emit(opStrbPost | a.simm9(inc)<<shiftImm9 | a.reg(rn)<<shiftRn | a.reg(rt))
+}
+
+// StrhPost stores 16 bits and then adds inc to the base: STRH Wt, [Xn],
+// #inc. Register 31 as Rt is WZR.
+func (a *Assembler) StrhPost(rt, rn Reg, inc int32) {
+	a.emit(opStrhPost | a.simm9(inc)<<shiftImm9 | a.reg(rn)<<shiftRn | a.reg(rt))
+}
+
+// Add adds a register shifted left: ADD Xd, Xn, Xm, LSL #shift.
+// Register 31 is XZR here, not SP.
+func (a *Assembler) Add(rd, rn, rm Reg, shift uint8) {
+	if shift > 63 {
+		a.fail("shift %d is over 63", shift)
+	}
+	a.emit(opAdd64r | a.reg(rm)<<shiftRm | uint32(shift&63)<<shiftImm6 | a.reg(rn)<<shiftRn | a.reg(rd))
+}
+
+// Subs subtracts two 64-bit registers and sets the flags: SUBS Xd, Xn,
+// Xm. Register 31 is XZR.
+func (a *Assembler) Subs(rd, rn, rm Reg) {
+	a.emit(opSubs64r | a.reg(rm)<<shiftRm | a.reg(rn)<<shiftRn | a.reg(rd))
+}
+
+// CmpImm compares a 64-bit register with a 12-bit immediate: CMP Xn,
+// #imm (SUBS XZR, Xn, #imm). Register 31 is SP.
+func (a *Assembler) CmpImm(rn Reg, imm uint32) {
+	a.emit(opSubs64i | a.imm12("cmp", imm)<<shiftImm | a.reg(rn)<<shiftRn | uint32(XZR))
+}
+
+// Udiv divides unsigned 64-bit registers: UDIV Xd, Xn, Xm (Xd = Xn /
+// Xm).
+func (a *Assembler) Udiv(rd, rn, rm Reg) {
+	a.emit(opUdiv64 | a.reg(rm)<<shiftRm | a.reg(rn)<<shiftRn | a.reg(rd))
+}
+
+// Msub multiplies and subtracts: MSUB Xd, Xn, Xm, Xa (Xd = Xa - Xn*Xm),
+// the remainder after Udiv.
+func (a *Assembler) Msub(rd, rn, rm, ra Reg) {
+	a.emit(opMsub64 | a.reg(rm)<<shiftRm | a.reg(ra)<<shiftRa | a.reg(rn)<<shiftRn | a.reg(rd))
+}
+
+// LslImm shifts left by a constant: LSL Xd, Xn, #shift (UBFM Xd, Xn,
+// #(64-shift)%64, #63-shift).
+func (a *Assembler) LslImm(rd, rn Reg, shift uint8) {
+	if shift > 63 {
+		a.fail("shift %d is over 63", shift)
+	}
+	s := uint32(shift & 63)
+	a.emit(opUbfm64 | ((64-s)%64)<<shiftImmr | (63-s)<<shiftImm | a.reg(rn)<<shiftRn | a.reg(rd))
+}
+
+// Align pads with zero bytes to a multiple of n bytes, for data that
+// must be aligned, such as an EFI_GUID (8 bytes).
+func (a *Assembler) Align(n int) {
+	for len(a.code)%n != 0 {
+		a.code = append(a.code, 0)
+	}
+}
+
 // Adr loads a label's address relative to the instruction: ADR Xd, label.
 func (a *Assembler) Adr(rd Reg, label string) { a.ref(opAdr|a.reg(rd), label, adr21) }
 
 // Blr calls the function whose address is in Xn: BLR Xn.
 func (a *Assembler) Blr(rn Reg) { a.emit(opBlr | a.reg(rn)<<shiftRn) }
+
+// Bl calls label, leaving the return address in X30: BL label (±128
+// MiB).
+func (a *Assembler) Bl(label string) { a.ref(opBl, label, imm26) }
+
+// Ret returns to the address in Xn: RET Xn.
+func (a *Assembler) Ret(rn Reg) { a.emit(opRet | a.reg(rn)<<shiftRn) }
 
 // Wfi waits for an interrupt.
 func (a *Assembler) Wfi() { a.emit(opWfi) }
@@ -274,6 +414,9 @@ func (a *Assembler) BCond(cond Cond, label string) { a.ref(opBCond|uint32(cond&0
 
 // Cbz branches to label when Xt is zero (±1 MiB).
 func (a *Assembler) Cbz(rt Reg, label string) { a.ref(opCbz64|a.reg(rt), label, imm19) }
+
+// Cbnz branches to label when Xt is not zero (±1 MiB).
+func (a *Assembler) Cbnz(rt Reg, label string) { a.ref(opCbnz64|a.reg(rt), label, imm19) }
 
 // ref emits an instruction whose offset field Assemble fills in.
 func (a *Assembler) ref(word uint32, label string, k fixupKind) {

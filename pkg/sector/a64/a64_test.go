@@ -50,6 +50,25 @@ func TestEncodings(t *testing.T) {
 		{func(a *Assembler) { a.Str(X9, SP, 0) }, "str x9, [sp]"},
 		{func(a *Assembler) { a.Blr(X9) }, "blr x9"},
 		{func(a *Assembler) { a.Wfi() }, "wfi"},
+		{func(a *Assembler) { a.Ret(X28) }, "ret x28"},
+		{func(a *Assembler) { a.Ret(X30) }, "ret"},
+		{func(a *Assembler) { a.Ldrb(X9, X0, 6) }, "ldrb w9, [x0,#6]"},
+		{func(a *Assembler) { a.Strb(XZR, X11, 0) }, "strb wzr, [x11]"},
+		{func(a *Assembler) { a.Ldrh(X9, SP, 82) }, "ldrh w9, [sp,#82]"},
+		{func(a *Assembler) { a.Strh(X9, SP, 84) }, "strh w9, [sp,#84]"},
+		{func(a *Assembler) { a.Str32(X9, X10, 16) }, "str w9, [x10,#16]"},
+		{func(a *Assembler) { a.Ldurb(X9, X13, -1) }, "ldurb w9, [x13,#-1]"},
+		{func(a *Assembler) { a.LdrbPost(X9, X11, 1) }, "ldrb w9, [x11],#1"},
+		{func(a *Assembler) { a.StrbPost(X9, X11, 1) }, "strb w9, [x11],#1"},
+		{func(a *Assembler) { a.StrhPost(X9, X14, 2) }, "strh w9, [x14],#2"},
+		{func(a *Assembler) { a.StrhPost(XZR, X10, -2) }, "strh wzr, [x10],#-2"},
+		{func(a *Assembler) { a.Add(X10, X10, X26, 0) }, "add x10, x10, x26"},
+		{func(a *Assembler) { a.Add(X12, X12, X13, 8) }, "add x12, x12, x13, lsl #8"},
+		{func(a *Assembler) { a.Subs(X14, X14, X12) }, "subs x14, x14, x12"},
+		{func(a *Assembler) { a.CmpImm(X9, 2048) }, "cmp x9, #0x800"},
+		{func(a *Assembler) { a.Udiv(X11, X0, X12) }, "udiv x11, x0, x12"},
+		{func(a *Assembler) { a.Msub(X13, X11, X12, X0) }, "msub x13, x11, x12, x0"},
+		{func(a *Assembler) { a.LslImm(X9, X9, 16) }, "lsl x9, x9, #16"},
 	}
 	for _, tt := range tests {
 		a := New()
@@ -76,6 +95,12 @@ func TestFixups(t *testing.T) {
 	a.BCond(NE, "back")
 	a.Cbz(X9, "fwd")
 	a.Cbz(X9, "back")
+	a.Cbnz(X9, "fwd")
+	a.Cbnz(X9, "back")
+	a.Bl("fwd")
+	a.Bl("back")
+	a.BCond(HS, "fwd")
+	a.BCond(LO, "back")
 	a.Adr(X1, "fwd")
 	a.DB('h', 'i', '!', 0) // data, then code again on a word boundary
 	a.Adr(X2, "back")
@@ -92,7 +117,8 @@ func TestFixups(t *testing.T) {
 		target int
 	}{
 		{arm64asm.WFI, -1}, {arm64asm.B, fwd}, {arm64asm.B, back}, {arm64asm.B, fwd}, {arm64asm.B, back},
-		{arm64asm.CBZ, fwd}, {arm64asm.CBZ, back}, {arm64asm.ADR, fwd}, {0, -1}, {arm64asm.ADR, back},
+		{arm64asm.CBZ, fwd}, {arm64asm.CBZ, back}, {arm64asm.CBNZ, fwd}, {arm64asm.CBNZ, back},
+		{arm64asm.BL, fwd}, {arm64asm.BL, back}, {arm64asm.B, fwd}, {arm64asm.B, back}, {arm64asm.ADR, fwd}, {0, -1}, {arm64asm.ADR, back},
 		{arm64asm.WFI, -1},
 	}
 	for i, w := range want {
@@ -148,6 +174,10 @@ func TestErrors(t *testing.T) {
 		"unaligned target": func(a *Assembler) { a.B("x"); a.DB(1) },
 		"register 32":      func(a *Assembler) { a.Blr(32) },
 		"cbz beyond 1MiB":  func(a *Assembler) { a.Cbz(X0, "x"); a.DB(make([]byte, 1<<20)...) },
+		"far post-index":   func(a *Assembler) { a.StrhPost(X0, X1, 256) },
+		"far unscaled":     func(a *Assembler) { a.Ldurb(X0, X1, -257) },
+		"unaligned half":   func(a *Assembler) { a.Ldrh(X0, X1, 3) },
+		"big shift":        func(a *Assembler) { a.LslImm(X0, X1, 64) },
 	} {
 		a := New()
 		emit(a)
@@ -155,5 +185,20 @@ func TestErrors(t *testing.T) {
 		if _, err := a.Assemble(); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+func TestAlign(t *testing.T) {
+	a := New()
+	a.Wfi()
+	a.DB(1)
+	a.Align(8)
+	a.Align(8) // already aligned: nothing more
+	code, err := a.Assemble()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []byte{0x7F, 0x20, 0x03, 0xD5, 1, 0, 0, 0}; string(code) != string(want) {
+		t.Errorf("aligned code % x, want % x", code, want)
 	}
 }
