@@ -346,7 +346,8 @@ func arm64PowerButton(a *a64.Assembler) {
 	a.Label("button_found")
 }
 
-// arm64BootLines prints the probes' boot lines: disks, boot, id. It
+// arm64BootLines prints the probes' boot lines in the BIOS program's
+// order (docs/probes.md): id, boot, then disks and its volumes. It
 // loads the boot services into X20 and, for disks and bootcount, gets a
 // page for their reads.
 func arm64BootLines(a *a64.Assembler, o sector.Options) {
@@ -363,15 +364,15 @@ func arm64BootLines(a *a64.Assembler, o sector.Options) {
 		a.Ldr(a64.X9, a64.X20, bsAllocatePages)
 		a.Blr(a64.X9)
 	}
-	if p.Disks {
-		arm64Disks(a)
+	if p.ID {
+		a.Adr(a64.X1, "idline")
+		a.Bl("puts")
 	}
 	if p.BootCount {
 		arm64BootCount(a)
 	}
-	if p.ID {
-		a.Adr(a64.X1, "idline")
-		a.Bl("puts")
+	if p.Disks {
+		arm64Disks(a)
 	}
 }
 

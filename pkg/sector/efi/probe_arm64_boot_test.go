@@ -410,8 +410,8 @@ func TestDisksARM64(t *testing.T) {
 				t.Errorf("volume lines %q, want one for %s; serial %q", vols, c.label, tail(out))
 			}
 			if c.extra == 1 {
-				// The common order: marker, disks, volumes, boot, id.
-				want := marker + "tinyvm disks 2\r\ntinyvm volume cidata\r\ntinyvm boot 1\r\ntinyvm id " + o.ID() + "\r\n"
+				// The BIOS program's order: marker, id, boot, disks, volumes.
+				want := marker + "tinyvm id " + o.ID() + "\r\ntinyvm boot 1\r\ntinyvm disks 2\r\ntinyvm volume cidata\r\n"
 				if !strings.Contains(out, want) {
 					t.Errorf("serial does not hold %q: %q", want, tail(out))
 				}
