@@ -5,6 +5,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -426,7 +427,11 @@ func writeFormats(ctx context.Context, tx *txn.Txn, d disk.Disk, o Options, fs [
 			return
 		}
 		out[i].tmp, out[i].err = tx.File(f.FileName(), func(w *os.File) error {
-			if err := f.Write(ctxWriter{w, ctx}, d, o.Format); err != nil {
+			cw := &ctxWriter{f: w, ctx: ctx}
+			if err := f.Write(cw, d, o.Format); err != nil {
+				return fmt.Errorf("write %s: %w", f.Type, err)
+			}
+			if err := cw.finish(); err != nil {
 				return fmt.Errorf("write %s: %w", f.Type, err)
 			}
 			var err error
@@ -455,20 +460,103 @@ func WriteFileAtomic(path string, write func(*os.File) error) error {
 // ctxWriter is a file whose writes fail once ctx is done, so that a long
 // write stops on a signal. It has Seek and Truncate, with which the
 // writers make holes, and nothing else that could bypass Write.
+//
+// It also makes holes itself: past everything written so far, each
+// holeMin-byte block of zeros a write holds becomes a seek, so a format
+// that spells out
+// its zeros (vhdx's 5 MiB for a 1 MiB disk) is as sparse on disk as the
+// raw file, and what reads it back skips the holes. Such a write lands on
+// bytes never written, so they are zeros already; finish extends the file
+// over a hole at its end.
 type ctxWriter struct {
 	f   *os.File
 	ctx context.Context
+	off int64 // the file offset
+	hi  int64 // the end of everything written or truncated to
+	end int64 // the end of the last hole made by a write
 }
 
-func (w ctxWriter) Write(p []byte) (int, error) {
+// holeMin is the shortest zero write that ctxWriter turns into a hole: a
+// file system block.
+const holeMin = 4096
+
+func (w *ctxWriter) Write(p []byte) (int, error) {
 	if err := w.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return w.f.Write(p)
+	if len(p) < holeMin || w.off < w.hi {
+		return w.write(p)
+	}
+	// Past everything written: write the data, skip the zero blocks.
+	done := 0
+	for done < len(p) {
+		n := min(holeMin, len(p)-done)
+		if n < holeMin || !isZero(p[done:done+n]) {
+			k := done + n
+			for k < len(p) && (len(p)-k < holeMin || !isZero(p[k:k+holeMin])) {
+				k = min(k+holeMin, len(p))
+			}
+			m, err := w.write(p[done:k])
+			if done += m; err != nil {
+				return done, err
+			}
+			continue
+		}
+		off, err := w.f.Seek(int64(n), io.SeekCurrent)
+		if err != nil {
+			return done, err
+		}
+		w.off, w.end = off, off
+		done += n
+	}
+	return done, nil
 }
 
-func (w ctxWriter) Seek(off int64, whence int) (int64, error) { return w.f.Seek(off, whence) }
-func (w ctxWriter) Truncate(size int64) error                 { return w.f.Truncate(size) }
+func (w *ctxWriter) write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.off += int64(n)
+	w.hi = max(w.hi, w.off)
+	return n, err
+}
+
+func (w *ctxWriter) Seek(off int64, whence int) (int64, error) {
+	n, err := w.f.Seek(off, whence)
+	if err == nil {
+		w.off = n
+	}
+	return n, err
+}
+
+func (w *ctxWriter) Truncate(size int64) error {
+	if err := w.f.Truncate(size); err != nil {
+		return err
+	}
+	w.hi = max(w.hi, size)
+	w.end = min(w.end, size) // a hole past size is gone with it
+	return nil
+}
+
+// finish extends the file over a hole the writes left at its end.
+func (w *ctxWriter) finish() error {
+	if w.end <= w.hi {
+		return nil
+	}
+	return w.f.Truncate(w.end)
+}
+
+// isZero reports whether p is all zeros.
+func isZero(p []byte) bool {
+	for len(p) > 0 {
+		n := min(len(p), len(zeroBlock))
+		if !bytes.Equal(p[:n], zeroBlock[:n]) {
+			return false
+		}
+		p = p[n:]
+	}
+	return true
+}
+
+var zeroBlock [holeMin]byte
 
 // ctxReader is a reader that fails once ctx is done.
 type ctxReader struct {
