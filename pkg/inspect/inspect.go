@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/holes"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/info"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats/raw"
@@ -199,14 +200,11 @@ type reader struct {
 	ctx   context.Context
 	f     *os.File
 	size  int64
-	data  []extent // where the data is, ascending
-	known bool     // data lists the extents; false: every byte may be data
-	asked bool     // the extents have been looked up
+	data  []holes.Extent // where the data is, ascending
+	known bool           // data lists the extents; false: every byte may be data
+	asked bool           // the extents have been looked up
 	bytes int64
 }
-
-// extent is a range of the file that holds data.
-type extent struct{ off, end int64 }
 
 func newReader(ctx context.Context, f *os.File, size int64) *reader {
 	return &reader{ctx: ctx, f: f, size: size}
@@ -226,7 +224,7 @@ func (r *reader) ReadAt(p []byte, off int64) (int, error) {
 // can be sparse ask, the others never pay for it.
 func (r *reader) NextData(off int64) int64 {
 	if !r.asked {
-		r.data, r.known = dataExtents(r.ctx, r.f, r.size)
+		r.data, r.known = holes.Data(r.ctx, r.f, r.size)
 		r.asked = true
 	}
 	if !r.known {
@@ -235,7 +233,7 @@ func (r *reader) NextData(off int64) int64 {
 	lo, hi := 0, len(r.data)
 	for lo < hi {
 		m := (lo + hi) / 2
-		if r.data[m].end <= off {
+		if r.data[m].End <= off {
 			lo = m + 1
 		} else {
 			hi = m
@@ -244,5 +242,5 @@ func (r *reader) NextData(off int64) int64 {
 	if lo == len(r.data) {
 		return max(off, 1<<62) // only holes remain
 	}
-	return max(off, r.data[lo].off)
+	return max(off, r.data[lo].Off)
 }

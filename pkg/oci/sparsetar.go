@@ -2,13 +2,17 @@ package oci
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/holes"
 )
 
 // The artifact's tar stores the zeros of each file as holes, in GNU tar's
@@ -58,35 +62,51 @@ func dataSegments(p string, size int64) ([]segment, error) {
 		return nil, fmt.Errorf("oci: %w", err)
 	}
 	defer f.Close()
+	// The file system's holes read as zeros: skip them unread. The
+	// segments still come from the bytes (a hole is a run of zeros like
+	// any other), so they are the same where holes are unknown.
+	ext, ok := holes.Data(context.Background(), f, size)
+	if !ok {
+		ext = []holes.Extent{{Off: 0, End: size}}
+	}
 	var segs []segment
 	var zeroRun int64 // zero bytes before off, since the last data
 	start := int64(-1)
 	// Read in large pieces, look at them a tar block at a time: one
 	// read(2) per 512 bytes costs more than the compression after it.
-	buf := make([]byte, scanSize)
+	bp := scanBufs.Get().(*[]byte)
+	defer scanBufs.Put(bp)
+	buf := *bp
 	var off int64
-	for off < size {
-		m := min(int64(len(buf)), size-off)
-		if _, err := io.ReadFull(f, buf[:m]); err != nil {
-			return nil, fmt.Errorf("oci: read %s: %w", p, err)
-		}
-		for i := int64(0); i < m; i += blockSize {
-			b := buf[i:min(i+blockSize, m)]
-			n := int64(len(b))
-			if isZero(b) {
-				zeroRun += n
-			} else {
-				if start < 0 {
-					start = off
-				} else if zeroRun >= minHole {
-					segs = append(segs, segment{start, off - zeroRun - start})
-					start = off
-				}
-				zeroRun = 0
+	for _, e := range ext {
+		// Extents start and end on file system blocks, whole tar
+		// blocks apart from a last partial one.
+		zeroRun += e.Off - off
+		off = e.Off
+		for off < e.End {
+			m := min(int64(len(buf)), e.End-off)
+			if _, err := f.ReadAt(buf[:m], off); err != nil {
+				return nil, fmt.Errorf("oci: read %s: %w", p, err)
 			}
-			off += n
+			for i := int64(0); i < m; i += blockSize {
+				b := buf[i:min(i+blockSize, m)]
+				n := int64(len(b))
+				if isZero(b) {
+					zeroRun += n
+				} else {
+					if start < 0 {
+						start = off
+					} else if zeroRun >= minHole {
+						segs = append(segs, segment{start, off - zeroRun - start})
+						start = off
+					}
+					zeroRun = 0
+				}
+				off += n
+			}
 		}
 	}
+	zeroRun += size - off
 	if start >= 0 {
 		end := size
 		if zeroRun >= minHole {
@@ -96,6 +116,9 @@ func dataSegments(p string, size int64) ([]segment, error) {
 	}
 	return segs, nil
 }
+
+// scanBufs holds dataSegments' read buffers.
+var scanBufs = sync.Pool{New: func() any { b := make([]byte, scanSize); return &b }}
 
 // scanSize is how much dataSegments reads at a time.
 const scanSize = 1 << 20
