@@ -686,8 +686,16 @@ func TestProbeBootCount(t *testing.T) {
 			}
 		})
 		if fw.arch != efi.AMD64 {
-			return // SeaBIOS boots only the x86 program
+			return // SeaBIOS and SATA are x86's
 		}
+		t.Run("sata", func(t *testing.T) {
+			// The device path runs through the AHCI port, not virtio.
+			sata := fw
+			sata.diskDevice = "ide-hd,bus=ide.0"
+			if n := bootOnce(t, vmOptions{fw: sata}, probeFile(t, o), "raw"); n != 1 {
+				t.Errorf("SATA boot disk: tinyvm boot %d, want 1", n)
+			}
+		})
 		t.Run("bios-then-uefi", func(t *testing.T) {
 			path := probeFile(t, o)
 			if n := bootOnce(t, vmOptions{fw: fw, bios: true}, path, "raw"); n != 1 {
@@ -832,6 +840,44 @@ func TestProbesKeepBehaviourUEFI(t *testing.T) {
 				t.Fatal(err)
 			}
 			v.exits("a key without echo")
+		})
+	})
+}
+
+// TestProbeBootCountFailures: a read-only disk and a counter sector that
+// is not ours print the error line, then the boot goes on (the id line
+// follows), and the disk is left as it was.
+func TestProbeBootCountFailures(t *testing.T) {
+	o := sector.Options{Then: sector.PowerOff, Probes: sector.Probes{BootCount: true, ID: true}}
+	errLine := regexp.MustCompile(regexp.QuoteMeta(sector.LineError+sector.ErrLineBootCount) + `\r\n` + `tinyvm id ` + o.ID() + `\r\n`)
+	forEachFirmware(t, func(t *testing.T, fw probeFirmware) {
+		t.Run("readonly", func(t *testing.T) {
+			path := probeFile(t, o)
+			drives := fw.drive("d0", path, "raw", 0)
+			drives[1] += ",readonly=on"
+			v := startVM(t, vmOptions{fw: fw, drives: drives})
+			v.waitFor(errLine, "bootcount on a read-only disk")
+			v.exits("--then poweroff")
+			if n := offlineCount(t, path, "raw"); n != 0 {
+				t.Errorf("the read-only disk counts %d, want 0", n)
+			}
+		})
+		t.Run("foreign-sector", func(t *testing.T) {
+			path := probeFile(t, o)
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(make([]byte, sector.Size), sector.BootCountLBA*sector.Size); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			v := startVM(t, vmOptions{fw: fw, drives: fw.drive("d0", path, "raw", 0)})
+			v.waitFor(errLine, "bootcount on a zeroed counter sector")
+			v.exits("--then poweroff")
+			if bootRE.MatchString(v.serial.String()) {
+				t.Errorf("a count was printed for a foreign sector: %q", tail(v.serial.String()))
+			}
 		})
 	})
 }
