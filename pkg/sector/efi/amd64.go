@@ -31,7 +31,8 @@ const pmBaseReg = x64.RBP
 
 // amd64Program writes the x86-64 application. Registers that survive
 // calls: RBX holds the system table, RSI the boot services, RDI the ticks
-// left, RBP the PM1 base (0 when none was found).
+// left, RBP the PM1 base (0 when none was found); with probes, R12 the
+// probes' frame and R13-R15 their state (see frameReg).
 func amd64Program(o sector.Options) ([]byte, error) {
 	code, _, err := amd64Code(o)
 	return code, err
