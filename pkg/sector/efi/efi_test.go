@@ -268,3 +268,17 @@ func TestBootPath(t *testing.T) {
 		t.Errorf("boot paths: %q %q", AMD64.BootPath(), ARM64.BootPath())
 	}
 }
+
+func TestHeartbeatTicks(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want uint32
+	}{{sector.MinHeartbeat, 1}, {150 * time.Millisecond, 2}, {time.Second, 10}, {sector.MaxHeartbeat, 35400}} {
+		if got := heartbeatTicks(sector.Probes{Heartbeat: c.d}); got != c.want {
+			t.Errorf("heartbeatTicks(%v) = %d, want %d", c.d, got, c.want)
+		}
+	}
+	if got := le64("poweroff"); got != 0x66666f7265776f70 {
+		t.Errorf("le64(poweroff) = %#x", got)
+	}
+}
