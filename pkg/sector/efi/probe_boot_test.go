@@ -138,6 +138,7 @@ type vmOptions struct {
 	incoming string   // -incoming URI
 	socket   bool     // serial on a unix socket instead of stdio
 	bios     bool     // SeaBIOS on q35 instead of fw
+	reboot   bool     // let a guest reset restart it (no -no-reboot)
 }
 
 // drive attaches path to fw's disk bus; bootindex < 0 gives none.
@@ -182,8 +183,11 @@ func startVM(t *testing.T, o vmOptions) *vm {
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+o.fw.code,
 			"-drive", "if=pflash,format=raw,unit=1,file="+varsCopy)
 	}
-	args = append(args, "-accel", "tcg", "-display", "none", "-monitor", "none", "-no-reboot",
+	args = append(args, "-accel", "tcg", "-display", "none", "-monitor", "none",
 		"-qmp", "unix:"+v.qmpPath+",server=on,wait=off")
+	if !o.reboot {
+		args = append(args, "-no-reboot")
+	}
 	sock := filepath.Join(dir, "serial.sock")
 	if o.socket {
 		args = append(args, "-chardev", "socket,id=s0,path="+sock+",server=on,wait=off", "-serial", "chardev:s0")
@@ -877,6 +881,28 @@ func TestProbeBootCountFailures(t *testing.T) {
 			v.exits("--then poweroff")
 			if bootRE.MatchString(v.serial.String()) {
 				t.Errorf("a count was printed for a foreign sector: %q", tail(v.serial.String()))
+			}
+		})
+	})
+}
+
+// TestProbesThen runs the once-per-boot probes with --then halt and
+// reboot: halt ignores the power button after its lines, and reboot
+// restarts the firmware, whose next boot counts 2.
+func TestProbesThen(t *testing.T) {
+	p := sector.Probes{Disks: true, BootCount: true, ID: true}
+	forEachFirmware(t, func(t *testing.T, fw probeFirmware) {
+		t.Run("halt", func(t *testing.T) {
+			v := startVM(t, vmOptions{fw: fw, drives: fw.drive("d0", probeFile(t, sector.Options{Then: sector.Halt, Probes: p}), "raw", 0)})
+			v.waitFor(idRE, "id")
+			v.qmp(map[string]any{"execute": "system_powerdown"})
+			v.alive(3*time.Second, "--then halt after system_powerdown")
+		})
+		t.Run("reboot", func(t *testing.T) {
+			v := startVM(t, vmOptions{fw: fw, reboot: true, drives: fw.drive("d0", probeFile(t, sector.Options{Then: sector.Reboot, Probes: p}), "raw", 0)})
+			v.waitFor(regexp.MustCompile(`tinyvm boot 2\r\n`), "the count after a reboot")
+			if n := strings.Count(v.serial.String(), "tinyvm boot 1\r\n"); n != 1 {
+				t.Errorf("tinyvm boot 1 printed %d times, want once before the reboot", n)
 			}
 		})
 	})
