@@ -2,11 +2,9 @@ package efi
 
 import (
 	"encoding/binary"
-	"fmt"
 
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/a64"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/pe"
 )
 
 // The AArch64 stack frame (AAPCS64): SP stays 16-byte aligned.
@@ -90,12 +88,6 @@ func arm64Program(o sector.Options) ([]byte, error) {
 	code, _, err := arm64Code(o)
 	if err != nil {
 		return nil, err
-	}
-	// With probes the message may be long (the BIOS second stage holds
-	// 14 KiB of it) and the application's UCS-2 copy twice that.
-	if n := pe.HeaderSize + (len(code)+pe.Align-1)/pe.Align*pe.Align; o.Probes.Any() && n > appBudget {
-		return nil, fmt.Errorf("%w: the AArch64 EFI application takes %d bytes, %d over its %d (both applications share the 32 KiB ESP); shorten the message or serial text",
-			sector.ErrTooBig, n, n-appBudget, appBudget)
 	}
 	return code, nil
 }
@@ -753,16 +745,3 @@ func arm64Data(a *a64.Assembler, o sector.Options) {
 	}
 }
 
-// Shared with amd64: to move to probes.go.
-
-// ConnectController and the AllHandles search type, with which the disks
-// probe connects every device (UEFI Specification 2.10, 7.3).
-const (
-	bsConnectController = 0x108 // (Handle, *DriverImageHandle, *RemainingDevicePath, Recursive)
-	allHandles          = 0     // EFI_LOCATE_SEARCH_TYPE AllHandles
-)
-
-// appBudget is the most bytes one EFI application may take: two of them
-// (BOOTX64.EFI and BOOTAA64.EFI) fit the smallest ESP, 32 KiB of FAT12,
-// up to 14848 bytes each (measured with universal.ESP).
-const appBudget = 14 * 1024

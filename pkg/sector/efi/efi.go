@@ -8,7 +8,8 @@
 // to the serial console, print the serial marker the same way, then wait,
 // power off, halt or reboot. Waiting sleeps in BootServices->WaitForEvent on
 // the keyboard and a periodic timer, and polls the power button on each
-// tick. The code is written with the assemblers in packages x64 and a64 and
+// tick. With sector.Options.Probes they print the probes' lines as the
+// BIOS program does (docs/probes.md, "UEFI"). The code is written with the assemblers in packages x64 and a64 and
 // wrapped by package pe; no toolchain or binary blob is involved.
 package efi
 
@@ -35,6 +36,16 @@ var Arches = []Arch{AMD64, ARM64}
 
 // ErrBadArch is returned for an architecture Build does not know.
 var ErrBadArch = errors.New("efi: unknown architecture")
+
+// ErrTooBig is returned for an application with probes larger than
+// MaxProbeSize.
+var ErrTooBig = errors.New("efi: application does not fit")
+
+// MaxProbeSize is the most an application with probes may take: two of
+// them, BOOTX64.EFI and BOOTAA64.EFI, then fit the universal disk's
+// smallest ESP, 32 KiB, which keeps the ESP where the probes' second stage
+// and boot counter expect it (two 14848-byte files are the most that fit).
+const MaxProbeSize = 14 * 1024
 
 // BootPath is where removable-media boot looks for the application on
 // the EFI system partition (UEFI Specification 2.10, section 3.5.1.1).
@@ -104,20 +115,30 @@ func Build(o sector.Options, arch Arch) ([]byte, error) {
 		return nil, err
 	}
 	o = o.Defaults()
+	var (
+		app []byte
+		err error
+	)
 	switch arch {
 	case AMD64:
-		code, err := amd64Program(o)
-		if err != nil {
-			return nil, err
+		var code []byte
+		if code, err = amd64Program(o); err == nil {
+			app, err = pe.Write(pe.AMD64, code)
 		}
-		return pe.Write(pe.AMD64, code)
 	default:
-		code, err := arm64Program(o)
-		if err != nil {
-			return nil, err
+		var code []byte
+		if code, err = arm64Program(o); err == nil {
+			app, err = pe.Write(pe.ARM64, code)
 		}
-		return pe.Write(pe.ARM64, code)
 	}
+	if err != nil {
+		return nil, err
+	}
+	if over := len(app) - MaxProbeSize; o.Probes.Any() && over > 0 {
+		return nil, fmt.Errorf("%w: with probes the %s application takes %d bytes, %d over its %d (two must fit the 32 KiB ESP); shorten the message or serial text",
+			ErrTooBig, arch, len(app), over, MaxProbeSize)
+	}
+	return app, nil
 }
 
 // ticks is the timeout in ticks, rounded up; 0 means none.

@@ -12,6 +12,8 @@ import (
 	"golang.org/x/arch/arm64/arm64asm"
 	"golang.org/x/arch/x86/x86asm"
 
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/fat"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/universal"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
 	pew "github.com/tinyvm-oci/tinyvm-oci/pkg/sector/pe"
 )
@@ -53,34 +55,62 @@ func code(t *testing.T, o sector.Options, arch Arch) ([]byte, int) {
 	return data, len(data) - len(txt)
 }
 
+// probeVariants switch on every probe, alone and together, with each
+// --then the probes allow.
+var probeVariants = []sector.Options{
+	{Probes: sector.Probes{Heartbeat: time.Second}},
+	{Probes: sector.Probes{Echo: true}},
+	{Then: sector.PowerOff, Probes: sector.Probes{Disks: true}},
+	{Then: sector.Halt, Probes: sector.Probes{BootCount: true}},
+	{Then: sector.Reboot, Probes: sector.Probes{ID: true}},
+	{Timeout: 30 * time.Second, Probes: sector.Probes{Heartbeat: 500 * time.Millisecond, Echo: true, Disks: true, BootCount: true, ID: true}},
+}
+
 // TestDisassembleAMD64 decodes the whole x86-64 program with x86asm: every
-// byte before the text is an instruction, and the lea of the text points
-// at it.
+// byte before the data is an instruction, jumps stay in the code, one lea
+// loads the text and every other RIP-relative lea the probes' data.
 func TestDisassembleAMD64(t *testing.T) {
-	for _, o := range variants {
+	for _, o := range append(append([]sector.Options(nil), variants...), probeVariants...) {
 		data, textAt := code(t, o, AMD64)
-		var leas int
-		for pc := 0; pc < textAt; {
-			inst, err := x86asm.Decode(data[pc:textAt], 64)
+		_, dataAt, err := amd64Code(o.Defaults())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Probes.Any() == (dataAt == textAt) {
+			t.Errorf("%+v: data at %d, text at %d", o, dataAt, textAt)
+		}
+		var leas, dataLeas int
+		for pc := 0; pc < dataAt; {
+			inst, err := x86asm.Decode(data[pc:dataAt], 64)
 			if err != nil {
 				t.Fatalf("%+v: offset %d: %v", o, pc, err)
 			}
 			next := pc + inst.Len
 			if m, ok := inst.Args[1].(x86asm.Mem); ok && inst.Op == x86asm.LEA && m.Base == x86asm.RIP {
-				if got := next + int(m.Disp); got != textAt {
-					t.Errorf("%+v: lea loads %d, want the text at %d", o, got, textAt)
+				switch got := next + int(m.Disp); {
+				case got == textAt:
+					leas++
+				case got >= dataAt && got < textAt:
+					dataLeas++
+				default:
+					t.Errorf("%+v: lea loads %d, outside the data at %d..%d", o, got, dataAt, textAt)
 				}
-				leas++
+			}
+			if m, ok := inst.Args[0].(x86asm.Mem); ok && m.Base == x86asm.RIP {
+				t.Errorf("%+v: %v at %d writes through RIP, into the read-only image", o, inst, pc)
 			}
 			if rel, ok := inst.Args[0].(x86asm.Rel); ok {
-				if target := next + int(rel); target < 0 || target >= textAt {
+				if target := next + int(rel); target < 0 || target >= dataAt {
 					t.Errorf("%+v: %v at %d jumps to %d, outside the code", o, inst, pc, target)
 				}
 			}
 			pc = next
 		}
 		if leas != 1 {
-			t.Errorf("%+v: %d RIP-relative lea, want 1", o, leas)
+			t.Errorf("%+v: %d RIP-relative lea of the text, want 1", o, leas)
+		}
+		if o.Probes.Any() && dataLeas == 0 {
+			t.Errorf("%+v: no lea of the probes' data", o)
 		}
 	}
 }
@@ -162,6 +192,33 @@ func TestBuild(t *testing.T) {
 		}
 		b, _ := Build(sector.Options{}, arch)
 		t.Logf("%s: %d bytes for the default options (%s)", arch, len(b), arch.BootPath())
+		all := sector.Options{Probes: sector.Probes{Heartbeat: time.Second, Echo: true, Disks: true, BootCount: true, ID: true}}
+		b, _ = Build(all, arch)
+		t.Logf("%s: %d bytes with every probe", arch, len(b))
+	}
+}
+
+// TestProbeSizeFits checks MaxProbeSize against the ESP: two applications
+// of that size fit the smallest ESP, and the largest probe build within
+// the limit still builds.
+func TestProbeSizeFits(t *testing.T) {
+	files := []fat.File{{Path: AMD64.BootPath(), Data: make([]byte, MaxProbeSize)}, {Path: ARM64.BootPath(), Data: make([]byte, MaxProbeSize)}}
+	esp, err := universal.ESP(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(esp) != 32*1024 {
+		t.Errorf("two %d-byte applications make a %d-byte ESP, want the smallest, 32 KiB", MaxProbeSize, len(esp))
+	}
+	o := sector.Options{Probes: sector.Probes{Heartbeat: time.Second, Echo: true, Disks: true, BootCount: true, ID: true}}
+	base, err := Build(o, AMD64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each message byte is a CHAR16; the PE file grows in 512-byte steps.
+	o.Message = strings.Repeat("x", (MaxProbeSize-len(base))/2-256)
+	if _, err := Build(o, AMD64); err != nil {
+		t.Errorf("a message that fits: %v", err)
 	}
 }
 
@@ -179,6 +236,8 @@ func TestBuildErrors(t *testing.T) {
 		{sector.Options{Then: sector.Halt, Timeout: time.Second}, ARM64, sector.ErrBadTimeout},
 		{sector.Options{Timeout: -time.Second}, AMD64, sector.ErrBadTimeout},
 		{sector.Options{Timeout: 2 * time.Hour}, AMD64, sector.ErrBadTimeout},
+		{sector.Options{Message: strings.Repeat("x", MaxProbeSize/2), Probes: sector.Probes{ID: true}}, AMD64, ErrTooBig},
+		{sector.Options{Message: strings.Repeat("x", MaxProbeSize/2), Probes: sector.Probes{ID: true}}, ARM64, ErrTooBig},
 	} {
 		_, err := Build(c.o, c.arch)
 		if !errors.Is(err, c.want) {
@@ -207,5 +266,19 @@ func TestTicks(t *testing.T) {
 func TestBootPath(t *testing.T) {
 	if AMD64.BootPath() != "EFI/BOOT/BOOTX64.EFI" || ARM64.BootPath() != "EFI/BOOT/BOOTAA64.EFI" || Arch("x").BootPath() != "" {
 		t.Errorf("boot paths: %q %q", AMD64.BootPath(), ARM64.BootPath())
+	}
+}
+
+func TestHeartbeatTicks(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want uint32
+	}{{sector.MinHeartbeat, 1}, {150 * time.Millisecond, 2}, {time.Second, 10}, {sector.MaxHeartbeat, 35400}} {
+		if got := heartbeatTicks(sector.Probes{Heartbeat: c.d}); got != c.want {
+			t.Errorf("heartbeatTicks(%v) = %d, want %d", c.d, got, c.want)
+		}
+	}
+	if got := le64("poweroff"); got != 0x66666f7265776f70 {
+		t.Errorf("le64(poweroff) = %#x", got)
 	}
 }

@@ -18,6 +18,7 @@ const (
 	bsAllocatePages      = 0x28  // (Type, MemoryType, Pages, *Memory)
 	bsAllocatePool       = 0x40  // (PoolType, Size, **Buffer)
 	bsHandleProtocol     = 0x98  // (Handle, *Guid, **Interface)
+	bsConnectController  = 0x108 // (Handle, *DriverImage, *RemainingPath, Recursive)
 	bsLocateDevicePath   = 0xB8  // (*Guid, **DevicePath, *Handle)
 	bsLocateHandleBuffer = 0x138 // (SearchType, *Guid, SearchKey, *NoHandles, **Buffer)
 	// EFI_LOADED_IMAGE_PROTOCOL
@@ -47,6 +48,7 @@ const (
 
 // Values passed to or read from the firmware by the probes.
 const (
+	allHandles       = 0 // EFI_LOCATE_SEARCH_TYPE AllHandles
 	byProtocol       = 2 // EFI_LOCATE_SEARCH_TYPE ByProtocol
 	allocateAnyPages = 0 // EFI_ALLOCATE_TYPE AllocateAnyPages
 	loaderData       = 2 // EFI_MEMORY_TYPE EfiLoaderData

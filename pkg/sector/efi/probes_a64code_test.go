@@ -147,20 +147,20 @@ func TestProbeSizeARM64(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("every probe: %d bytes of %d", len(app), appBudget)
-	room := (appBudget - len(app)) / 2 // UCS-2: two bytes a character
+	t.Logf("every probe: %d bytes of %d", len(app), MaxProbeSize)
+	room := (MaxProbeSize - len(app)) / 2 // UCS-2: two bytes a character
 	if _, err := Build(sector.Options{Probes: all, Message: strings.Repeat("m", room-100)}, ARM64); err != nil {
 		t.Errorf("a message that fits: %v", err)
 	}
 	_, err = Build(sector.Options{Probes: all, Message: strings.Repeat("m", room+100)}, ARM64)
-	if !errors.Is(err, sector.ErrTooBig) || !strings.Contains(err.Error(), "over its 14336") || strings.Contains(err.Error(), "\n") {
+	if !errors.Is(err, ErrTooBig) || !strings.Contains(err.Error(), "over its 14336") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("a message that does not fit: got %v", err)
 	}
 	t.Logf("the error: %v", err)
 	// Two applications of the budget's size fit the smallest ESP.
-	esp, err := universal.ESP([]fat.File{{Path: AMD64.BootPath(), Data: make([]byte, appBudget)}, {Path: ARM64.BootPath(), Data: make([]byte, appBudget)}})
+	esp, err := universal.ESP([]fat.File{{Path: AMD64.BootPath(), Data: make([]byte, MaxProbeSize)}, {Path: ARM64.BootPath(), Data: make([]byte, MaxProbeSize)}})
 	if err != nil || len(esp) != 32<<10 {
-		t.Errorf("two applications of %d bytes: an ESP of %d bytes (%v), want 32 KiB", appBudget, len(esp), err)
+		t.Errorf("two applications of %d bytes: an ESP of %d bytes (%v), want 32 KiB", MaxProbeSize, len(esp), err)
 	}
 	// Without probes the message is limited by the BIOS program instead.
 	if _, err := Build(sector.Options{Message: strings.Repeat("m", room+100)}, ARM64); err != nil {

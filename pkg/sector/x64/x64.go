@@ -53,6 +53,8 @@ const (
 	JAE Cond = 0x3 // above or equal (CF=0)
 	JE  Cond = 0x4 // equal (ZF=1)
 	JNE Cond = 0x5 // not equal (ZF=0)
+	JBE Cond = 0x6 // below or equal (CF=1 or ZF=1)
+	JA  Cond = 0x7 // above (CF=0 and ZF=0)
 )
 
 // JZ and JNZ are the same conditions as JE and JNE.
@@ -178,10 +180,24 @@ func (a *Assembler) op(w bool, opcode byte, reg, rm Reg) {
 // mem emits an optional REX prefix, the opcode and a ModRM (with SIB and
 // displacement as needed) for the operand [base+disp].
 func (a *Assembler) mem(w bool, opcode byte, reg, base Reg, disp int32) {
-	if p := rexFor(w, reg, base); p != 0 {
+	a.memOp(0, w, false, []byte{opcode}, reg, base, disp)
+}
+
+// memOp is mem with an optional legacy prefix (0 for none), an opcode of
+// one or two bytes and, for byte8, a REX prefix even when none is needed
+// otherwise, so that registers 4-7 mean SPL..DIL and not AH..BH.
+func (a *Assembler) memOp(prefix byte, w, byte8 bool, opcode []byte, reg, base Reg, disp int32) {
+	if prefix != 0 {
+		a.emit(prefix) // legacy prefixes go before REX
+	}
+	p := rexFor(w, reg, base)
+	if p == 0 && byte8 && reg&7 >= 4 && reg < R8 {
+		p = rex
+	}
+	if p != 0 {
 		a.emit(p)
 	}
-	a.emit(opcode)
+	a.emit(opcode...)
 	var mod byte
 	switch {
 	case disp == 0 && base&7 != RBP:
@@ -226,6 +242,35 @@ func (a *Assembler) Load(dst, base Reg, disp int32) { a.mem(true, 0x8B, dst, bas
 // Store writes 64 bits to memory: mov qword [base+disp], src.
 func (a *Assembler) Store(base Reg, disp int32, src Reg) { a.mem(true, 0x89, src, base, disp) }
 
+// Load32 reads 32 bits from memory, clearing the upper half:
+// mov dst32, dword [base+disp].
+func (a *Assembler) Load32(dst, base Reg, disp int32) { a.mem(false, 0x8B, dst, base, disp) }
+
+// LoadByte reads a byte and zero-extends it:
+// movzx dst32, byte [base+disp].
+func (a *Assembler) LoadByte(dst, base Reg, disp int32) {
+	a.memOp(0, false, false, []byte{0x0F, 0xB6}, dst, base, disp)
+}
+
+// LoadWord reads 16 bits and zero-extends them:
+// movzx dst32, word [base+disp].
+func (a *Assembler) LoadWord(dst, base Reg, disp int32) {
+	a.memOp(0, false, false, []byte{0x0F, 0xB7}, dst, base, disp)
+}
+
+// Store32 writes a register's low 32 bits: mov dword [base+disp], src32.
+func (a *Assembler) Store32(base Reg, disp int32, src Reg) { a.mem(false, 0x89, src, base, disp) }
+
+// Store16 writes a register's low 16 bits: mov word [base+disp], src16.
+func (a *Assembler) Store16(base Reg, disp int32, src Reg) {
+	a.memOp(opsize, false, false, []byte{0x89}, src, base, disp)
+}
+
+// Store8 writes a register's low byte: mov byte [base+disp], src8.
+func (a *Assembler) Store8(base Reg, disp int32, src Reg) {
+	a.memOp(0, false, true, []byte{0x88}, src, base, disp)
+}
+
 // LeaMem computes an address: lea dst, [base+disp].
 func (a *Assembler) LeaMem(dst, base Reg, disp int32) { a.mem(true, 0x8D, dst, base, disp) }
 
@@ -234,6 +279,29 @@ func (a *Assembler) Lea(dst Reg, label string) {
 	a.emit(rexFor(true, dst, 0), 0x8D, 0x05|byte(dst&7)<<3)
 	a.ref(label, rel32)
 }
+
+// MovImm64 sets a register to a 64-bit value: mov r, imm64.
+func (a *Assembler) MovImm64(r Reg, v uint64) {
+	a.emit(rexFor(true, 0, r), 0xB8+byte(r&7))
+	a.emit32(uint32(v))
+	a.emit32(uint32(v >> 32))
+}
+
+// Add adds two 64-bit registers: add dst, src.
+func (a *Assembler) Add(dst, src Reg) { a.op(true, 0x01, src, dst) }
+
+// Sub subtracts two 64-bit registers: sub dst, src.
+func (a *Assembler) Sub(dst, src Reg) { a.op(true, 0x29, src, dst) }
+
+// Cmp compares two 64-bit registers: cmp x, y.
+func (a *Assembler) Cmp(x, y Reg) { a.op(true, 0x39, y, x) }
+
+// Test ANDs two 64-bit registers for the flags: test x, y.
+func (a *Assembler) Test(x, y Reg) { a.op(true, 0x85, y, x) }
+
+// Div32 divides EDX:EAX by a register's low half, unsigned: div r32
+// leaves the quotient in EAX and the remainder in EDX.
+func (a *Assembler) Div32(r Reg) { a.op(false, 0xF7, 6, r) }
 
 // Xor32 sets dst to dst XOR src on 32 bits, clearing the upper half:
 // xor dst32, src32. xor r, r is the short way to zero a register.
@@ -277,6 +345,20 @@ func (a *Assembler) SubImm8(r Reg, v int8) {
 	a.emit(byte(v))
 }
 
+// AddImm32 adds a signed 32-bit immediate to a 64-bit register:
+// add r, imm32 (sign-extended).
+func (a *Assembler) AddImm32(r Reg, v int32) {
+	a.op(true, 0x81, 0, r)
+	a.emit32(uint32(v))
+}
+
+// SubImm32 subtracts a signed 32-bit immediate from a 64-bit register:
+// sub r, imm32 (sign-extended).
+func (a *Assembler) SubImm32(r Reg, v int32) {
+	a.op(true, 0x81, 5, r)
+	a.emit32(uint32(v))
+}
+
 // Dec32 subtracts one from a register's low half: dec r32.
 func (a *Assembler) Dec32(r Reg) { a.op(false, 0xFF, 1, r) }
 
@@ -295,6 +377,19 @@ func (a *Assembler) Call(label string) {
 func (a *Assembler) J(cond Cond, label string) {
 	a.emit(0x70 + byte(cond))
 	a.ref(label, rel8)
+}
+
+// JNear jumps to label when cond holds, anywhere in the code:
+// Jcc rel32.
+func (a *Assembler) JNear(cond Cond, label string) {
+	a.emit(0x0F, 0x80+byte(cond))
+	a.ref(label, rel32)
+}
+
+// JmpNear jumps to label anywhere in the code: jmp rel32.
+func (a *Assembler) JmpNear(label string) {
+	a.emit(0xE9)
+	a.ref(label, rel32)
 }
 
 // Jmp jumps to label: jmp rel8 (short).

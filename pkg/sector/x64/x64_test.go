@@ -54,6 +54,34 @@ func TestEncodings(t *testing.T) {
 		{func(a *Assembler) { a.CallMem(RCX, 8) }, "call qword ptr [rcx+0x8]"},
 		{func(a *Assembler) { a.CallMem(RSI, 0x100) }, "call qword ptr [rsi+0x100]"},
 		{func(a *Assembler) { a.CallMem(RAX, 0x68) }, "call qword ptr [rax+0x68]"},
+		{func(a *Assembler) { a.CallMem(R13, 0x18) }, "call qword ptr [r13+0x18]"},
+		{func(a *Assembler) { a.Load(RAX, R12, 0x40) }, "mov rax, qword ptr [r12+0x40]"},
+		{func(a *Assembler) { a.Store(R12, 0x20, R14) }, "mov qword ptr [r12+0x20], r14"},
+		{func(a *Assembler) { a.Load32(R8, RAX, 0xC) }, "mov r8d, dword ptr [rax+0xc]"},
+		{func(a *Assembler) { a.Load32(RDX, RAX, 0) }, "mov edx, dword ptr [rax]"},
+		{func(a *Assembler) { a.LoadByte(RCX, RAX, 6) }, "movzx ecx, byte ptr [rax+0x6]"},
+		{func(a *Assembler) { a.LoadByte(RAX, R14, 0) }, "movzx eax, byte ptr [r14]"},
+		{func(a *Assembler) { a.LoadByte(R10, R8, 1) }, "movzx r10d, byte ptr [r8+0x1]"},
+		{func(a *Assembler) { a.LoadWord(RAX, R12, 0x62) }, "movzx eax, word ptr [r12+0x62]"},
+		{func(a *Assembler) { a.LoadWord(RCX, R8, 2) }, "movzx ecx, word ptr [r8+0x2]"},
+		{func(a *Assembler) { a.Store32(R9, 0, RAX) }, "mov dword ptr [r9], eax"},
+		{func(a *Assembler) { a.Store32(R14, 0x10, RAX) }, "mov dword ptr [r14+0x10], eax"},
+		{func(a *Assembler) { a.Store16(R11, 0, RDX) }, "mov word ptr [r11], dx"},
+		{func(a *Assembler) { a.Store16(R12, 0x70, R8) }, "mov word ptr [r12+0x70], r8w"},
+		{func(a *Assembler) { a.Store8(R9, 0, RAX) }, "mov byte ptr [r9], al"},
+		{func(a *Assembler) { a.Store8(RCX, 0, RSI) }, "mov byte ptr [rcx], sil"},
+		{func(a *Assembler) { a.Store8(RAX, 0, R10) }, "mov byte ptr [rax], r10b"},
+		{func(a *Assembler) { a.MovImm64(RCX, 0x66666f7265776f70) }, "mov rcx, 0x66666f7265776f70"},
+		{func(a *Assembler) { a.MovImm64(R10, 1) }, "mov r10, 0x1"},
+		{func(a *Assembler) { a.Add(RCX, R14) }, "add rcx, r14"},
+		{func(a *Assembler) { a.Sub(R10, RCX) }, "sub r10, rcx"},
+		{func(a *Assembler) { a.Cmp(RAX, RCX) }, "cmp rax, rcx"},
+		{func(a *Assembler) { a.Cmp(R9, R10) }, "cmp r9, r10"},
+		{func(a *Assembler) { a.Test(R14, R14) }, "test r14, r14"},
+		{func(a *Assembler) { a.Div32(RCX) }, "div ecx"},
+		{func(a *Assembler) { a.AddImm32(RSP, 0xC8) }, "add rsp, 0xc8"},
+		{func(a *Assembler) { a.SubImm32(RSP, 0xC8) }, "sub rsp, 0xc8"},
+		{func(a *Assembler) { a.AddImm8(R11, -2) }, "add r11, -0x2"},
 	}
 	for _, tt := range tests {
 		a := New()
@@ -91,6 +119,10 @@ func TestFixups(t *testing.T) {
 	a.Call("fwd")
 	a.Lea(RDX, "fwd")
 	a.Lea(R8, "back")
+	a.JNear(JA, "fwd")
+	a.JNear(JBE, "back")
+	a.JmpNear("fwd")
+	a.JmpNear("back")
 	a.Label("fwd")
 	a.Ret()
 	code, err := a.Assemble()
@@ -105,7 +137,8 @@ func TestFixups(t *testing.T) {
 	}{
 		{x86asm.HLT, 0}, {x86asm.JE, fwd}, {x86asm.JNE, back}, {x86asm.JB, fwd}, {x86asm.JAE, back},
 		{x86asm.JMP, back}, {x86asm.JMP, fwd}, {x86asm.CALL, fwd},
-		{x86asm.LEA, fwd}, {x86asm.LEA, back}, {x86asm.RET, 0},
+		{x86asm.LEA, fwd}, {x86asm.LEA, back},
+		{x86asm.JA, fwd}, {x86asm.JBE, back}, {x86asm.JMP, fwd}, {x86asm.JMP, back}, {x86asm.RET, 0},
 	}
 	pc := 0
 	for i, w := range want {
