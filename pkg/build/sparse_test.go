@@ -30,7 +30,7 @@ func TestCtxWriterHoles(t *testing.T) {
 	}
 	data := bytes.Repeat([]byte("tinyvm"), 1000) // 6000 bytes
 	put(data)
-	put(make([]byte, 1<<20))                     // a hole
+	put(make([]byte, 1<<20))                      // a hole
 	put(append(make([]byte, 3*holeMin), data...)) // a hole, then data
 	put(make([]byte, 100))                        // too short for a hole
 	// Overwrite the first data with zeros: it must not stay.

@@ -744,4 +744,3 @@ func arm64Data(a *a64.Assembler, o sector.Options) {
 		}
 	}
 }
-
