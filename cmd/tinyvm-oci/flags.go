@@ -74,7 +74,7 @@ func (f *buildFlags) register(fs *pflag.FlagSet, formatUsage string) {
 	fs.StringVar(&f.arch, "arch", "amd64,arm64", "with uefi, the EFI applications the disk holds: amd64, arm64 or both")
 	fs.StringVar(&f.signKey, "sign-key", "", "with uefi, sign the EFI applications (Authenticode) with this unencrypted RSA key (PEM), for Secure Boot")
 	fs.StringVar(&f.signCert, "sign-cert", "", "the X.509 certificate (PEM) of --sign-key, which Secure Boot's db must hold")
-	fs.StringVar(&f.probes, "probe", "", "fixture probes, comma-separated: heartbeat[=INTERVAL], echo, disks, bootcount, id (BIOS; see docs/probes.md)")
+	fs.StringVar(&f.probes, "probe", "", "fixture probes, comma-separated: heartbeat[=INTERVAL], echo, disks, bootcount, id (BIOS and UEFI; see docs/probes.md)")
 	if formatUsage != "" {
 		fs.StringVar(&f.formats, "format", "", formatUsage)
 	}

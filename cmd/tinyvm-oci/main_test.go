@@ -333,7 +333,9 @@ func TestFirmwareBadInput(t *testing.T) {
 		{[]string{"--firmware", "bios", "--arch", "arm64"}, "--arch chooses the EFI applications, and the disk carries none; add --firmware uefi"},
 		{[]string{"--size", "256KiB"}, "a UEFI disk needs at least 516096 bytes (504 KiB), --size is 262144"},
 		{[]string{"--message", long}, "bytes over the budget"},
-		{[]string{"--probe", "heartbeat", "--firmware", "uefi"}, "--probe runs in the BIOS program only so far"},
+		// The second stage holds this message; the EFI applications, whose
+		// UCS-2 copy is twice as long, do not.
+		{[]string{"--probe", "id", "--message", strings.Repeat("m", 7000)}, "efi: application does not fit: with probes the amd64 application takes"},
 		{[]string{"--probe", "bootcount", "--format", "iso"}, "probe bootcount needs a writable disk: iso is read-only; drop bootcount or use a disk format"},
 		{[]string{"--probe", "id", "--firmware", "bios", "--size", "512"}, "size 512 is too small for the probes' second stage: use at least 1536 bytes"},
 	} {

@@ -70,13 +70,12 @@ func ParseArches(list string) ([]efi.Arch, error) {
 }
 
 // firmware is what the disk carries: the options', or both by default,
-// or BIOS alone for the user's own boot sector and for probes, which only
-// the BIOS program runs so far.
+// or BIOS alone for the user's own boot sector.
 func (o Options) firmware() []Firmware {
 	switch {
 	case o.Firmware != nil:
 		return o.Firmware
-	case o.SectorFile != nil, o.Sector.Probes.Any():
+	case o.SectorFile != nil:
 		return []Firmware{BIOS}
 	}
 	return Firmwares
@@ -148,9 +147,6 @@ func (o Options) validateFirmware() error {
 	if o.Has(UEFI) && o.size() < universal.MinSize {
 		return fmt.Errorf("%w: a UEFI disk needs at least %d bytes (504 KiB), --size is %d; use --size 1MiB, or --firmware bios for a smaller BIOS-only disk",
 			ErrFirmware, int64(universal.MinSize), o.size())
-	}
-	if o.Sector.Probes.Any() && o.Has(UEFI) {
-		return fmt.Errorf("%w: --probe runs in the BIOS program only so far, and the EFI applications have no probes yet; use --firmware bios", ErrFirmware)
 	}
 	if slices.ContainsFunc(o.Formats, func(f formats.Format) bool { return f.Type == iso.Type }) {
 		// The CD is read-only: bootcount could not write its counter.
@@ -226,8 +222,12 @@ func (o Options) Programs() (*Programs, []fat.File, error) {
 // else the universal GPT disk with the ESP.
 func (o Options) rawDisk(p *Programs, files []fat.File) (disk.Disk, error) {
 	var reserved []sector.Reserved
-	if p.Sector != nil && !p.Sector.Custom() {
+	switch {
+	case p.Sector != nil && !p.Sector.Custom():
 		reserved = p.Sector.Reserved()
+	case p.Sector == nil && o.Sector.Probes.BootCount:
+		// UEFI alone: no BIOS program places the EFI applications' counter.
+		reserved = []sector.Reserved{sector.BootCounter()}
 	}
 	if !o.Has(UEFI) {
 		if need := p.Sector.MinDiskSize(); o.size() < need {
