@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,8 +176,15 @@ func startXvfb(t *testing.T, xvfb string) *xserver {
 		close(done)
 	}()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
+		// SIGTERM lets Xvfb remove its lock and socket; SIGKILL would leave
+		// them in /tmp.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
 	})
 	number := make(chan string, 1)
 	go func() {
