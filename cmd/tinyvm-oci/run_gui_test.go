@@ -236,7 +236,7 @@ type xserver struct {
 
 // startXvfb starts Xvfb on a display number it picks itself (-displayfd),
 // reachable only on this machine's unix sockets and only with a cookie of
-// this test's, and kills it when the test ends.
+// this test's, and stops it when the test ends.
 func startXvfb(t *testing.T, xvfb string) *xserver {
 	t.Helper()
 	dir := t.TempDir()
