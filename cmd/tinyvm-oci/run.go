@@ -83,6 +83,12 @@ the screen as a PNG; --print-command prints the plain QEMU line for FILE.`,
 			switch display {
 			case "none":
 			case "gtk", "sdl":
+				// Without a desktop QEMU dies with "gtk initialization
+				// failed" after the build; say why before it. Printing the
+				// line needs no window.
+				if !printCommand && os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+					return usagef("--display %s opens a window, and neither DISPLAY nor WAYLAND_DISPLAY is set: set DISPLAY to your X display (such as :0), or use --display none or curses", display)
+				}
 				qo.Display = display
 			case "curses":
 				if printCommand {

@@ -129,3 +129,11 @@ func RequireFile(t testing.TB, path, install string) string {
 	}
 	return path
 }
+
+// Install hints for the window tests: QEMU's gtk and sdl displays, an X
+// server without a screen, and the X clients that list its windows.
+const (
+	QemuGUI  = "apt-get install qemu-system-gui"
+	Xvfb     = "apt-get install xvfb"
+	X11Utils = "apt-get install x11-utils"
+)
