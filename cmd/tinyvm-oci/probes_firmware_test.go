@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,13 +19,7 @@ import (
 // disk, and a boot counter that the three firmwares share (1, 2, 3), which
 // inspect then reads offline.
 func TestBuildProbesEveryFirmware(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots QEMU three times")
-	}
-	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
-	tooltest.RequireFile(t, qemu.OVMFCode, tooltest.OVMF)
-	tooltest.Require(t, qemu.BinaryARM, tooltest.QemuSystemARM)
-	tooltest.RequireFile(t, qemu.AAVMFCode, tooltest.AAVMF)
+	requireEveryFirmware(t)
 	dir := filepath.Join(t.TempDir(), "out")
 	code, _, stderr := cli(t, "build", "-q", "-o", dir, "--probe", "id,bootcount,disks", "--then", "poweroff", "--format", "raw")
 	if code != 0 {
@@ -36,15 +31,71 @@ func TestBuildProbesEveryFirmware(t *testing.T) {
 		}
 	}
 	file := filepath.Join(dir, "512-byte-vm.raw")
-	idRE := regexp.MustCompile(`tinyvm id ([0-9a-f]{8})\r\n`)
-	var id string
-	for i, fw := range []qemu.Options{
+	outs := bootEach(t, file, []qemu.Options{
 		{Firmware: "bios"},
 		{Firmware: "uefi", Machine: "q35", Bus: "virtio"},
 		{Arch: "arm64", Bus: "virtio"},
-	} {
+	})
+	for i, out := range outs {
+		for _, want := range []string{fmt.Sprintf("tinyvm boot %d\r\n", i+1), "tinyvm disks 1\r\n"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("boot %d: serial lacks %q: %q", i+1, want, out)
+			}
+		}
+	}
+	code, stdout, stderr := cli(t, "inspect", file)
+	if code != 0 || !regexp.MustCompile(`boot count:\s+3\b`).MatchString(stdout) {
+		t.Errorf("inspect after three boots: exit %d, %q %q; want boot count 3", code, stdout, stderr)
+	}
+}
+
+// TestBuildProbesISOEveryFirmware: the iso of a probe build boots as a CD
+// with the probes on SeaBIOS (the no-emulation entry), OVMF and AAVMF (the
+// EFI entry's ESP holds the applications): the same id, and the CD's own
+// label from the disks probe.
+func TestBuildProbesISOEveryFirmware(t *testing.T) {
+	requireEveryFirmware(t)
+	dir := filepath.Join(t.TempDir(), "out")
+	code, _, stderr := cli(t, "build", "-q", "-o", dir, "--probe", "id,disks", "--then", "poweroff", "--format", "iso", "--volume-label", "cidata")
+	if code != 0 {
+		t.Fatalf("build --probe id,disks --format iso: exit %d, %s", code, stderr)
+	}
+	outs := bootEach(t, filepath.Join(dir, "512-byte-vm.iso"), []qemu.Options{
+		{Firmware: "bios", Bus: "cdrom"},
+		{Firmware: "uefi", Machine: "q35", Bus: "cdrom"},
+		{Arch: "arm64", Bus: "cdrom"},
+	})
+	for i, out := range outs {
+		if !strings.Contains(out, "tinyvm volume cidata\r\n") {
+			t.Errorf("boot %d: the CD's label is missing: %q", i+1, out)
+		}
+	}
+}
+
+// requireEveryFirmware skips (fails under TINYVM_REQUIRE_TOOLS=1) without
+// QEMU for x86_64 and aarch64, OVMF and AAVMF.
+func requireEveryFirmware(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots QEMU on three firmwares")
+	}
+	tooltest.Require(t, qemu.Binary, tooltest.QemuSystem)
+	tooltest.RequireFile(t, qemu.OVMFCode, tooltest.OVMF)
+	tooltest.Require(t, qemu.BinaryARM, tooltest.QemuSystemARM)
+	tooltest.RequireFile(t, qemu.AAVMFCode, tooltest.AAVMF)
+}
+
+// bootEach boots file with each of fws in turn, one after the other (a
+// --then poweroff build), and returns each boot's serial output after
+// checking that they all print the same id line.
+func bootEach(t *testing.T, file string, fws []qemu.Options) []string {
+	t.Helper()
+	idRE := regexp.MustCompile(`tinyvm id ([0-9a-f]{8})\r\n`)
+	var id string
+	var outs []string
+	for _, fw := range fws {
 		fw.File, fw.Driver = file, "raw"
-		name := fw.Arch + "/" + fw.Firmware
+		name := fw.Arch + "/" + fw.Firmware + "/" + fw.Bus
 		serial := qemu.NewCapture()
 		fw.Serial = serial
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -68,14 +119,7 @@ func TestBuildProbesEveryFirmware(t *testing.T) {
 		} else if m[1] != id {
 			t.Errorf("%s: id %s, want the disk's %s", name, m[1], id)
 		}
-		for _, want := range []string{"tinyvm boot " + string(rune('1'+i)) + "\r\n", "tinyvm disks 1\r\n"} {
-			if !strings.Contains(out, want) {
-				t.Errorf("%s (boot %d): serial lacks %q: %q", name, i+1, want, out)
-			}
-		}
+		outs = append(outs, out)
 	}
-	code, stdout, stderr := cli(t, "inspect", file)
-	if code != 0 || !regexp.MustCompile(`boot count:\s+3\b`).MatchString(stdout) {
-		t.Errorf("inspect after three boots: exit %d, %q %q; want boot count 3", code, stdout, stderr)
-	}
+	return outs
 }
