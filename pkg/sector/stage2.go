@@ -263,7 +263,7 @@ func secondStage(o Options, sig []byte) ([]byte, int, error) {
 	a.Label("cd001")
 	a.DB(1, 'C', 'D', '0', '0', '1')
 	// Variables, each loaded fresh with the stage.
-	for _, v := range []string{"bootdrive", "hasserial", "sercon", "pwptr", "tstart", "hblast", "hblo", "hbhi", "drive", "hdend", "cur"} {
+	for _, v := range []string{"bootdrive", "hasserial", "sercon", "pwptr", "tstart", "hblast", "hblo", "hbhi", "drive", "hdend", "cur", "col"} {
 		a.Label(v)
 		a.DB(0, 0)
 	}
@@ -355,6 +355,18 @@ func probeWait(a *asm.Assembler, o Options) {
 		a.AdcImm(asm.DX, 0)
 		a.Store("hblo", asm.AX)
 		a.Store("hbhi", asm.DX)
+		if p.Echo {
+			// A line being typed: end it, so the heartbeat starts a line
+			// of its own. The matcher keeps what was typed.
+			a.Load8(asm.AL, "col")
+			a.Test8(asm.AL, asm.AL)
+			a.J(asm.JZ, "hb_col0")
+			a.MovAddr(asm.SI, "crlf")
+			a.Call("putserial")
+			a.MovImm8(asm.AL, 0)
+			a.Store8("col", asm.AL)
+			a.Label("hb_col0")
+		}
 		a.MovAddr(asm.SI, "hbline")
 		a.Call("putserial")
 		a.Load(asm.AX, "hblo")
@@ -454,6 +466,8 @@ func probeRoutines(a *asm.Assembler, p Probes) {
 		a.J(asm.JE, "eol")
 		// Advance the matcher, or park it on pwbad until the line ends.
 		a.Mov(asm.BX, asm.AX)
+		a.MovImm8(asm.AL, 1) // the cursor is past the start of a line
+		a.Store8("col", asm.AL)
 		a.Load(asm.SI, "pwptr")
 		a.Lodsb()
 		a.Cmp8(asm.AL, asm.BL)
@@ -468,6 +482,8 @@ func probeRoutines(a *asm.Assembler, p Probes) {
 		a.MovImm8(asm.AL, '\n')
 		a.Call("putc")
 		a.Label("eol_lf")
+		a.MovImm8(asm.AL, 0)
+		a.Store8("col", asm.AL)
 		a.Load(asm.SI, "pwptr")
 		a.Lodsb()
 		a.CmpImm8(asm.AL, '\n') // the whole word matched
