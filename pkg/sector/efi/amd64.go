@@ -176,6 +176,12 @@ func amd64Wait(a *x64.Assembler, o sector.Options) {
 	if p.Echo {
 		a.Xor32(lineLen, lineLen)
 	}
+	column := p.Heartbeat != 0 && p.Echo
+	if column {
+		// The stack is not zeroed: no line is open yet.
+		a.Xor32(x64.RAX, x64.RAX)
+		a.Store8(frameReg, slotColumn, x64.RAX)
+	}
 
 	a.Label("wait")
 	// WaitForEvent(2, events, &index)
@@ -208,6 +214,18 @@ func amd64Wait(a *x64.Assembler, o sector.Options) {
 		a.J(x64.JNZ, "no_hb")
 		a.MovImm32(hbLeft, heartbeatTicks(p))
 		a.AddImm8(hbCount, 1)
+		if column {
+			// A heartbeat starts a line of its own: end the line being
+			// typed on screen, but keep it for the poweroff match.
+			a.LoadByte(x64.RAX, frameReg, slotColumn)
+			a.Test32(x64.RAX, x64.RAX)
+			a.J(x64.JZ, "hb_column")
+			a.Lea(x64.RDX, "crlfline")
+			a.Call("puts")
+			a.Xor32(x64.RAX, x64.RAX)
+			a.Store8(frameReg, slotColumn, x64.RAX)
+			a.Label("hb_column")
+		}
 		a.Lea(x64.RDX, "hbline")
 		a.Call("puts")
 		a.Mov32(x64.RAX, hbCount)
@@ -216,7 +234,7 @@ func amd64Wait(a *x64.Assembler, o sector.Options) {
 	}
 	jmp("wait")
 	if p.Echo {
-		amd64Echo(a)
+		amd64Echo(a, column)
 	}
 
 	// pmprobe: write PWRBTN_EN to PM1_EN; ZF set if it reads back.
@@ -244,6 +262,7 @@ const (
 	slotEcho     = 0x70 // the echoed character as a UCS-2 string
 	slotStr      = 0x78 // a volume label line being built, up to 35 CHAR16
 	slotNumEnd   = 0xB8 // where putnum puts CR LF NUL; its digits go below
+	slotColumn   = 0xC0 // with heartbeat and echo: 1 while a typed line is open
 )
 
 // Registers the probes keep across firmware calls (callee-saved in the
@@ -624,7 +643,9 @@ func amd64CounterIO(a *x64.Assembler, fn int32) {
 // amd64Echo reads every key waiting on ConIn and echoes it (CR as CR
 // LF); a line that is exactly "poweroff", ended by CR or LF as on BIOS,
 // powers off. It jumps back to the wait when ConIn has nothing more.
-func amd64Echo(a *x64.Assembler) {
+// With column it keeps slotColumn: set while a typed line is open on the
+// console, cleared when CR or LF ends it.
+func amd64Echo(a *x64.Assembler, column bool) {
 	a.Label("key")
 	// ReadKeyStroke(ConIn, &key) until EFI_NOT_READY (or any error).
 	a.Load(x64.RCX, x64.RBX, stConIn)
@@ -645,6 +666,10 @@ func amd64Echo(a *x64.Assembler) {
 	a.LeaMem(x64.RDX, frameReg, slotEcho)
 	a.Call("puts")
 	a.Label("eol")
+	if column {
+		a.Xor32(x64.RCX, x64.RCX)
+		a.Store8(frameReg, slotColumn, x64.RCX)
+	}
 	a.CmpImm32(lineLen, uint32(len(poweroffLine)))
 	a.J(x64.JNE, "line_reset")
 	a.Load(x64.RAX, frameReg, slotLine)
@@ -680,6 +705,10 @@ func amd64Echo(a *x64.Assembler) {
 	a.J(x64.JAE, "line_long")
 	a.AddImm8(lineLen, 1)
 	a.Label("line_long")
+	if column {
+		a.MovImm32(x64.RCX, 1)
+		a.Store8(frameReg, slotColumn, x64.RCX)
+	}
 	a.LeaMem(x64.RDX, frameReg, slotEcho)
 	a.Call("puts")
 	a.JmpNear("key")
@@ -748,5 +777,9 @@ func amd64Data(a *x64.Assembler, o sector.Options) {
 	} {
 		a.Label(d.label)
 		a.DB(d.b...)
+	}
+	if p := o.Probes; p.Heartbeat != 0 && p.Echo {
+		a.Label("crlfline") // ends a typed line before a heartbeat
+		a.DB(ucs2("\r\n")...)
 	}
 }

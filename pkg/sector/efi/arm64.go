@@ -29,7 +29,8 @@ const (
 	slotEcho64    = 84  // a CHAR16 and NUL to echo
 	slotLine64    = 88  // the typed line's first lineMax64 bytes
 	slotNumPtr64  = 96  // where putnum's digits start
-	slotNum64     = 104 // putnum's buffer: 20 digits, CR LF NUL in UCS-2
+	slotColumn64  = 104 // with heartbeat and echo: 1 while a typed line is open
+	slotNum64     = 112 // putnum's buffer: 20 digits, CR LF NUL in UCS-2
 	slotNumEnd64  = frameProbes64
 	lineMax64     = len(powerOffLine64)
 )
@@ -217,6 +218,11 @@ func arm64Wait(a *a64.Assembler, o sector.Options) {
 	if p.Echo {
 		a.MovImm(a64.X26, 0)
 	}
+	column := hb > 0 && p.Echo
+	if column {
+		// The stack is not zeroed: no line is open yet.
+		a.Str(a64.XZR, a64.SP, slotColumn64)
+	}
 
 	a.Label("wait")
 	// WaitForEvent(2, events, &index)
@@ -245,13 +251,23 @@ func arm64Wait(a *a64.Assembler, o sector.Options) {
 		a.BCond(a64.NE, "wait")
 		a.MovImm(a64.X24, uint64(hb))
 		a.AddImm(a64.X25, a64.X25, 1)
+		if column {
+			// A heartbeat starts a line of its own: end the line being
+			// typed on screen, but keep it for the poweroff match.
+			a.Ldr(a64.X9, a64.SP, slotColumn64)
+			a.Cbz(a64.X9, "hb_column")
+			a.Adr(a64.X1, "crlf")
+			a.Bl("puts")
+			a.Str(a64.XZR, a64.SP, slotColumn64)
+			a.Label("hb_column")
+		}
 		a.Mov(a64.X0, a64.X25)
 		a.Adr(a64.X1, "hbline")
 		a.Bl("putnum")
 	}
 	a.B("wait")
 	if p.Echo {
-		arm64Echo(a)
+		arm64Echo(a, column)
 	}
 }
 
@@ -265,7 +281,9 @@ func heartbeatTicks64(p sector.Probes) uint32 {
 // character (CR as CR LF; scan-code-only keys have none). It keeps the
 // line's first bytes at slotLine64 and its length, capped at one past
 // "poweroff", in X26: a CR or LF ending exactly "poweroff" powers off.
-func arm64Echo(a *a64.Assembler) {
+// With column it keeps slotColumn64: set while a typed line is open on
+// the console, cleared when CR or LF ends it.
+func arm64Echo(a *a64.Assembler, column bool) {
 	a.Label("key")
 	a.Ldr(a64.X0, a64.X19, stConIn)
 	a.AddImm(a64.X1, a64.SP, slotInKey64)
@@ -283,6 +301,10 @@ func arm64Echo(a *a64.Assembler) {
 	a.Ldrh(a64.X9, a64.SP, slotInKey64+keyUnicodeChar)
 	a.CmpImm(a64.X9, '\n')
 	a.BCond(a64.EQ, "key_eol")
+	if column {
+		a.MovImm(a64.X10, 1)
+		a.Str(a64.X10, a64.SP, slotColumn64)
+	}
 	// Only ASCII can match; anything else makes the line overlong.
 	a.CmpImm(a64.X9, 0x80)
 	a.BCond(a64.HS, "key_over")
@@ -300,6 +322,9 @@ func arm64Echo(a *a64.Assembler) {
 	a.Adr(a64.X1, "crlf")
 	a.Bl("puts")
 	a.Label("key_eol")
+	if column {
+		a.Str(a64.XZR, a64.SP, slotColumn64)
+	}
 	a.CmpImm(a64.X26, uint32(lineMax64))
 	a.MovImm(a64.X26, 0) // MOVZ leaves the flags alone
 	a.BCond(a64.NE, "key")

@@ -60,6 +60,7 @@ func code(t *testing.T, o sector.Options, arch Arch) ([]byte, int) {
 var probeVariants = []sector.Options{
 	{Probes: sector.Probes{Heartbeat: time.Second}},
 	{Probes: sector.Probes{Echo: true}},
+	{Probes: sector.Probes{Heartbeat: 100 * time.Millisecond, Echo: true}},
 	{Then: sector.PowerOff, Probes: sector.Probes{Disks: true}},
 	{Then: sector.Halt, Probes: sector.Probes{BootCount: true}},
 	{Then: sector.Reboot, Probes: sector.Probes{ID: true}},
@@ -79,7 +80,7 @@ func TestDisassembleAMD64(t *testing.T) {
 		if o.Probes.Any() == (dataAt == textAt) {
 			t.Errorf("%+v: data at %d, text at %d", o, dataAt, textAt)
 		}
-		var leas, dataLeas int
+		var leas, dataLeas, crlfLeas int
 		for pc := 0; pc < dataAt; {
 			inst, err := x86asm.Decode(data[pc:dataAt], 64)
 			if err != nil {
@@ -92,6 +93,9 @@ func TestDisassembleAMD64(t *testing.T) {
 					leas++
 				case got >= dataAt && got < textAt:
 					dataLeas++
+					if s, ok := arm64UTF16z(data[got:textAt]); ok && s == "\r\n" {
+						crlfLeas++
+					}
 				default:
 					t.Errorf("%+v: lea loads %d, outside the data at %d..%d", o, got, dataAt, textAt)
 				}
@@ -111,6 +115,14 @@ func TestDisassembleAMD64(t *testing.T) {
 		}
 		if o.Probes.Any() && dataLeas == 0 {
 			t.Errorf("%+v: no lea of the probes' data", o)
+		}
+		// Only a heartbeat that can land in a typed line ends it first.
+		want := 0
+		if o.Probes.Heartbeat != 0 && o.Probes.Echo {
+			want = 1
+		}
+		if crlfLeas != want {
+			t.Errorf("%+v: %d lea of a CR LF string, want %d", o, crlfLeas, want)
 		}
 	}
 }

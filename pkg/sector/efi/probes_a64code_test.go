@@ -22,6 +22,7 @@ import (
 var arm64ProbeVariants = []sector.Options{
 	{Probes: sector.Probes{Heartbeat: 100 * time.Millisecond}},
 	{Probes: sector.Probes{Echo: true}},
+	{Probes: sector.Probes{Heartbeat: 100 * time.Millisecond, Echo: true}},
 	{Then: sector.PowerOff, Probes: sector.Probes{Disks: true}},
 	{Then: sector.PowerOff, Probes: sector.Probes{BootCount: true}},
 	{Then: sector.PowerOff, Probes: sector.Probes{ID: true}},
@@ -120,6 +121,18 @@ func TestDisassembleARM64Probes(t *testing.T) {
 				t.Errorf("%v: loads %q: %v, want %v", o.Probes, line, got, on)
 			}
 		}
+		// The echo ends a line with CR LF; a heartbeat that can land in a
+		// typed line ends it first with the same string.
+		wantCRLF := 0
+		if p.Echo {
+			wantCRLF++
+			if p.Heartbeat != 0 {
+				wantCRLF++
+			}
+		}
+		if got := countString(strs, "\r\n"); got != wantCRLF {
+			t.Errorf("%v: loads CR LF %d times, want %d", o.Probes, got, wantCRLF)
+		}
 		if !slices.Contains(strs, strings.TrimSuffix(string(arm64UTF16Text(text(o))), "\x00")) {
 			t.Errorf("%v: the text is never loaded", o.Probes)
 		}
@@ -130,6 +143,17 @@ func TestDisassembleARM64Probes(t *testing.T) {
 			t.Errorf("%v: loads the BlockIo GUID: %v", o.Probes, g)
 		}
 	}
+}
+
+// countString counts s in strs.
+func countString(strs []string, s string) int {
+	n := 0
+	for _, x := range strs {
+		if x == s {
+			n++
+		}
+	}
+	return n
 }
 
 // arm64UTF16Text decodes a NUL-terminated UCS-2 byte string.
