@@ -41,7 +41,7 @@ func ExampleArtifact() {
 	// application/vnd.tinyvm-oci.disks.v1
 	// application/vnd.oci.empty.v1+json 2 sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
 	// 1 layers, first application/vnd.tinyvm-oci.disks.v1.tar+gzip 512-byte-vm
-	// sha256:85500f71c0a05d88c3b348b58d2556f16452742978d0d91f5e465f25357b96b7
+	// sha256:94cf420af8b24f9796d840c9fea69cbefbd7bd1cde29647d7d7a1e2288d6e42c
 }
 
 // The qcow2 containerDisk of the default build: an image index with a
