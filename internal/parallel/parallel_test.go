@@ -34,3 +34,18 @@ func TestEach(t *testing.T) {
 	}
 	Each(0, func(int) { t.Error("called for n = 0") })
 }
+
+// TestEachStartsInOrder runs one worker: the calls come in index order.
+func TestEachStartsInOrder(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var got []int
+	Each(5, func(i int) { got = append(got, i) })
+	for i, v := range got {
+		if v != i {
+			t.Fatalf("calls in order %v, want 0 to 4", got)
+		}
+	}
+	if len(got) != 5 {
+		t.Fatalf("%d calls, want 5", len(got))
+	}
+}

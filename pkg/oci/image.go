@@ -1,8 +1,11 @@
 package oci
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -144,8 +147,12 @@ func Artifact(files []File, opts ...Option) (v1.Image, error) {
 // the order. The first error, in the order above, is returned.
 func Images(files []File, opts ...Option) ([]Tagged, error) {
 	var jobs []func() (Tagged, error)
+	var cost []int64 // about how long each job takes, to start the longest first
 	var raw *File
+	var total int64
 	for _, f := range files {
+		size := fileSize(f.Path)
+		total += size
 		if f.Format.Type == "raw" {
 			raw = &f
 		}
@@ -156,26 +163,47 @@ func Images(files []File, opts ...Option) ([]Tagged, error) {
 			img, err := ContainerDisk(f, opts...)
 			return Tagged{Tag: f.Format.Type, Image: img}, err
 		})
+		cost = append(cost, size)
 	}
 	jobs = append(jobs, func() (Tagged, error) {
 		art, err := Artifact(files, opts...)
 		return Tagged{Tag: ArtifactTag, Image: art}, err
 	})
+	cost = append(cost, total) // it scans every file
 	if o := makeOptions(opts); o.vm != nil && raw != nil {
 		jobs = append(jobs, func() (Tagged, error) {
 			vm, err := VirtualMachine(*raw, o.vm, opts...)
 			return Tagged{Tag: VMTag, Image: vm}, err
 		})
+		cost = append(cost, total+1) // zstd and two VirtualMachines: the longest
 	}
+	order := make([]int, len(jobs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(cost[b], cost[a]) })
 	out := make([]Tagged, len(jobs))
 	errs := make([]error, len(jobs))
-	parallel.Each(len(jobs), func(i int) { out[i], errs[i] = jobs[i]() })
+	parallel.Each(len(order), func(k int) {
+		i := order[k]
+		out[i], errs[i] = jobs[i]()
+	})
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// fileSize is the size of the file at p, or 0 if it cannot be read (the
+// job that reads it reports that).
+func fileSize(p string) int64 {
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 func (o options) annotations(title, desc string) map[string]string {
