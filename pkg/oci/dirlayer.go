@@ -116,7 +116,7 @@ func newDirLayer(files []dirFile, mtime time.Time, blobDir string) (*dirLayer, e
 // wall-clock time, owner or host name, so the bytes follow from the files
 // alone.
 func (l *dirLayer) writeTar(w io.Writer) error {
-	return writeSparseTar(w, ArtifactDir, l.files, l.mtime)
+	return writeSparseTar(w, ArtifactDir, l.files, l.mtime, artifactOwner)
 }
 
 // copyExactly copies size bytes of the file at p to w: a file that shrank

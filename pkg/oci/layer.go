@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"archive/tar"
 	"bufio"
 	"compress/gzip"
 	"crypto/sha256"
@@ -10,7 +9,6 @@ import (
 	"hash"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"time"
 
@@ -38,8 +36,9 @@ type diskLayer struct {
 	path  string // the file on the local disk
 	name  string // its name under disk/
 	mtime time.Time
-	fsize int64  // the file's size when the digests were taken
-	blob  string // the compressed blob written when the layer was made, if any
+	fsize int64     // the file's size when the digests were taken
+	segs  []segment // its data, when it has holes worth storing as such
+	blob  string    // the compressed blob written when the layer was made, if any
 
 	digest, diffID v1.Hash
 	size           int64 // compressed size
@@ -56,6 +55,13 @@ func newDiskLayer(p, name string, mtime time.Time, blobDir string) (*diskLayer, 
 		return nil, fmt.Errorf("oci: %w", err)
 	}
 	l := &diskLayer{path: p, name: name, mtime: mtime, fsize: st.Size()}
+	segs, err := dataSegments(p, l.fsize)
+	if err != nil {
+		return nil, err
+	}
+	if sparse(segs, l.fsize) {
+		l.segs = segs
+	}
 	uh := sha256.New()
 	compress := func(w io.Writer) error {
 		zw, err := zgzip.NewWriterLevel(w, gzipLevel)
@@ -137,49 +143,14 @@ func openBlob(p string, size int64, d v1.Hash) (io.ReadCloser, error) {
 
 // writeTar writes the layer's tar stream. The headers carry no wall-clock
 // time, host user or host name, so the bytes follow from the file alone.
+// writeTar writes the layer's tar: disk/ and the file in it, owned by the
+// qemu user, the file's zeros stored as holes (PAX sparse 1.0, see
+// sparsetar.go) when it has any. Runtimes unpack it with Go's archive/tar
+// (containerd, CRI-O, Docker, CDI's importer), which reads the holes back
+// as zeros; hashing and compressing then skip the zeros too.
 func (l *diskLayer) writeTar(w io.Writer) error {
-	tw := tar.NewWriter(w)
-	dir := &tar.Header{
-		Typeflag: tar.TypeDir,
-		Name:     DiskDir + "/",
-		Mode:     0o555,
-		Uid:      QemuUID, Gid: QemuUID,
-		Uname: QemuUser, Gname: QemuUser,
-		ModTime: l.mtime,
-	}
-	file := &tar.Header{
-		Typeflag: tar.TypeReg,
-		Name:     path.Join(DiskDir, l.name),
-		Mode:     0o444,
-		Uid:      QemuUID, Gid: QemuUID,
-		Uname: QemuUser, Gname: QemuUser,
-		ModTime: l.mtime,
-		Size:    l.fsize,
-	}
-	if err := tw.WriteHeader(dir); err != nil {
-		return fmt.Errorf("oci: tar: %w", err)
-	}
-	if err := tw.WriteHeader(file); err != nil {
-		return fmt.Errorf("oci: tar: %w", err)
-	}
-	f, err := os.Open(l.path)
-	if err != nil {
-		return fmt.Errorf("oci: %w", err)
-	}
-	defer f.Close()
-	// Copy exactly the size in the header: a file that grew or shrank
-	// since the layer was made is an error, not a corrupt tar.
-	n, err := io.Copy(tw, io.LimitReader(f, l.fsize))
-	if err != nil {
-		return fmt.Errorf("oci: read %s: %w", l.path, err)
-	}
-	if n != l.fsize {
-		return fmt.Errorf("oci: %s shrank from %d to %d bytes while being read", l.path, l.fsize, n)
-	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("oci: tar: %w", err)
-	}
-	return nil
+	f := dirFile{path: l.path, name: l.name, size: l.fsize, segs: l.segs}
+	return writeSparseTar(w, DiskDir, []dirFile{f}, l.mtime, qemuOwner)
 }
 
 func (l *diskLayer) Digest() (v1.Hash, error) { return l.digest, nil }

@@ -44,7 +44,24 @@ const (
 	offChksum   = 148 // 8
 	offTypeflag = 156 // 1
 	offMagic    = 257 // 6, then the version, 2
+	offUname    = 265 // 32
+	offGname    = 297 // 32
 	nameSize    = 100
+	ownerSize   = 32
+)
+
+// tarOwner is who owns a tar's entries and their modes.
+type tarOwner struct {
+	id                int64  // uid and gid
+	name              string // uname and gname; empty for none
+	dirMode, fileMode int64
+}
+
+// The owners of the two kinds of tar: the artifact's files belong to no
+// one in particular, a containerDisk's to the qemu user KubeVirt runs as.
+var (
+	artifactOwner = tarOwner{dirMode: 0o755, fileMode: 0o644}
+	qemuOwner     = tarOwner{id: QemuUID, name: QemuUser, dirMode: 0o555, fileMode: 0o444}
 )
 
 // errTarField is a value a ustar field cannot hold.
@@ -136,16 +153,18 @@ func sparse(segs []segment, size int64) bool {
 	return size-data >= minHole
 }
 
-// tarHeader writes one ustar header block: uid and gid 0, no owner names.
-func tarHeader(w io.Writer, name string, typeflag byte, mode, size int64, mtime time.Time) error {
-	if len(name) > nameSize || size < 0 || size > maxOctal11 || mtime.Unix() < 0 || mtime.Unix() > maxOctal11 {
+// tarHeader writes one ustar header block, owned by o.
+func tarHeader(w io.Writer, name string, typeflag byte, mode, size int64, mtime time.Time, o tarOwner) error {
+	if len(name) > nameSize || size < 0 || size > maxOctal11 || mtime.Unix() < 0 || mtime.Unix() > maxOctal11 || len(o.name) > ownerSize {
 		return fmt.Errorf("%w: %q, size %d, time %v", errTarField, name, size, mtime)
 	}
 	var b [blockSize]byte
 	copy(b[offName:], name)
 	octal(b[offMode:offMode+8], mode)
-	octal(b[offUID:offUID+8], 0)
-	octal(b[offGID:offGID+8], 0)
+	octal(b[offUID:offUID+8], o.id)
+	octal(b[offGID:offGID+8], o.id)
+	copy(b[offUname:], o.name)
+	copy(b[offGname:], o.name)
 	octal(b[offSize:offSize+12], size)
 	octal(b[offMtime:offMtime+12], mtime.Unix())
 	b[offTypeflag] = typeflag
@@ -193,17 +212,18 @@ func paxRecord(k, v string) string {
 	return r
 }
 
-// writeSparseTar writes the tar of dir/ and the files: the directory
-// entry, then each file, as a PAX sparse 1.0 entry when it has holes and a
-// plain one otherwise, then the two zero blocks that end a tar.
-func writeSparseTar(w io.Writer, dir string, files []dirFile, mtime time.Time) error {
-	if err := tarHeader(w, dir+"/", '5', 0o755, 0, mtime); err != nil {
+// writeSparseTar writes the tar of dir/ and the files, owned by o: the
+// directory entry, then each file, as a PAX sparse 1.0 entry when it has
+// holes and a plain one otherwise, then the two zero blocks that end a
+// tar.
+func writeSparseTar(w io.Writer, dir string, files []dirFile, mtime time.Time, o tarOwner) error {
+	if err := tarHeader(w, dir+"/", '5', o.dirMode, 0, mtime, o); err != nil {
 		return err
 	}
 	for i, f := range files {
 		name := path.Join(dir, f.name)
 		if f.segs == nil {
-			if err := tarHeader(w, name, '0', 0o644, f.size, mtime); err != nil {
+			if err := tarHeader(w, name, '0', o.fileMode, f.size, mtime, o); err != nil {
 				return err
 			}
 			if err := copyExactly(w, f.path, f.size); err != nil {
@@ -234,7 +254,7 @@ func writeSparseTar(w io.Writer, dir string, files []dirFile, mtime time.Time) e
 		}
 		pax := paxRecord("GNU.sparse.major", "1") + paxRecord("GNU.sparse.minor", "0") +
 			paxRecord("GNU.sparse.name", name) + paxRecord("GNU.sparse.realsize", strconv.FormatInt(f.size, 10))
-		if err := tarHeader(w, path.Join(dir, fmt.Sprintf("PaxHeaders.%d", i), f.name), 'x', 0o644, int64(len(pax)), mtime); err != nil {
+		if err := tarHeader(w, path.Join(dir, fmt.Sprintf("PaxHeaders.%d", i), f.name), 'x', o.fileMode, int64(len(pax)), mtime, o); err != nil {
 			return err
 		}
 		if _, err := io.WriteString(w, pax); err != nil {
@@ -244,7 +264,7 @@ func writeSparseTar(w io.Writer, dir string, files []dirFile, mtime time.Time) e
 			return err
 		}
 		body := int64(m.Len()) + data
-		if err := tarHeader(w, path.Join(dir, fmt.Sprintf("GNUSparseFile.%d", i), f.name), '0', 0o644, body, mtime); err != nil {
+		if err := tarHeader(w, path.Join(dir, fmt.Sprintf("GNUSparseFile.%d", i), f.name), '0', o.fileMode, body, mtime, o); err != nil {
 			return err
 		}
 		if _, err := w.Write(m.Bytes()); err != nil {
