@@ -9,8 +9,9 @@
 // power off, halt or reboot. Waiting sleeps in BootServices->WaitForEvent on
 // the keyboard and a periodic timer, and polls the power button on each
 // tick. With sector.Options.Probes they print the probes' lines as the
-// BIOS program does (docs/probes.md, "UEFI"). The code is written with the assemblers in packages x64 and a64 and
-// wrapped by package pe; no toolchain or binary blob is involved.
+// BIOS program does (docs/probes.md, "UEFI"). The code is written with the
+// assemblers in packages x64 and a64 and wrapped by package pe; no
+// toolchain or binary blob is involved.
 package efi
 
 import (
