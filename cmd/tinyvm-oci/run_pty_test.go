@@ -142,6 +142,20 @@ func TestRunTerminal(t *testing.T) {
 			t.Errorf("no word of the power button: %q", term.out.String())
 		}
 	})
+	t.Run("ctrl-c while the firmware boots", func(t *testing.T) {
+		// The press comes before the EFI application has enabled the
+		// power button, so QEMU drops it; run presses again each second.
+		tooltest.RequireFile(t, qemu.OVMFCode, tooltest.OVMF)
+		term := startOnPTY(t, bin, "run", "--boot", "uefi")
+		term.waitFor(t, "BdsDxe")
+		term.typ(t, "\x03")
+		if code := term.exit(t); code != 0 {
+			t.Errorf("exit %d after the power button during boot, want 0; terminal %q", code, term.out.String())
+		}
+		if !strings.Contains(term.out.String(), "Hello World!") {
+			t.Errorf("the guest never ran: %q", term.out.String())
+		}
+	})
 	t.Run("ctrl-c twice", func(t *testing.T) {
 		term := startOnPTY(t, bin, "run", "--then", "halt")
 		term.waitFor(t, "Hello World!")

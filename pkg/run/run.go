@@ -38,6 +38,10 @@ import (
 // the rest is room for a loaded host under TCG.
 const DefaultGrace = 10 * time.Second
 
+// RepressEvery is how often, within the grace, the power button is
+// pressed again while the guest has not powered off.
+const RepressEvery = time.Second
+
 // Options describe one run.
 type Options struct {
 	// Qemu is how to boot. File, Driver, Offset and Length, and the bus
@@ -337,6 +341,7 @@ func boot(ctx context.Context, o Options) error {
 	var (
 		stopping <-chan struct{} = ctx.Done()
 		graceEnd <-chan time.Time
+		repress  <-chan time.Time
 		poll     <-chan time.Time
 		shot     = o.Screenshot == ""
 		shotErr  error
@@ -389,6 +394,16 @@ func boot(ctx context.Context, o Options) error {
 			}
 			notify(fmt.Sprintf("pressed the ACPI power button; waiting %s for the guest to power off (Ctrl-C again kills QEMU)", grace))
 			graceEnd = time.After(grace)
+			// QEMU drops a press the guest has not enabled yet (PWRBTN_EN
+			// still clear while it starts), as hardware does: press again
+			// each RepressEvery, as a person would, until the grace ends.
+			t := time.NewTicker(RepressEvery)
+			defer t.Stop()
+			repress = t.C
+		case <-repress:
+			if err := p.Powerdown(); err != nil {
+				repress = nil // QEMU is going; Done tells why
+			}
 		case <-graceEnd:
 			notify(fmt.Sprintf("the guest did not power off within %s: killed QEMU", grace))
 			p.Kill()
