@@ -19,6 +19,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/internal/asmbuf"
 )
 
 // Reg is a general register number. Register 31 is SP or the zero
@@ -127,69 +129,45 @@ const (
 	shiftIm16  = 5
 )
 
-type fixupKind uint8
-
+// The kinds of field a fix-up patches, in the instruction at the fix-up
+// (A64 branches count from their own address).
 const (
-	imm26 fixupKind = iota // B: bits 0-25, in words
-	imm19                  // B.cond, CBZ: bits 5-23, in words
-	adr21                  // ADR: immlo bits 29-30, immhi bits 5-23, in bytes
+	imm26 = iota // B: bits 0-25, in words
+	imm19        // B.cond, CBZ: bits 5-23, in words
+	adr21        // ADR: immlo bits 29-30, immhi bits 5-23, in bytes
 )
 
-type fixup struct {
-	at    int // offset of the instruction; A64 branches count from it
-	label string
-	kind  fixupKind
-}
-
 // Assembler accumulates a program.
-type Assembler struct {
-	code   []byte
-	labels map[string]int
-	fixups []fixup
-	err    error
-}
+type Assembler struct{ b asmbuf.Buf }
 
 // New returns an empty assembler.
-func New() *Assembler { return &Assembler{labels: map[string]int{}} }
+func New() *Assembler { return &Assembler{b: asmbuf.New("a64")} }
 
 // Len is the number of bytes emitted so far.
-func (a *Assembler) Len() int { return len(a.code) }
+func (a *Assembler) Len() int { return a.b.Len() }
 
 // Err returns the first error, if any.
-func (a *Assembler) Err() error { return a.err }
+func (a *Assembler) Err() error { return a.b.Err() }
 
-func (a *Assembler) fail(format string, args ...any) {
-	if a.err == nil {
-		a.err = fmt.Errorf("a64: "+format, args...)
-	}
-}
+func (a *Assembler) fail(format string, args ...any) { a.b.Fail(format, args...) }
 
 func (a *Assembler) emit(w uint32) {
-	if len(a.code)%4 != 0 {
-		a.fail("instruction at offset %d is not 4-byte aligned", len(a.code))
+	if a.b.Len()%4 != 0 {
+		a.fail("instruction at offset %d is not 4-byte aligned", a.b.Len())
 	}
-	a.code = binary.LittleEndian.AppendUint32(a.code, w)
+	a.b.Code = binary.LittleEndian.AppendUint32(a.b.Code, w)
 }
 
 // Label defines name at the current position.
-func (a *Assembler) Label(name string) {
-	if _, dup := a.labels[name]; dup {
-		a.fail("label %q defined twice", name)
-		return
-	}
-	a.labels[name] = len(a.code)
-}
+func (a *Assembler) Label(name string) { a.b.Label(name) }
 
 // Offset returns the offset of a defined label from the start of the code.
-func (a *Assembler) Offset(name string) (int, bool) {
-	off, ok := a.labels[name]
-	return off, ok
-}
+func (a *Assembler) Offset(name string) (int, bool) { return a.b.Offset(name) }
 
 // DB emits raw data bytes. An instruction after them must start on a
 // 4-byte boundary, and so must a branch target; either is an error
 // otherwise.
-func (a *Assembler) DB(b ...byte) { a.code = append(a.code, b...) }
+func (a *Assembler) DB(b ...byte) { a.b.Emit(b...) }
 
 func (a *Assembler) reg(r Reg) uint32 {
 	if r > 31 {
@@ -385,8 +363,8 @@ func (a *Assembler) LslImm(rd, rn Reg, shift uint8) {
 // Align pads with zero bytes to a multiple of n bytes, for data that
 // must be aligned, such as an EFI_GUID (8 bytes).
 func (a *Assembler) Align(n int) {
-	for len(a.code)%n != 0 {
-		a.code = append(a.code, 0)
+	for a.b.Len()%n != 0 {
+		a.b.Emit(0)
 	}
 }
 
@@ -419,26 +397,18 @@ func (a *Assembler) Cbz(rt Reg, label string) { a.ref(opCbz64|a.reg(rt), label, 
 func (a *Assembler) Cbnz(rt Reg, label string) { a.ref(opCbnz64|a.reg(rt), label, imm19) }
 
 // ref emits an instruction whose offset field Assemble fills in.
-func (a *Assembler) ref(word uint32, label string, k fixupKind) {
-	a.fixups = append(a.fixups, fixup{at: len(a.code), label: label, kind: k})
+func (a *Assembler) ref(word uint32, label string, k int) {
+	a.b.Fix(asmbuf.Fixup{At: a.b.Len(), Label: label, Kind: k})
 	a.emit(word)
 }
 
 // Assemble resolves every label reference and returns the machine code.
 func (a *Assembler) Assemble() ([]byte, error) {
-	if a.err != nil {
-		return nil, a.err
-	}
-	out := append([]byte(nil), a.code...)
-	for _, f := range a.fixups {
-		target, ok := a.labels[f.label]
-		if !ok {
-			return nil, fmt.Errorf("%w %q", ErrUndefined, f.label)
-		}
-		d := target - f.at
-		w := binary.LittleEndian.Uint32(out[f.at:])
+	return a.b.Resolve(ErrUndefined, func(out []byte, f asmbuf.Fixup, target int) error {
+		d := target - f.At
+		w := binary.LittleEndian.Uint32(out[f.At:])
 		bits, shift, unit := 0, 0, 4
-		switch f.kind {
+		switch f.Kind {
 		case imm26:
 			bits = 26
 		case imm19:
@@ -447,19 +417,19 @@ func (a *Assembler) Assemble() ([]byte, error) {
 			bits, unit = 21, 1
 		}
 		if d%unit != 0 {
-			return nil, fmt.Errorf("a64: branch to %q at offset %d is not 4-byte aligned", f.label, target)
+			return fmt.Errorf("a64: branch to %q at offset %d is not 4-byte aligned", f.Label, target)
 		}
 		v := d / unit
 		if lim := 1 << (bits - 1); v < -lim || v >= lim {
-			return nil, fmt.Errorf("a64: %q is %d bytes away, beyond the %d-bit range", f.label, d, bits)
+			return fmt.Errorf("a64: %q is %d bytes away, beyond the %d-bit range", f.Label, d, bits)
 		}
 		u := uint32(v) & (1<<bits - 1)
-		if f.kind == adr21 {
+		if f.Kind == adr21 {
 			w |= (u&3)<<29 | (u>>2)<<5 // immlo, immhi
 		} else {
 			w |= u << shift
 		}
-		binary.LittleEndian.PutUint32(out[f.at:], w)
-	}
-	return out, nil
+		binary.LittleEndian.PutUint32(out[f.At:], w)
+		return nil
+	})
 }

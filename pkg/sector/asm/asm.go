@@ -13,6 +13,8 @@ package asm
 import (
 	"errors"
 	"fmt"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/internal/asmbuf"
 )
 
 // Reg is a 16-bit general register, numbered as in ModRM.
@@ -81,78 +83,53 @@ const (
 // ErrUndefined is returned for a label that is used but never defined.
 var ErrUndefined = errors.New("asm: undefined label")
 
-type fixupKind uint8
-
+// The kinds of field a fix-up patches.
 const (
-	rel8 fixupKind = iota
-	rel16
-	abs16
+	rel8  = iota // a short jump's 8-bit displacement
+	rel16        // a near jump's or call's 16-bit displacement
+	abs16        // a label's 16-bit load address
 )
-
-type fixup struct {
-	at    int // offset of the field to patch
-	end   int // offset of the next instruction (relative jumps count from it)
-	label string
-	kind  fixupKind
-}
 
 // Assembler accumulates a program that will be loaded at Origin.
 type Assembler struct {
 	origin uint16
-	code   []byte
-	labels map[string]int
-	fixups []fixup
-	err    error
+	b      asmbuf.Buf
 }
 
 // New returns an assembler for code loaded at origin, such as 0x7C00.
 func New(origin uint16) *Assembler {
-	return &Assembler{origin: origin, labels: map[string]int{}}
+	return &Assembler{origin: origin, b: asmbuf.New("asm")}
 }
 
 // Origin is the load address given to New.
 func (a *Assembler) Origin() uint16 { return a.origin }
 
 // Len is the number of bytes emitted so far.
-func (a *Assembler) Len() int { return len(a.code) }
+func (a *Assembler) Len() int { return a.b.Len() }
 
 // Err returns the first error, if any.
-func (a *Assembler) Err() error { return a.err }
+func (a *Assembler) Err() error { return a.b.Err() }
 
-func (a *Assembler) fail(format string, args ...any) {
-	if a.err == nil {
-		a.err = fmt.Errorf("asm: "+format, args...)
-	}
-}
+func (a *Assembler) fail(format string, args ...any) { a.b.Fail(format, args...) }
 
-func (a *Assembler) emit(b ...byte) { a.code = append(a.code, b...) }
+func (a *Assembler) emit(b ...byte) { a.b.Emit(b...) }
 
 func (a *Assembler) emit16(v uint16) { a.emit(byte(v), byte(v>>8)) }
 
 // Equ defines name as a fixed load address, such as a buffer outside the
 // program or the entry of another one; it is used like a label.
 func (a *Assembler) Equ(name string, addr uint16) {
-	if _, dup := a.labels[name]; dup {
-		a.fail("label %q defined twice", name)
-		return
-	}
 	// Labels are offsets from the origin; an address below it is a
 	// negative offset, which the fix-ups handle alike.
-	a.labels[name] = int(addr) - int(a.origin)
+	a.b.Define(name, int(addr)-int(a.origin))
 }
 
 // Label defines name at the current position.
-func (a *Assembler) Label(name string) {
-	if _, dup := a.labels[name]; dup {
-		a.fail("label %q defined twice", name)
-		return
-	}
-	a.labels[name] = len(a.code)
-}
+func (a *Assembler) Label(name string) { a.b.Label(name) }
 
 // Addr returns the load address of a defined label.
 func (a *Assembler) Addr(name string) (uint16, bool) {
-	off, ok := a.labels[name]
+	off, ok := a.b.Offset(name)
 	return a.origin + uint16(off), ok
 }
 
@@ -388,39 +365,31 @@ func (a *Assembler) RepeCmpsb() { a.emit(0xF3, 0xA6) }
 func (a *Assembler) RepMovsw() { a.emit(0xF3, 0xA5) }
 
 // ref reserves a size-byte field for a label's address, patched by Assemble.
-func (a *Assembler) ref(label string, k fixupKind, size int) {
-	at := len(a.code)
+func (a *Assembler) ref(label string, k, size int) {
+	at := a.b.Len()
 	a.emit(make([]byte, size)...)
-	a.fixups = append(a.fixups, fixup{at: at, end: len(a.code), label: label, kind: k})
+	a.b.Fix(asmbuf.Fixup{At: at, End: a.b.Len(), Label: label, Kind: k})
 }
 
 // Assemble resolves every label reference and returns the machine code.
 func (a *Assembler) Assemble() ([]byte, error) {
-	if a.err != nil {
-		return nil, a.err
-	}
-	out := append([]byte(nil), a.code...)
-	for _, f := range a.fixups {
-		target, ok := a.labels[f.label]
-		if !ok {
-			return nil, fmt.Errorf("%w %q", ErrUndefined, f.label)
-		}
-		switch f.kind {
+	return a.b.Resolve(ErrUndefined, func(out []byte, f asmbuf.Fixup, target int) error {
+		switch f.Kind {
 		case rel8:
-			d := target - f.end
+			d := target - f.End
 			if d < -128 || d > 127 {
-				return nil, fmt.Errorf("asm: short jump to %q is %d bytes away, beyond -128..127", f.label, d)
+				return fmt.Errorf("asm: short jump to %q is %d bytes away, beyond -128..127", f.Label, d)
 			}
-			out[f.at] = byte(int8(d))
+			out[f.At] = byte(int8(d))
 		case rel16:
-			d := uint16(target - f.end)
-			out[f.at], out[f.at+1] = byte(d), byte(d>>8)
+			d := uint16(target - f.End)
+			out[f.At], out[f.At+1] = byte(d), byte(d>>8)
 		case abs16:
 			v := a.origin + uint16(target)
-			out[f.at], out[f.at+1] = byte(v), byte(v>>8)
+			out[f.At], out[f.At+1] = byte(v), byte(v>>8)
 		}
-	}
-	return out, nil
+		return nil
+	})
 }
 
 // modrm encodes a register-direct ModRM byte (mod = 11).

@@ -15,9 +15,12 @@
 package x64
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/internal/asmbuf"
 )
 
 // Reg is a general register, numbered as in ModRM with REX's extra bit.
@@ -77,63 +80,37 @@ const (
 // opsize is the operand-size prefix that makes in and out 16-bit.
 const opsize = 0x66
 
-type fixupKind uint8
-
+// The kinds of field a fix-up patches.
 const (
-	rel8 fixupKind = iota
-	rel32
+	rel8  = iota // a short jump's 8-bit displacement
+	rel32        // a 32-bit displacement (near jumps, calls, RIP-relative)
 )
 
-type fixup struct {
-	at    int // offset of the field to patch
-	end   int // offset of the next instruction (relative fields count from it)
-	label string
-	kind  fixupKind
-}
-
 // Assembler accumulates a program.
-type Assembler struct {
-	code   []byte
-	labels map[string]int
-	fixups []fixup
-	err    error
-}
+type Assembler struct{ b asmbuf.Buf }
 
 // New returns an empty assembler.
-func New() *Assembler { return &Assembler{labels: map[string]int{}} }
+func New() *Assembler { return &Assembler{b: asmbuf.New("x64")} }
 
 // Len is the number of bytes emitted so far.
-func (a *Assembler) Len() int { return len(a.code) }
+func (a *Assembler) Len() int { return a.b.Len() }
 
 // Err returns the first error, if any.
-func (a *Assembler) Err() error { return a.err }
+func (a *Assembler) Err() error { return a.b.Err() }
 
-func (a *Assembler) fail(format string, args ...any) {
-	if a.err == nil {
-		a.err = fmt.Errorf("x64: "+format, args...)
-	}
-}
+func (a *Assembler) fail(format string, args ...any) { a.b.Fail(format, args...) }
 
-func (a *Assembler) emit(b ...byte) { a.code = append(a.code, b...) }
+func (a *Assembler) emit(b ...byte) { a.b.Emit(b...) }
 
 func (a *Assembler) emit32(v uint32) {
 	a.emit(byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
 }
 
 // Label defines name at the current position.
-func (a *Assembler) Label(name string) {
-	if _, dup := a.labels[name]; dup {
-		a.fail("label %q defined twice", name)
-		return
-	}
-	a.labels[name] = len(a.code)
-}
+func (a *Assembler) Label(name string) { a.b.Label(name) }
 
 // Offset returns the offset of a defined label from the start of the code.
-func (a *Assembler) Offset(name string) (int, bool) {
-	off, ok := a.labels[name]
-	return off, ok
-}
+func (a *Assembler) Offset(name string) (int, bool) { return a.b.Offset(name) }
 
 // DB emits raw data bytes.
 func (a *Assembler) DB(b ...byte) { a.emit(b...) }
@@ -401,38 +378,29 @@ func (a *Assembler) Jmp(label string) {
 // ref reserves a field for a label's relative address, patched by
 // Assemble. Every field that refers to a label ends its instruction, so
 // the field's end is where the processor counts from.
-func (a *Assembler) ref(label string, k fixupKind) {
+func (a *Assembler) ref(label string, k int) {
 	size := 4
 	if k == rel8 {
 		size = 1
 	}
-	at := len(a.code)
+	at := a.b.Len()
 	a.emit(make([]byte, size)...)
-	a.fixups = append(a.fixups, fixup{at: at, end: len(a.code), label: label, kind: k})
+	a.b.Fix(asmbuf.Fixup{At: at, End: a.b.Len(), Label: label, Kind: k})
 }
 
 // Assemble resolves every label reference and returns the machine code.
 func (a *Assembler) Assemble() ([]byte, error) {
-	if a.err != nil {
-		return nil, a.err
-	}
-	out := append([]byte(nil), a.code...)
-	for _, f := range a.fixups {
-		target, ok := a.labels[f.label]
-		if !ok {
-			return nil, fmt.Errorf("%w %q", ErrUndefined, f.label)
-		}
-		d := target - f.end
-		switch f.kind {
+	return a.b.Resolve(ErrUndefined, func(out []byte, f asmbuf.Fixup, target int) error {
+		d := target - f.End
+		switch f.Kind {
 		case rel8:
 			if d < math.MinInt8 || d > math.MaxInt8 {
-				return nil, fmt.Errorf("x64: short jump to %q is %d bytes away, beyond -128..127", f.label, d)
+				return fmt.Errorf("x64: short jump to %q is %d bytes away, beyond -128..127", f.Label, d)
 			}
-			out[f.at] = byte(int8(d))
+			out[f.At] = byte(int8(d))
 		case rel32:
-			v := uint32(int32(d))
-			out[f.at], out[f.at+1], out[f.at+2], out[f.at+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+			binary.LittleEndian.PutUint32(out[f.At:], uint32(int32(d)))
 		}
-	}
-	return out, nil
+		return nil
+	})
 }
