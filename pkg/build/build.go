@@ -5,7 +5,6 @@
 package build
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -491,9 +490,9 @@ func (w *ctxWriter) Write(p []byte) (int, error) {
 	done := 0
 	for done < len(p) {
 		n := min(holeMin, len(p)-done)
-		if n < holeMin || !isZero(p[done:done+n]) {
+		if n < holeMin || !disk.IsZero(p[done:done+n]) {
 			k := done + n
-			for k < len(p) && (len(p)-k < holeMin || !isZero(p[k:k+holeMin])) {
+			for k < len(p) && (len(p)-k < holeMin || !disk.IsZero(p[k:k+holeMin])) {
 				k = min(k+holeMin, len(p))
 			}
 			m, err := w.write(p[done:k])
@@ -543,20 +542,6 @@ func (w *ctxWriter) finish() error {
 	}
 	return w.f.Truncate(w.end)
 }
-
-// isZero reports whether p is all zeros.
-func isZero(p []byte) bool {
-	for len(p) > 0 {
-		n := min(len(p), len(zeroBlock))
-		if !bytes.Equal(p[:n], zeroBlock[:n]) {
-			return false
-		}
-		p = p[n:]
-	}
-	return true
-}
-
-var zeroBlock [holeMin]byte
 
 // ctxReader is a reader that fails once ctx is done.
 type ctxReader struct {

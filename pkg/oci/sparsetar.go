@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/holes"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 )
 
 // The artifact's tar stores the zeros of each file as holes, in GNU tar's
@@ -108,7 +109,7 @@ func dataSegments(p string, size int64) ([]segment, error) {
 			for i := int64(0); i < m; i += blockSize {
 				b := buf[i:min(i+blockSize, m)]
 				n := int64(len(b))
-				if isZero(b) {
+				if disk.IsZero(b) {
 					zeroRun += n
 				} else {
 					if start < 0 {
@@ -139,10 +140,6 @@ var scanBufs = sync.Pool{New: func() any { b := make([]byte, scanSize); return &
 
 // scanSize is how much dataSegments reads at a time.
 const scanSize = 1 << 20
-
-var zeroTarBlock [blockSize]byte
-
-func isZero(b []byte) bool { return bytes.Equal(b, zeroTarBlock[:len(b)]) }
 
 // sparse reports whether storing the file as segs saves anything.
 func sparse(segs []segment, size int64) bool {

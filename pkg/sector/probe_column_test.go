@@ -2,14 +2,13 @@ package sector_test
 
 import (
 	"context"
-	"io"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/probetest"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
@@ -36,10 +35,7 @@ func TestHeartbeatEndsTypedLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(t.TempDir(), "hb.raw")
-	if err := os.WriteFile(file, readAll(t, d), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := probetest.WriteRaw(t, d)
 	console, typed, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -94,13 +90,4 @@ func TestHeartbeatEndsTypedLine(t *testing.T) {
 	if typedBack = strings.ReplaceAll(typedBack, "\r\n", ""); !strings.HasSuffix(typedBack, "poweroff") {
 		t.Errorf("the echo, heartbeats left out, does not end in poweroff: %q", out)
 	}
-}
-
-func readAll(t *testing.T, d disk.Disk) []byte {
-	t.Helper()
-	b, err := io.ReadAll(io.NewSectionReader(d, 0, d.Size()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

@@ -1,61 +1,17 @@
 package efi_test
 
 import (
-	"io"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/fat"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk/universal"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/qemu"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector"
-	"github.com/tinyvm-oci/tinyvm-oci/pkg/sector/efi"
 )
 
 // columnHeartbeat is a heartbeat line, matched wherever it starts.
 var columnHeartbeat = regexp.MustCompile(`tinyvm heartbeat [0-9]+\r\n`)
-
-// columnDisk writes the universal disk as pkg/build composes it (the BIOS
-// program in the protective MBR with its second stage reserved before the
-// ESP, both EFI applications on the ESP) as a raw file.
-func columnDisk(t *testing.T, o sector.Options) string {
-	t.Helper()
-	o.Layout = sector.Partitioned
-	s, err := sector.Build(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var files []fat.File
-	for _, arch := range efi.Arches {
-		app, err := efi.Build(o, arch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, fat.File{Path: arch.BootPath(), Data: app})
-	}
-	var opts []universal.Option
-	for _, r := range s.Reserved() {
-		opts = append(opts, universal.WithReserved(r.LBA, r.Data))
-	}
-	d, err := universal.New(s.Code(), files, 1<<20, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "disk.raw")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, io.NewSectionReader(d, 0, d.Size())); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // columnWait polls serial until ok holds for what came after the marker,
 // the guest stops, or bootTimeout passes.
@@ -85,7 +41,7 @@ func columnWait(t *testing.T, p *qemu.Process, serial *qemu.Capture, why string,
 // line still powers off, as the whole line typed was "poweroff".
 func TestProbeHeartbeatColumn(t *testing.T) {
 	o := sector.Options{Then: sector.Wait, Probes: sector.Probes{Heartbeat: 100 * time.Millisecond, Echo: true}}
-	raw := columnDisk(t, o)
+	raw := probeFile(t, o)
 	for _, c := range []struct {
 		name string
 		o    qemu.Options
