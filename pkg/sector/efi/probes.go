@@ -16,7 +16,6 @@ const (
 	conInReadKeyStroke = 0x08 // (This, *EFI_INPUT_KEY)
 	// EFI_BOOT_SERVICES
 	bsAllocatePages      = 0x28  // (Type, MemoryType, Pages, *Memory)
-	bsAllocatePool       = 0x40  // (PoolType, Size, **Buffer)
 	bsHandleProtocol     = 0x98  // (Handle, *Guid, **Interface)
 	bsConnectController  = 0x108 // (Handle, *DriverImage, *RemainingPath, Recursive)
 	bsLocateDevicePath   = 0xB8  // (*Guid, **DevicePath, *Handle)
@@ -35,10 +34,7 @@ const (
 	mediaLogicalPartition = 0x06 // BOOLEAN: a partition, not a whole disk
 	mediaReadOnly         = 0x07 // BOOLEAN
 	mediaBlockSize        = 0x0C // UINT32
-	mediaIoAlign          = 0x10 // UINT32
-	mediaLastBlock        = 0x18 // EFI_LBA
 	// EFI_INPUT_KEY
-	keyScanCode    = 0x00 // UINT16
 	keyUnicodeChar = 0x02 // CHAR16
 	// EFI_DEVICE_PATH_PROTOCOL node header (section 10.2)
 	dpType    = 0x00 // UINT8
@@ -53,9 +49,6 @@ const (
 	allocateAnyPages = 0 // EFI_ALLOCATE_TYPE AllocateAnyPages
 	loaderData       = 2 // EFI_MEMORY_TYPE EfiLoaderData
 	pageSize         = 4096
-	// efiNotReady is EFI_NOT_READY (error bit plus 6), which
-	// ReadKeyStroke returns when no key is waiting.
-	efiNotReady = 1<<63 | 6
 	// Device path node types and subtypes: MEDIA_DEVICE_PATH's hard
 	// drive and CD-ROM nodes start a partition's part of the path.
 	dpMedia        = 0x04
