@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -95,6 +96,27 @@ func (term *terminal) waitFor(t *testing.T, s string) {
 	}
 }
 
+// escapes are the terminal control sequences curses draws with: CSI
+// sequences, character set choices and keypad modes.
+var escapes = regexp.MustCompile(`\x1b(\[[0-9;?=]*[A-Za-z]|\([0-9A-Za-z]|[=>])`)
+
+// waitForText waits until the terminal shows s once control sequences are
+// left out: curses may change colours in the middle of a word it draws.
+func (term *terminal) waitForText(t *testing.T, s string) {
+	t.Helper()
+	for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if strings.Contains(escapes.ReplaceAllString(term.out.String(), ""), s) {
+			return
+		}
+		select {
+		case <-term.done:
+			t.Fatalf("run ended before the terminal showed %q; it shows %q", s, term.out.String())
+		default:
+		}
+	}
+	t.Fatalf("the terminal never showed %q; it shows %q", s, term.out.String())
+}
+
 func (term *terminal) typ(t *testing.T, s string) {
 	t.Helper()
 	if _, err := term.master.WriteString(s); err != nil {
@@ -181,7 +203,7 @@ func TestRunTerminal(t *testing.T) {
 		// QEMU draws the screen here and takes the keys: one key press is
 		// the waiting VM's cue to power off.
 		term := startOnPTY(t, bin, "run", "--display", "curses")
-		term.waitFor(t, "the 512-byte VM")
+		term.waitForText(t, "the 512-byte VM")
 		term.typ(t, "x")
 		if code := term.exit(t); code != 0 {
 			t.Errorf("exit %d after a key press on the curses screen, want 0; terminal %q", code, term.out.String())
