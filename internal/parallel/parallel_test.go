@@ -11,28 +11,42 @@ import (
 func TestEach(t *testing.T) {
 	const n = 100
 	var ran [n]atomic.Int32
-	var now, most atomic.Int32
+	var g gauge
 	Each(n, func(i int) {
-		c := now.Add(1)
-		for {
-			m := most.Load()
-			if c <= m || most.CompareAndSwap(m, c) {
-				break
-			}
-		}
-		runtime.Gosched()
-		ran[i].Add(1)
-		now.Add(-1)
+		g.run(func() { ran[i].Add(1) })
 	})
 	for i := range ran {
 		if got := ran[i].Load(); got != 1 {
 			t.Errorf("index %d ran %d times", i, got)
 		}
 	}
-	if m := most.Load(); m > int32(runtime.GOMAXPROCS(0)) {
+	g.check(t)
+	Each(0, func(int) { t.Error("called for n = 0") })
+}
+
+// gauge records the most calls of run at once.
+type gauge struct{ now, most atomic.Int32 }
+
+// run calls f, counted as running, and yields so others can overlap.
+func (g *gauge) run(f func()) {
+	c := g.now.Add(1)
+	for {
+		m := g.most.Load()
+		if c <= m || g.most.CompareAndSwap(m, c) {
+			break
+		}
+	}
+	runtime.Gosched()
+	f()
+	g.now.Add(-1)
+}
+
+// check fails t if more than GOMAXPROCS ran at once.
+func (g *gauge) check(t *testing.T) {
+	t.Helper()
+	if m := g.most.Load(); m > int32(runtime.GOMAXPROCS(0)) {
 		t.Errorf("%d ran at once, more than GOMAXPROCS %d", m, runtime.GOMAXPROCS(0))
 	}
-	Each(0, func(int) { t.Error("called for n = 0") })
 }
 
 // TestEachStartsInOrder runs one worker: the calls come in index order.
