@@ -144,49 +144,26 @@ func Artifact(files []File, opts ...Option) (v1.Image, error) {
 //
 // The images are made concurrently, as many at a time as GOMAXPROCS: each
 // compresses and hashes its own layer, and the results do not depend on
-// the order. The first error, in the order above, is returned.
+// the order. The first error, in the order above, is returned. Images
+// runs FileJobs of every file and ArtifactJob, longest first, and returns
+// their images in Sort's order.
 func Images(files []File, opts ...Option) ([]Tagged, error) {
-	var jobs []func() (Tagged, error)
-	var cost []int64 // about how long each job takes, to start the longest first
-	var raw *File
-	var total int64
+	var jobs []Job
 	for _, f := range files {
-		size := fileSize(f.Path)
-		total += size
-		if f.Format.Type == "raw" {
-			raw = &f
-		}
-		if CheckContainerDisk(f.Format) != nil {
-			continue // an ova is only a file of the artifact
-		}
-		jobs = append(jobs, func() (Tagged, error) {
-			img, err := ContainerDisk(f, opts...)
-			return Tagged{Tag: f.Format.Type, Image: img}, err
-		})
-		cost = append(cost, size)
+		jobs = append(jobs, FileJobs(f, fileSize(f.Path), opts...)...)
 	}
-	jobs = append(jobs, func() (Tagged, error) {
-		art, err := Artifact(files, opts...)
-		return Tagged{Tag: ArtifactTag, Image: art}, err
-	})
-	cost = append(cost, total) // it scans every file
-	if o := makeOptions(opts); o.vm != nil && raw != nil {
-		jobs = append(jobs, func() (Tagged, error) {
-			vm, err := VirtualMachine(*raw, o.vm, opts...)
-			return Tagged{Tag: VMTag, Image: vm}, err
-		})
-		cost = append(cost, total+1) // zstd and two VirtualMachines: the longest
-	}
+	jobs = append(jobs, ArtifactJob(files, opts...))
+	slices.SortStableFunc(jobs, func(a, b Job) int { return cmp.Compare(rank(a.Tag), rank(b.Tag)) })
 	order := make([]int, len(jobs))
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(cost[b], cost[a]) })
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(jobs[b].Cost, jobs[a].Cost) })
 	out := make([]Tagged, len(jobs))
 	errs := make([]error, len(jobs))
 	parallel.Each(len(order), func(k int) {
 		i := order[k]
-		out[i], errs[i] = jobs[i]()
+		out[i], errs[i] = jobs[i].Run()
 	})
 	for _, err := range errs {
 		if err != nil {
@@ -194,6 +171,76 @@ func Images(files []File, opts ...Option) ([]Tagged, error) {
 		}
 	}
 	return out, nil
+}
+
+// Job makes one of the images Images returns; FileJobs and ArtifactJob
+// make them. Images runs them all at once; a caller that writes the
+// files itself (build) can run a file's jobs as soon as the file is
+// complete, and the artifact's once every file is, on CPUs that would
+// otherwise wait, then put the images in order with Sort.
+type Job struct {
+	// Tag is what the image is tagged.
+	Tag string
+	// Cost is about how long the job takes, in bytes read, so that the
+	// longest can start first.
+	Cost int64
+	make func() (Taggable, error)
+}
+
+// Run makes the image.
+func (j Job) Run() (Tagged, error) {
+	img, err := j.make()
+	return Tagged{Tag: j.Tag, Image: img}, err
+}
+
+// FileJobs returns the jobs that read f alone, a file of size bytes: its
+// containerDisk, unless CheckContainerDisk refuses the format (an ova is
+// only a file of the artifact), and, for the raw disk with
+// WithVirtualMachine, the VM artifact.
+func FileJobs(f File, size int64, opts ...Option) []Job {
+	var jobs []Job
+	if CheckContainerDisk(f.Format) == nil {
+		jobs = append(jobs, Job{Tag: f.Format.Type, Cost: size, make: func() (Taggable, error) {
+			return ContainerDisk(f, opts...)
+		}})
+	}
+	if o := makeOptions(opts); o.vm != nil && f.Format.Type == "raw" {
+		// zstd reads every byte, holes too: the longest job by far.
+		jobs = append(jobs, Job{Tag: VMTag, Cost: 4*size + 1, make: func() (Taggable, error) {
+			return VirtualMachine(f, o.vm, opts...)
+		}})
+	}
+	return jobs
+}
+
+// ArtifactJob returns the job that makes the artifact of files
+// (Artifact), tagged ArtifactTag.
+func ArtifactJob(files []File, opts ...Option) Job {
+	var total int64
+	for _, f := range files {
+		total += fileSize(f.Path)
+	}
+	return Job{Tag: ArtifactTag, Cost: total, make: func() (Taggable, error) {
+		return Artifact(files, opts...)
+	}}
+}
+
+// Sort puts tagged images in the order Images returns them: the
+// containerDisks in the order given, then the artifact, then the VM
+// artifact.
+func Sort(ts []Tagged) {
+	slices.SortStableFunc(ts, func(a, b Tagged) int { return cmp.Compare(rank(a.Tag), rank(b.Tag)) })
+}
+
+// rank is where an image with the tag goes in Images's order.
+func rank(tag string) int {
+	switch tag {
+	case ArtifactTag:
+		return 1
+	case VMTag:
+		return 2
+	}
+	return 0
 }
 
 // fileSize is the size of the file at p, or 0 if it cannot be read (the

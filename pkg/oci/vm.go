@@ -1,21 +1,24 @@
 package oci
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/zstd"
 	"k8s.io/apimachinery/pkg/api/resource"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/holes"
 )
 
 // KubeVirt's VM artifact (VEP 256), as kubevirt/kubevirt pkg/storage/oci
@@ -108,7 +111,7 @@ func VirtualMachine(raw File, vm VMFunc, opts ...Option) (v1.ImageIndex, error) 
 	if len(archs) == 0 {
 		return nil, fmt.Errorf("%w: no architecture given: use %s", ErrVM, strings.Join(VMArchitectures, ", "))
 	}
-	l, err := newZstdLayer(raw.Path, o.blobDir)
+	l, err := newZstdLayer(raw, o.blobDir)
 	if err != nil {
 		return nil, err
 	}
@@ -206,20 +209,27 @@ func pvcClaim(v *kubevirtv1.VirtualMachine) (string, error) {
 }
 
 // zstdLayer is the VM artifact's disk layer: the raw file compressed with
-// zstd, no tar. Its digest (of the compressed bytes) and diff_id (of the
-// file) are taken once, streaming, when the layer is made; with a blob
-// directory (WithBlobDir) that pass also writes the blob, which reads then
-// come from, and without one reads compress the file again.
+// zstd, no tar. Its digest (of the compressed bytes) is taken once,
+// streaming, when the layer is made; with a blob directory (WithBlobDir)
+// that pass also writes the blob, which reads then come from, and without
+// one reads compress the file again. Its diff_id, the file's sha256, is
+// taken the first time it is asked for: no manifest or config holds it,
+// and writing a layout or pushing never asks, so a build hashes the raw
+// disk once, for SHA256SUMS.
 type zstdLayer struct {
-	path           string
-	fsize          int64
-	blob           string
-	digest, diffID v1.Hash
-	size           int64
+	path   string
+	fsize  int64
+	blob   string
+	digest v1.Hash
+	size   int64
+
+	diffOnce sync.Once
+	diffID   v1.Hash
+	diffErr  error
 }
 
-func newZstdLayer(p, blobDir string) (*zstdLayer, error) {
-	f, err := openRegular(p)
+func newZstdLayer(raw File, blobDir string) (*zstdLayer, error) {
+	f, err := openRegular(raw.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -228,27 +238,25 @@ func newZstdLayer(p, blobDir string) (*zstdLayer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oci: %w", err)
 	}
-	l := &zstdLayer{path: p, fsize: st.Size()}
+	l := &zstdLayer{path: raw.Path, fsize: st.Size()}
 	if blobDir != "" {
-		uh := sha256.New()
-		if l.blob, l.digest, l.size, err = spool(blobDir, func(w io.Writer) error { return l.compress(w, uh) }); err != nil {
+		if l.blob, l.digest, l.size, err = spool(blobDir, l.compress); err != nil {
 			return nil, err
 		}
-		l.diffID = sum(uh)
 		return l, nil
 	}
-	dh, uh := sha256.New(), sha256.New()
+	dh := sha256.New()
 	cw := &countWriter{w: dh}
-	if err := l.compress(cw, uh); err != nil {
+	if err := l.compress(cw); err != nil {
 		return nil, err
 	}
-	l.digest, l.diffID, l.size = sum(dh), sum(uh), cw.n
+	l.digest, l.size = sum(dh), cw.n
 	return l, nil
 }
 
-// compress writes the zstd frame of the file to w, and the file's bytes
-// to uh when it is not nil.
-func (l *zstdLayer) compress(w io.Writer, uh hash.Hash) error {
+// compress writes the zstd frame of the file to w. The file's holes go
+// in as zeros, unread.
+func (l *zstdLayer) compress(w io.Writer) error {
 	f, err := os.Open(l.path)
 	if err != nil {
 		return fmt.Errorf("oci: %w", err)
@@ -259,18 +267,9 @@ func (l *zstdLayer) compress(w io.Writer, uh hash.Hash) error {
 		return fmt.Errorf("oci: zstd: %w", err)
 	}
 	zw.ResetContentSize(w, l.fsize)
-	var r io.Reader = io.LimitReader(f, l.fsize)
-	if uh != nil {
-		r = io.TeeReader(r, uh)
-	}
-	n, err := io.Copy(zw, r)
-	if err != nil {
+	if err := l.copyFile(zw, f); err != nil {
 		zw.Close()
-		return fmt.Errorf("oci: read %s: %w", l.path, err)
-	}
-	if n != l.fsize {
-		zw.Close()
-		return fmt.Errorf("oci: %s shrank from %d to %d bytes while being read", l.path, l.fsize, n)
+		return err
 	}
 	if err := zw.Close(); err != nil {
 		return fmt.Errorf("oci: zstd: %w", err)
@@ -278,20 +277,52 @@ func (l *zstdLayer) compress(w io.Writer, uh hash.Hash) error {
 	return nil
 }
 
+// copyFile writes the layer's fsize bytes of f to w.
+func (l *zstdLayer) copyFile(w io.Writer, f *os.File) error {
+	if _, err := holes.Copy(context.Background(), w, f, l.fsize); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("oci: %s shrank below %d bytes while being read", l.path, l.fsize)
+		}
+		return fmt.Errorf("oci: read %s: %w", l.path, err)
+	}
+	return nil
+}
+
 func (l *zstdLayer) Digest() (v1.Hash, error) { return l.digest, nil }
-func (l *zstdLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
-func (l *zstdLayer) Size() (int64, error)     { return l.size, nil }
+
+// DiffID is the file's sha256, hashed on the first call.
+func (l *zstdLayer) DiffID() (v1.Hash, error) {
+	l.diffOnce.Do(func() {
+		f, err := os.Open(l.path)
+		if err != nil {
+			l.diffErr = fmt.Errorf("oci: %w", err)
+			return
+		}
+		defer f.Close()
+		h := sha256.New()
+		if l.diffErr = l.copyFile(h, f); l.diffErr == nil {
+			l.diffID = sum(h)
+		}
+	})
+	return l.diffID, l.diffErr
+}
+func (l *zstdLayer) Size() (int64, error) { return l.size, nil }
 func (l *zstdLayer) MediaType() (types.MediaType, error) {
 	return DiskRawZstdMediaType, nil
 }
 
-// Uncompressed opens the file itself.
+// Uncompressed opens the file itself. The reader fails at the end if the
+// bytes differ from DiffID.
 func (l *zstdLayer) Uncompressed() (io.ReadCloser, error) {
+	d, err := l.DiffID()
+	if err != nil {
+		return nil, err
+	}
 	f, err := os.Open(l.path)
 	if err != nil {
 		return nil, fmt.Errorf("oci: %w", err)
 	}
-	return newVerifier(f, l.fsize, l.diffID, l.path), nil
+	return newVerifier(f, l.fsize, d, l.path), nil
 }
 
 // Compressed streams the zstd frame. The reader fails at the end if the
@@ -301,6 +332,6 @@ func (l *zstdLayer) Compressed() (io.ReadCloser, error) {
 		return openBlob(l.blob, l.size, l.digest)
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(l.compress(pw, nil)) }()
+	go func() { pw.CloseWithError(l.compress(pw)) }()
 	return newVerifier(pr, l.size, l.digest, l.path), nil
 }
