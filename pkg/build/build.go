@@ -13,14 +13,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync/atomic"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/holes"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/parallel"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
@@ -43,12 +47,13 @@ const MinBootableSize = 1008 * disk.SectorSize
 // SumsFile is the checksum file written beside the disks.
 const SumsFile = "SHA256SUMS"
 
-// maxLayoutSize is the largest file the OCI layout takes; larger ones are
-// left out of it, with a warning. The layout stores blobs sparsely and
-// gzips each layer once, but a layer still hashes and compresses every
-// byte of its file, holes included: seconds per GiB, hours for a sparse
-// 1 TiB raw that takes no time to write. The limit is SHA256SUMS's.
-const maxLayoutSize = maxHashSize
+// maxVMSize is the largest raw disk the layout's VM artifact takes; over
+// it the VM artifact is left out, with a warning. Its zstd layer
+// compresses every byte, holes included (zstd has no way to skip them):
+// seconds per GiB, minutes for a sparse 1 TiB raw that takes no time to
+// write. The containerDisks and the artifact read only the files' data,
+// so they have no limit. The limit is SHA256SUMS's.
+const maxVMSize = maxHashSize
 
 // LayoutDir is the OCI image layout's directory inside the output.
 const LayoutDir = "oci"
@@ -202,7 +207,7 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 	if dir == "" {
 		return nil, errors.New("no output directory given")
 	}
-	if o.OCILayout && o.size() <= maxLayoutSize {
+	if o.OCILayout {
 		// Refuse before any work, not after it (Commit checks again).
 		if _, err := os.Lstat(filepath.Join(dir, LayoutDir)); err == nil {
 			if err := oci.CheckLayout(filepath.Join(dir, LayoutDir)); err != nil {
@@ -239,7 +244,13 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 		}
 		todo = append(todo, f)
 	}
-	written := writeFormats(ctx, tx, d, o, todo)
+	var lay *layoutJobs
+	if o.OCILayout {
+		if lay, err = newLayoutJobs(tx, o, len(todo)); err != nil {
+			return nil, err
+		}
+	}
+	written := writeFormats(ctx, tx, d, o, todo, lay)
 	for i, f := range todo {
 		file, tmp, err := written[i].file, written[i].tmp, written[i].err
 		if errors.Is(err, formats.ErrSize) && o.Formats == nil {
@@ -266,7 +277,7 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 		return nil, err
 	}
 	if o.OCILayout {
-		if err := writeLayout(tx, o, res, staged); err != nil {
+		if err := writeLayout(tx, res, todo, written, lay); err != nil {
 			return nil, err
 		}
 	}
@@ -351,39 +362,108 @@ func writeManifests(tx *txn.Txn, o Options, res *Result) error {
 	return nil
 }
 
-// writeLayout stages dir/oci from the files just staged.
-func writeLayout(tx *txn.Txn, o Options, res *Result, staged map[string]string) error {
-	var files []oci.File
-	var big []string
-	for _, f := range res.Files {
-		if f.Size > maxLayoutSize {
-			big = append(big, fmt.Sprintf("%s is %d bytes", filepath.Base(f.Path), f.Size))
-			continue
-		}
-		files = append(files, oci.File{Path: staged[f.Path], Format: f.Format})
-	}
-	if len(files) == 0 {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("OCI layout not written: %s, over %d; push it with tinyvm-oci push", strings.Join(big, ", "), int64(maxLayoutSize)))
-		return nil
-	}
-	if len(big) > 0 {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("left out of the OCI layout: %s, over %d (its layer would read every byte); push it with tinyvm-oci push", strings.Join(big, ", "), int64(maxLayoutSize)))
-	}
+// layoutJobs makes the images of dir/oci while the formats are written:
+// each file's own images (its containerDisk; the VM artifact for the raw
+// disk) as soon as that file is complete, and the artifact once every
+// file is, each compressed straight into its blob in the staged layout.
+// So the CPUs that would wait for the slowest format do the layout's
+// work, and what is left after the formats is writing the manifests.
+type layoutJobs struct {
+	tmp  string // the staged dir/oci
+	opts []oci.Option
+	per  [][]made // each format's own images, by format index
+	art  made     // the artifact
+}
+
+// made is one image a job made.
+type made struct {
+	img oci.Tagged
+	err error
+}
+
+func newLayoutJobs(tx *txn.Txn, o Options, n int) (*layoutJobs, error) {
+	// Only staged as dir/oci (writeLayout) if some file was written; a
+	// TempDir not added goes with the staging area.
 	tmp, err := tx.TempDir()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// Staged before it is filled, so that errors name dir/oci.
-	if err := tx.Add(LayoutDir, tmp, oci.CheckLayout); err != nil {
-		return err
-	}
-	// Each layer is compressed once, straight into its blob in the layout.
 	opts := append(o.ImageOptions(), oci.WithCreatedBy("tinyvm-oci build"), oci.WithBlobDir(oci.LayoutBlobDir(tmp)))
-	imgs, err := oci.Images(files, opts...)
+	return &layoutJobs{tmp: tmp, opts: opts, per: make([][]made, n)}, nil
+}
+
+// addFile queues the images of format i's file, w, just written. They
+// open it by name (w.Name(), where it is staged), so they may run while w
+// is still being hashed and closed. A raw disk over maxVMSize gets no VM
+// artifact.
+func (l *layoutJobs) addFile(pool *parallel.Pool, i int, f formats.Format, w *os.File) error {
+	st, err := w.Stat()
 	if err != nil {
 		return err
 	}
-	if err := oci.WriteLayoutDir(tmp, imgs); err != nil {
+	jobs := oci.FileJobs(oci.File{Path: w.Name(), Format: f}, st.Size(), l.opts...)
+	jobs = slices.DeleteFunc(jobs, func(j oci.Job) bool { return j.Tag == oci.VMTag && st.Size() > maxVMSize })
+	l.per[i] = make([]made, len(jobs))
+	for k, j := range jobs {
+		pool.Go(j.Cost, func() { l.per[i][k].img, l.per[i][k].err = j.Run() })
+	}
+	return nil
+}
+
+// addArtifact queues the artifact of the files bound for the layout, once
+// every format is written, unless the build has failed already.
+func (l *layoutJobs) addArtifact(pool *parallel.Pool, o Options, out []written) {
+	var files []oci.File
+	for _, w := range out {
+		switch {
+		case errors.Is(w.err, formats.ErrSize) && o.Formats == nil:
+			// left out of a default build
+		case w.err != nil:
+			return
+		default:
+			files = append(files, oci.File{Path: w.tmp, Format: w.file.Format})
+		}
+	}
+	if len(files) == 0 {
+		return
+	}
+	j := oci.ArtifactJob(files, l.opts...)
+	pool.Go(j.Cost, func() { l.art.img, l.art.err = j.Run() })
+}
+
+// writeLayout stages dir/oci from the images the layout jobs made of the
+// files in res, and writes its manifests and index.
+func writeLayout(tx *txn.Txn, res *Result, fs []formats.Format, out []written, l *layoutJobs) error {
+	if len(res.Files) == 0 {
+		return nil
+	}
+	for _, f := range res.Files {
+		if f.Format.Type == "raw" && f.Size > maxVMSize {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s (KubeVirt's VM artifact) left out of the OCI layout: %s is %d bytes, over %d, and its zstd layer would read every byte; push it with tinyvm-oci push REF:%s", oci.VMTag, filepath.Base(f.Path), f.Size, int64(maxVMSize), oci.VMTag))
+		}
+	}
+	// Staged before its errors are read, so that they name dir/oci.
+	if err := tx.Add(LayoutDir, l.tmp, oci.CheckLayout); err != nil {
+		return err
+	}
+	var imgs []oci.Tagged
+	for i := range fs {
+		if out[i].err != nil {
+			continue // a default build's format too small for the size
+		}
+		for _, m := range l.per[i] {
+			if m.err != nil {
+				return m.err
+			}
+			imgs = append(imgs, m.img)
+		}
+	}
+	if l.art.err != nil {
+		return l.art.err
+	}
+	imgs = append(imgs, l.art.img)
+	oci.Sort(imgs)
+	if err := oci.WriteLayoutDir(l.tmp, imgs); err != nil {
 		return err
 	}
 	res.Layout = tx.Path(LayoutDir)
@@ -399,7 +479,8 @@ func describe(ctx context.Context, f formats.Format, w *os.File) (File, error) {
 	file := File{Format: f, Size: st.Size()}
 	if st.Size() <= maxHashSize {
 		h := sha256.New()
-		if _, err := io.Copy(h, ctxReader{io.NewSectionReader(w, 0, st.Size()), ctx}); err != nil {
+		// The holes the writers left hash as zeros without being read.
+		if _, err := holes.Copy(ctx, h, w, st.Size()); err != nil {
 			return File{}, fmt.Errorf("hash %s: %w", f.FileName(), err)
 		}
 		file.SHA256 = hex.EncodeToString(h.Sum(nil))
@@ -416,28 +497,46 @@ type written struct {
 
 // writeFormats stages every format's file from d, GOMAXPROCS at a time:
 // each reads the same disk and writes its own file, so the results do
-// not depend on the order. They come back in the order of fs.
-func writeFormats(ctx context.Context, tx *txn.Txn, d disk.Disk, o Options, fs []formats.Format) []written {
+// not depend on the order. They come back in the order of fs. With lay,
+// the layout's images are made in the same pool, each as soon as the
+// files it reads are written.
+func writeFormats(ctx context.Context, tx *txn.Txn, d disk.Disk, o Options, fs []formats.Format, lay *layoutJobs) []written {
 	out := make([]written, len(fs))
-	parallel.Each(len(fs), func(i int) {
-		f := fs[i]
-		if err := ctx.Err(); err != nil {
-			out[i].err = err
-			return
-		}
-		out[i].tmp, out[i].err = tx.File(f.FileName(), func(w *os.File) error {
-			cw := &ctxWriter{f: w, ctx: ctx}
-			if err := f.Write(cw, d, o.Format); err != nil {
-				return fmt.Errorf("write %s: %w", f.Type, err)
+	var pool parallel.Pool
+	var left atomic.Int64
+	left.Store(int64(len(fs)))
+	for i, f := range fs {
+		// The formats before any image, in order.
+		pool.Go(math.MaxInt64-int64(i), func() {
+			if err := ctx.Err(); err != nil {
+				out[i].err = err
+			} else {
+				out[i].tmp, out[i].err = tx.File(f.FileName(), func(w *os.File) error {
+					cw := &ctxWriter{f: w, ctx: ctx}
+					if err := f.Write(cw, d, o.Format); err != nil {
+						return fmt.Errorf("write %s: %w", f.Type, err)
+					}
+					if err := cw.finish(); err != nil {
+						return fmt.Errorf("write %s: %w", f.Type, err)
+					}
+					if lay != nil {
+						// The file is complete: its images read it
+						// while it is hashed.
+						if err := lay.addFile(&pool, i, f, w); err != nil {
+							return err
+						}
+					}
+					var err error
+					out[i].file, err = describe(ctx, f, w)
+					return err
+				})
 			}
-			if err := cw.finish(); err != nil {
-				return fmt.Errorf("write %s: %w", f.Type, err)
+			if left.Add(-1) == 0 && lay != nil {
+				lay.addArtifact(&pool, o, out)
 			}
-			var err error
-			out[i].file, err = describe(ctx, f, w)
-			return err
 		})
-	})
+	}
+	pool.Wait()
 	return out
 }
 
@@ -541,17 +640,4 @@ func (w *ctxWriter) finish() error {
 		return nil
 	}
 	return w.f.Truncate(w.end)
-}
-
-// ctxReader is a reader that fails once ctx is done.
-type ctxReader struct {
-	r   io.Reader
-	ctx context.Context
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }
