@@ -105,3 +105,6 @@ echo
 awk -v o="$ours" -v p="$peer" -v f="$files" -v oc="$ours_cpu" -v pc="$peer_cpu" -v fc="$files_cpu" 'BEGIN {
   printf "ratio build/pipeline: %.2f wall, %.2f CPU; files only/pipeline: %.2f wall, %.2f CPU\n", o/p, oc/pc, f/p, fc/pc
 }'
+awk -v o="$ours" -v l="$layout" -v f="$files" -v oc="$ours_cpu" -v lc="$layout_cpu" -v fc="$files_cpu" 'BEGIN {
+  printf "ratio to files only: build %.2f wall, %.2f CPU; with the layout, no manifests: %.2f wall, %.2f CPU\n", o/f, oc/fc, l/f, lc/fc
+}'

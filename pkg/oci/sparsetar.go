@@ -135,11 +135,13 @@ func dataSegments(p string, size int64) ([]segment, error) {
 	return segs, nil
 }
 
-// scanBufs holds dataSegments' read buffers.
+// scanBufs holds the read buffers of dataSegments and copySegments.
 var scanBufs = sync.Pool{New: func() any { b := make([]byte, scanSize); return &b }}
 
-// scanSize is how much dataSegments reads at a time.
-const scanSize = 1 << 20
+// scanSize is how much dataSegments and copySegments read at a time:
+// enough that read(2) calls cost little next to the compression, small
+// enough that a build's few buffers do not dominate its allocation.
+const scanSize = 256 << 10
 
 // sparse reports whether storing the file as segs saves anything.
 func sparse(segs []segment, size int64) bool {
@@ -285,8 +287,11 @@ func copySegments(w io.Writer, p string, segs []segment) error {
 		return fmt.Errorf("oci: %w", err)
 	}
 	defer f.Close()
+	// One buffer for every segment: io.Copy would allocate one each.
+	bp := scanBufs.Get().(*[]byte)
+	defer scanBufs.Put(bp)
 	for _, s := range segs {
-		n, err := io.Copy(w, io.NewSectionReader(f, s.off, s.n))
+		n, err := io.CopyBuffer(w, io.NewSectionReader(f, s.off, s.n), *bp)
 		if err != nil {
 			return fmt.Errorf("oci: read %s: %w", p, err)
 		}
