@@ -40,14 +40,15 @@ func TestBuildLayout(t *testing.T) {
 		t.Errorf("layout refs %v", refs)
 	}
 
-	// A disk over the VM artifact's limit: the containerDisks and the
-	// artifact read only the files' data, so the layout holds them; the
-	// VM artifact, whose zstd layer would read every byte, is left out
-	// with a warning that names it.
+	// A sparse 1 TiB disk, over the VM artifact's limit: the
+	// containerDisks and the artifact read only the files' data, so the
+	// layout holds them (reading the whole raw disk would take minutes);
+	// the VM artifact, whose zstd layer would read every byte, is left
+	// out with a warning that names it.
 	big := t.TempDir()
-	code, _, errs = tvo(t, "build", "-o", big, "--format", "raw,qcow2", "--size", "512MiB")
-	if code != 0 || !strings.Contains(errs, "vm (KubeVirt's VM artifact) left out of the OCI layout: 512-byte-vm.raw is 536870912 bytes") {
-		t.Fatalf("build --format raw,qcow2 --size 512MiB: exit %d: %s", code, errs)
+	code, _, errs = tvo(t, "build", "-o", big, "--format", "raw,qcow2", "--size", "1TiB")
+	if code != 0 || !strings.Contains(errs, "vm (KubeVirt's VM artifact) left out of the OCI layout: 512-byte-vm.raw is 1099511627776 bytes") {
+		t.Fatalf("build --format raw,qcow2 --size 1TiB: exit %d: %s", code, errs)
 	}
 	p, err = layout.FromPath(filepath.Join(big, "oci"))
 	if err != nil {
@@ -66,8 +67,8 @@ func TestBuildLayout(t *testing.T) {
 	if strings.Join(refs, ",") != "raw,qcow2,"+oci.ArtifactTag {
 		t.Errorf("layout refs %v, want raw, qcow2 and %s", refs, oci.ArtifactTag)
 	}
-	// The raw containerDisk's layer holds the 512 MiB disk's data, not
-	// its zeros.
+	// The raw containerDisk's layer holds the disk's data, not its
+	// zeros.
 	blobs, err := os.ReadDir(filepath.Join(big, "oci", "blobs", "sha256"))
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +82,6 @@ func TestBuildLayout(t *testing.T) {
 		total += info.Size()
 	}
 	if total > 1<<20 {
-		t.Errorf("the 512 MiB disk's layout stores %d bytes of blobs, want the data only (under 1 MiB)", total)
+		t.Errorf("the 1 TiB disk's layout stores %d bytes of blobs, want the data only (under 1 MiB)", total)
 	}
 }
