@@ -316,6 +316,20 @@ func Atoi(t testing.TB, s string) int {
 	return n
 }
 
+// EchoRE matches the echo of the line typed, ended by CR LF, while
+// heartbeats run: a heartbeat that comes due in the middle of a typed
+// line ends the typed part first (CR LF, the heartbeat line), and the
+// rest of the line follows on a line of its own (docs/probes.md).
+func EchoRE(typed string) *regexp.Regexp {
+	const beat = `(?:\r\ntinyvm heartbeat [0-9]+\r\n)?`
+	var b strings.Builder
+	for _, c := range typed {
+		b.WriteString(regexp.QuoteMeta(string(c)))
+		b.WriteString(beat)
+	}
+	return regexp.MustCompile(b.String() + `\r\n`)
+}
+
 // LastHeartbeat is the highest heartbeat number in out, or 0 if none.
 func LastHeartbeat(out string) int {
 	m := HeartbeatRE.FindAllStringSubmatch(out, -1)

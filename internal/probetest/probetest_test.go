@@ -36,6 +36,25 @@ func TestLastHeartbeat(t *testing.T) {
 	}
 }
 
+func TestEchoRE(t *testing.T) {
+	re := EchoRE("hello")
+	for out, want := range map[string]bool{
+		"hello\r\n":                               true,
+		"hell\r\ntinyvm heartbeat 3\r\no\r\n":     true, // a heartbeat mid-line
+		"hello\r\ntinyvm heartbeat 3\r\n\r\n":     true, // before the CR
+		"h\r\ntinyvm heartbeat 3\r\nello\r\n":     true,
+		"hell\r\no\r\n":                           false, // a line break without a heartbeat
+		"helo\r\n":                                false,
+		"hell\r\ntinyvm heartbeat 3\r\nhello\r\n": true, // found later
+		"hel\r\ntinyvm heartbeat x\r\nlo\r\n":     false,
+		"hello":                                   false, // not ended
+	} {
+		if got := re.MatchString(out); got != want {
+			t.Errorf("EchoRE(hello) on %q: %v, want %v", out, got, want)
+		}
+	}
+}
+
 func TestTail(t *testing.T) {
 	long := strings.Repeat("a", 3000) + "end"
 	if got := Tail(long); len(got) != 2003 || !strings.HasPrefix(got, "...") || !strings.HasSuffix(got, "end") {

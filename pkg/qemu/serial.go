@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"bytes"
+	"regexp"
 	"sync"
 	"time"
 )
@@ -37,19 +38,28 @@ func (c *Capture) String() string {
 // WaitFor waits until the output contains s, or the timeout passes, or
 // done is closed. It reports whether s appeared.
 func (c *Capture) WaitFor(s string, timeout time.Duration, done <-chan struct{}) bool {
+	return c.wait(func(b []byte) bool { return bytes.Contains(b, []byte(s)) }, timeout, done)
+}
+
+// WaitForMatch is WaitFor for a regular expression.
+func (c *Capture) WaitForMatch(re *regexp.Regexp, timeout time.Duration, done <-chan struct{}) bool {
+	return c.wait(re.Match, timeout, done)
+}
+
+func (c *Capture) wait(found func([]byte) bool, timeout time.Duration, done <-chan struct{}) bool {
 	deadline := time.After(timeout)
 	for {
 		c.mu.Lock()
-		found := bytes.Contains(c.buf.Bytes(), []byte(s))
+		ok := found(c.buf.Bytes())
 		changed := c.changed
 		c.mu.Unlock()
-		if found {
+		if ok {
 			return true
 		}
 		select {
 		case <-changed:
 		case <-done:
-			return bytes.Contains([]byte(c.String()), []byte(s))
+			return found([]byte(c.String()))
 		case <-deadline:
 			return false
 		}
