@@ -316,18 +316,26 @@ func Atoi(t testing.TB, s string) int {
 	return n
 }
 
-// EchoRE matches the echo of the line typed, ended by CR LF, while
-// heartbeats run: a heartbeat that comes due in the middle of a typed
-// line ends the typed part first (CR LF, the heartbeat line), and the
-// rest of the line follows on a line of its own (docs/probes.md).
+// TypedRE matches the echo of the characters typed while heartbeats
+// run: a heartbeat that comes due in the middle of a typed line ends the
+// typed part first (CR LF, then the heartbeat line), and the rest of the
+// line follows on a line of its own (docs/probes.md).
+func TypedRE(typed string) *regexp.Regexp { return regexp.MustCompile(typedPattern(typed)) }
+
+// EchoRE is TypedRE of a whole line, ended by CR LF.
 func EchoRE(typed string) *regexp.Regexp {
-	const beat = `(?:\r\ntinyvm heartbeat [0-9]+\r\n)?`
-	var b strings.Builder
+	return regexp.MustCompile(typedPattern(typed) + beatPattern + `\r\n`)
+}
+
+// beatPattern is a heartbeat that may interrupt a typed line.
+const beatPattern = `(?:\r\ntinyvm heartbeat [0-9]+\r\n)?`
+
+func typedPattern(typed string) string {
+	var parts []string
 	for _, c := range typed {
-		b.WriteString(regexp.QuoteMeta(string(c)))
-		b.WriteString(beat)
+		parts = append(parts, regexp.QuoteMeta(string(c)))
 	}
-	return regexp.MustCompile(b.String() + `\r\n`)
+	return strings.Join(parts, beatPattern)
 }
 
 // LastHeartbeat is the highest heartbeat number in out, or 0 if none.

@@ -53,6 +53,9 @@ func TestEchoRE(t *testing.T) {
 			t.Errorf("EchoRE(hello) on %q: %v, want %v", out, got, want)
 		}
 	}
+	if re := TypedRE("pow"); !re.MatchString("p\r\ntinyvm heartbeat 2\r\now") || re.MatchString("po\r\nw") {
+		t.Errorf("TypedRE(pow) = %s", re)
+	}
 }
 
 func TestTail(t *testing.T) {
