@@ -417,7 +417,7 @@ func TestSerialConsole(t *testing.T) {
 	if _, err := v.Conn.Write([]byte("hello\r")); err != nil {
 		t.Fatal(err)
 	}
-	v.WaitFor(regexp.MustCompile(`\r\nhello\r\n`), "echo through the serial console")
+	v.WaitFor(regexp.MustCompile(`\r\n`+probetest.EchoRE("hello").String()), "echo through the serial console")
 	v.Alive(time.Second, "input through the serial console")
 	if _, err := v.Conn.Write([]byte("poweroff\r")); err != nil {
 		t.Fatal(err)
