@@ -66,15 +66,43 @@ func TestBlocks(t *testing.T) {
 	}
 }
 
+// TestBlocksLargeBlocks scans blocks larger than Blocks' buffer: data
+// past the first buffer of a block counts, a block found once is not
+// listed twice when two extents fall in it, and a zero extent adds nothing.
+func TestBlocksLargeBlocks(t *testing.T) {
+	const bs = 4 * scanSize
+	far := make([]byte, 100)
+	far[99] = 7
+	d, err := NewSparse(1<<30,
+		Chunk{Off: 0, Data: make([]byte, 3*scanSize)},       // zeros in block 0
+		Chunk{Off: 3*scanSize + 10, Data: []byte{1}},        // block 0, last buffer
+		Chunk{Off: 3*scanSize + 20, Data: []byte{2}},        // block 0 again
+		Chunk{Off: 5*bs - 50, Data: far},                    // spans blocks 4 and 5, data in 5
+		Chunk{Off: 9 * bs, Data: make([]byte, bs+scanSize)}, // zeros over blocks 9 and 10
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{0, 5}
+	for _, src := range []Disk{d, plain{d}} {
+		if got, err := Blocks(src, bs); err != nil || !slices.Equal(got, want) {
+			t.Errorf("Blocks = %v, %v; want %v", got, err, want)
+		}
+	}
+}
+
 func TestReadBlock(t *testing.T) {
 	d, _ := New([]byte{9}, 1536)
-	b, err := ReadBlock(d, 1, 1024) // half inside the disk, half past it
-	if err != nil || len(b) != 1024 || !IsZero(b) {
-		t.Errorf("ReadBlock past the end = %d bytes, %v", len(b), err)
+	p := bytes.Repeat([]byte{0xEE}, 1024) // a reused buffer's old bytes
+	if err := ReadBlock(d, 1, p); err != nil || !IsZero(p) {
+		t.Errorf("ReadBlock half past the end = % x, %v", p[:8], err)
 	}
-	b, _ = ReadBlock(d, 0, 1024)
-	if b[0] != 9 || !IsZero(b[1:]) {
-		t.Error("ReadBlock(0) lost the data")
+	p = bytes.Repeat([]byte{0xEE}, 1024)
+	if err := ReadBlock(d, 2, p); err != nil || !IsZero(p) {
+		t.Errorf("ReadBlock past the end = % x, %v", p[:8], err)
+	}
+	if err := ReadBlock(d, 0, p); err != nil || p[0] != 9 || !IsZero(p[1:]) {
+		t.Errorf("ReadBlock(0) = % x, %v", p[:8], err)
 	}
 }
 

@@ -269,13 +269,13 @@ func (l *layout) refcount(h int64) uint16 {
 
 // compressor deflates one cluster at a time.
 type compressor struct {
-	cs  int64
-	buf bytes.Buffer
-	fw  *flate.Writer
+	block []byte // the cluster being compressed
+	buf   bytes.Buffer
+	fw    *flate.Writer
 }
 
 func newCompressor(cs int64) *compressor {
-	c := &compressor{cs: cs}
+	c := &compressor{block: make([]byte, cs)}
 	c.fw, _ = flate.NewWriter(&c.buf, flate.BestCompression) // the level is valid
 	return c
 }
@@ -285,8 +285,8 @@ func newCompressor(cs int64) *compressor {
 // stores such a cluster uncompressed too). The slice is reused by the next
 // call.
 func (c *compressor) compress(d disk.Disk, b int64) ([]byte, error) {
-	p, err := disk.ReadBlock(d, b, c.cs)
-	if err != nil {
+	p := c.block
+	if err := disk.ReadBlock(d, b, p); err != nil {
 		return nil, fmt.Errorf("qcow2: %w", err)
 	}
 	c.buf.Reset()
@@ -297,7 +297,7 @@ func (c *compressor) compress(d disk.Disk, b int64) ([]byte, error) {
 	if err := c.fw.Close(); err != nil {
 		return nil, fmt.Errorf("qcow2: deflate: %w", err)
 	}
-	if int64(c.buf.Len()) >= c.cs {
+	if int64(c.buf.Len()) >= int64(len(c.block)) {
 		return nil, nil
 	}
 	return c.buf.Bytes(), nil
@@ -419,11 +419,10 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 		if l.clen != nil && l.clen[i] != 0 {
 			continue
 		}
-		p, err := disk.ReadBlock(d, b, l.cs)
-		if err != nil {
+		if err := disk.ReadBlock(d, b, buf); err != nil {
 			return fmt.Errorf("qcow2: %w", err)
 		}
-		cw.Write(p)
+		cw.Write(buf)
 	}
 
 	// Compressed stream, padded to a whole sector.

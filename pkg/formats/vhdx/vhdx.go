@@ -312,12 +312,12 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 	ew.zeros(logLength) // the empty log
 	writeMetadataRegion(ew, seed, g)
 	writeBAT(ew, g, blocks)
+	buf := make([]byte, bs)
 	for _, b := range blocks {
 		if ew.err != nil {
 			break
 		}
-		buf, err := disk.ReadBlock(d, b, bs)
-		if err != nil {
+		if err := disk.ReadBlock(d, b, buf); err != nil {
 			return fmt.Errorf("vhdx: %w", err)
 		}
 		ew.write(buf)
