@@ -114,3 +114,36 @@ func BenchmarkBlocks1TiB(b *testing.B) {
 		}
 	}
 }
+
+// TestCopyBlock checks CopyBlock against ReadBlock on a block of several
+// buffers that runs past the end of the disk, and that a write error
+// comes back.
+func TestCopyBlock(t *testing.T) {
+	data := make([]byte, 3*scanSize+700)
+	for i := range data {
+		data[i] = byte(i*7 + 1)
+	}
+	d, err := NewSparse(4*scanSize+1024, Chunk{Off: scanSize/2 + 512, Data: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bs = 3*scanSize + 512 // not a multiple of the buffer
+	for b := int64(0); b < 3; b++ {
+		want := make([]byte, bs)
+		if err := ReadBlock(d, b, want); err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		if err := CopyBlock(&got, d, b, bs); err != nil || !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("CopyBlock(%d) = %d bytes, %v; differs from ReadBlock", b, got.Len(), err)
+		}
+	}
+	boom := errors.New("boom")
+	if err := CopyBlock(failWriter{boom}, d, 0, bs); !errors.Is(err, boom) {
+		t.Errorf("CopyBlock into a failing writer = %v, want %v", err, boom)
+	}
+}
+
+type failWriter struct{ err error }
+
+func (w failWriter) Write([]byte) (int, error) { return 0, w.err }

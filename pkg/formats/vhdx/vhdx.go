@@ -312,15 +312,13 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 	ew.zeros(logLength) // the empty log
 	writeMetadataRegion(ew, seed, g)
 	writeBAT(ew, g, blocks)
-	buf := make([]byte, bs)
 	for _, b := range blocks {
 		if ew.err != nil {
 			break
 		}
-		if err := disk.ReadBlock(d, b, buf); err != nil {
+		if err := disk.CopyBlock(ew, d, b, bs); err != nil {
 			return fmt.Errorf("vhdx: %w", err)
 		}
-		ew.write(buf)
 	}
 	if ew.err != nil {
 		return fmt.Errorf("vhdx: %w", ew.err)
@@ -351,6 +349,15 @@ type errWriter struct {
 }
 
 var zeroChunk [64 * kib]byte
+
+// Write is write as an io.Writer, for disk.CopyBlock.
+func (e *errWriter) Write(p []byte) (int, error) {
+	e.write(p)
+	if e.err != nil {
+		return 0, e.err
+	}
+	return len(p), nil
+}
 
 func (e *errWriter) write(p []byte) {
 	if e.err == nil {

@@ -18,13 +18,11 @@ import (
 // byte-identical.
 func Write(h io.Writer, d disk.Disk, blocks []int64, blockSize int64, order binary.AppendByteOrder) error {
 	idx := make([]byte, 0, 8)
-	p := make([]byte, blockSize)
 	for _, b := range blocks {
-		if err := disk.ReadBlock(d, b, p); err != nil {
+		h.Write(order.AppendUint64(idx[:0], uint64(b)))
+		if err := disk.CopyBlock(h, d, b, blockSize); err != nil {
 			return err
 		}
-		h.Write(order.AppendUint64(idx[:0], uint64(b)))
-		h.Write(p)
 	}
 	return nil
 }
