@@ -138,23 +138,27 @@ func Blocks(d Disk, blockSize int64) ([]int64, error) {
 	return out, nil
 }
 
-// scanSize bounds the buffer Blocks reads through: a 2 MiB VHD block costs
-// no 2 MiB allocation, and a build stays clear of the garbage collector.
+// scanSize bounds the buffers Blocks and CopyBlock read through, so a
+// 2 MiB VHD block costs no 2 MiB of fresh memory to fault in and clear.
 const scanSize = 64 << 10
 
 // ReadBlock reads block b of len(p) bytes into p, zero-padding past the end
 // of the disk. The writers pass one buffer for all their blocks, since a
 // new one per block (up to 2 MiB each) was most of a build's allocation.
 func ReadBlock(d Disk, b int64, p []byte) error {
-	blockSize := int64(len(p))
-	off := b * blockSize
-	if off >= d.Size() {
-		clear(p)
-		return nil
-	}
-	n := min(blockSize, d.Size()-off)
-	if _, err := d.ReadAt(p[:n], off); err != nil && err != io.EOF {
+	if err := readPadded(d, p, b*int64(len(p))); err != nil {
 		return fmt.Errorf("disk: read block %d: %w", b, err)
+	}
+	return nil
+}
+
+// readPadded fills p from d at off, with zeros past the end of the disk.
+func readPadded(d Disk, p []byte, off int64) error {
+	n := max(0, min(int64(len(p)), d.Size()-off))
+	if n > 0 {
+		if _, err := d.ReadAt(p[:n], off); err != nil && err != io.EOF {
+			return err
+		}
 	}
 	clear(p[n:])
 	return nil
@@ -170,7 +174,7 @@ func CopyBlock(w io.Writer, d Disk, b, blockSize int64) error {
 	defer copyBufs.Put(bp)
 	for off := int64(0); off < blockSize; off += scanSize {
 		p := bp[:min(scanSize, blockSize-off)]
-		if err := ReadBlock(Section(d, b*blockSize+off, int64(len(p))), 0, p); err != nil {
+		if err := readPadded(d, p, b*blockSize+off); err != nil {
 			return fmt.Errorf("disk: read block %d: %w", b, err)
 		}
 		if _, err := w.Write(p); err != nil {

@@ -313,9 +313,8 @@ func Write(w io.Writer, d disk.Disk, o Options) error {
 	writeMetadataRegion(ew, seed, g)
 	writeBAT(ew, g, blocks)
 	for _, b := range blocks {
-		if ew.err != nil {
-			break
-		}
+		// ew returns its first error, so a failure before the loop ends it
+		// at the first block.
 		if err := disk.CopyBlock(ew, d, b, bs); err != nil {
 			return fmt.Errorf("vhdx: %w", err)
 		}
