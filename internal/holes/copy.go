@@ -12,14 +12,22 @@ import (
 // the kernel's zero-filling copy of a hole costs more than hashing it.
 var zeros = make([]byte, 1<<16)
 
+// ZeroWriter is a writer that takes a run of zeros by its length: Copy
+// hands it each hole that way, so a compressor that codes zero runs
+// itself (pkg/oci/internal/zzstd) never sees a hole's bytes.
+type ZeroWriter interface {
+	io.Writer
+	WriteZeros(n int64) error
+}
+
 // readBufs are Copy's buffers for the data extents.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 1<<18); return &b }}
 
 // Copy writes the first size bytes of f to w: the data extents as read,
-// the holes from memory. It is io.Copy of the file for any writer that
-// only looks at the bytes (a hash, a compressor), without reading the
-// holes. Where the file system cannot tell (Data reports false) the
-// whole file is read. A file shorter than size is io.ErrUnexpectedEOF;
+// the holes from memory, or to a ZeroWriter by their length. It is
+// io.Copy of the file for any writer that only looks at the bytes (a
+// hash, a compressor), without reading the holes. Where the file system
+// cannot tell (Data reports false) the whole file is read. A file shorter than size is io.ErrUnexpectedEOF;
 // a done ctx stops the copy with its error.
 func Copy(ctx context.Context, w io.Writer, f *os.File, size int64) (int64, error) {
 	ext, ok := Data(ctx, f, size)
@@ -32,6 +40,16 @@ func Copy(ctx context.Context, w io.Writer, f *os.File, size int64) (int64, erro
 	var off int64
 	// hole writes zeros from off up to end.
 	hole := func(end int64) error {
+		if zw, ok := w.(ZeroWriter); ok && off < end {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := zw.WriteZeros(end - off); err != nil {
+				return err
+			}
+			off = end
+			return nil
+		}
 		for off < end {
 			if err := ctx.Err(); err != nil {
 				return err

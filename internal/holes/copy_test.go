@@ -47,8 +47,40 @@ func TestCopy(t *testing.T) {
 			if !bytes.Equal(got.Bytes(), want) {
 				t.Fatalf("Copy's bytes differ from the file's (sha256 %x, want %x)", sha256.Sum256(got.Bytes()), sha256.Sum256(want))
 			}
+			// A ZeroWriter gets the holes by length and the same bytes.
+			zw := &zeroWriter{}
+			if n, err := Copy(context.Background(), zw, f, c.size); err != nil || n != c.size {
+				t.Fatalf("Copy to a ZeroWriter = %d, %v; want %d, nil", n, err, c.size)
+			}
+			if !bytes.Equal(zw.buf.Bytes(), want) {
+				t.Fatal("Copy's bytes to a ZeroWriter differ from the file's")
+			}
+			if ext, ok := Data(context.Background(), f, c.size); ok {
+				hole := c.size
+				for _, e := range ext {
+					hole -= e.End - e.Off
+				}
+				if zw.zeros != hole {
+					t.Errorf("%d bytes came through WriteZeros, want the %d of the holes (extents %v)", zw.zeros, hole, ext)
+				}
+			}
 		})
 	}
+}
+
+// zeroWriter materializes what it is given, counting the zeros given by
+// length.
+type zeroWriter struct {
+	buf   bytes.Buffer
+	zeros int64
+}
+
+func (z *zeroWriter) Write(p []byte) (int, error) { return z.buf.Write(p) }
+
+func (z *zeroWriter) WriteZeros(n int64) error {
+	z.zeros += n
+	z.buf.Write(make([]byte, n))
+	return nil
 }
 
 // TestCopyShortFile asks for more bytes than the file has, with the file

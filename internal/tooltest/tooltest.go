@@ -107,6 +107,7 @@ const (
 	Oras        = "go install oras.land/oras/cmd/oras@v1.3.6"
 	Crane       = "go install github.com/google/go-containerregistry/cmd/crane@v0.22.1"
 	Gzip        = "apt-get install gzip"
+	Zstd        = "apt-get install zstd"
 )
 
 // Install hints for the UEFI tests' tools and firmware.

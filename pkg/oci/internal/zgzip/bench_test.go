@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"testing"
+
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/internal/ztest"
 )
 
 // BenchmarkDisk compresses a 5 MiB disk-like input (mostly zero sectors,
@@ -13,7 +15,7 @@ import (
 // that file instead (a built disk, say).
 func BenchmarkDisk(b *testing.B) {
 	data := make([]byte, 5<<20)
-	copy(data[1<<20:], sample(3, 256<<10))
+	copy(data[1<<20:], ztest.Sample(3, 256<<10))
 	if p := os.Getenv("TINYVM_BENCH_FILE"); p != "" {
 		var err error
 		if data, err = os.ReadFile(p); err != nil {

@@ -3,31 +3,13 @@ package zgzip
 import (
 	"bytes"
 	"compress/gzip"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"os/exec"
 	"testing"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/internal/ztest"
 )
-
-// sample is a disk-like input: random sectors and zero runs of many
-// lengths, some not sector-aligned.
-func sample(seed uint64, size int) []byte {
-	r := rand.New(rand.NewPCG(seed, 1))
-	b := make([]byte, size)
-	for off := 0; off < size; {
-		n := min(size-off, []int{1, 7, 511, 512, 4096, 70000, 300000}[r.IntN(7)])
-		if r.IntN(3) == 0 {
-			for i := range n {
-				b[off+i] = byte(r.UintN(256))
-			}
-		}
-		off += n
-	}
-	return b
-}
 
 var cases = []struct {
 	name string
@@ -41,8 +23,8 @@ var cases = []struct {
 	{"zeros-64k-plus-259", make([]byte, minRun+259)},
 	{"zeros-1MiB-plus-7", make([]byte, 1<<20+7)},
 	{"text", bytes.Repeat([]byte("tinyvm "), 1000)},
-	{"mixed-1", sample(1, 3<<20)},
-	{"mixed-2", sample(2, 1<<20+333)},
+	{"mixed-1", ztest.Sample(1, 3<<20)},
+	{"mixed-2", ztest.Sample(2, 1<<20+333)},
 }
 
 // compress writes data through a Writer in writes of the given size.
@@ -148,7 +130,7 @@ func TestSticky(t *testing.T) {
 	if _, err := NewWriterLevel(io.Discard, 42); err == nil {
 		t.Error("level 42 accepted")
 	}
-	fail := &failWriter{after: 1}
+	fail := &ztest.FailWriter{After: 1}
 	z, _ = NewWriterLevel(fail, gzip.DefaultCompression)
 	z.Write(make([]byte, 1<<20))
 	z.Write([]byte("x"))
@@ -159,16 +141,6 @@ func TestSticky(t *testing.T) {
 	if _, err := z.Write([]byte("y")); err != err1 {
 		t.Errorf("error not sticky: %v then %v", err1, err)
 	}
-}
-
-type failWriter struct{ after int }
-
-func (f *failWriter) Write(p []byte) (int, error) {
-	if f.after == 0 {
-		return 0, fmt.Errorf("disk full")
-	}
-	f.after--
-	return len(p), nil
 }
 
 // FuzzWriter checks that whatever is written decodes back, seeded with

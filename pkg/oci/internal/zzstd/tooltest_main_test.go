@@ -1,0 +1,9 @@
+package zzstd
+
+import (
+	"testing"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/tooltest"
+)
+
+func TestMain(m *testing.M) { tooltest.Main(m) }
