@@ -18,7 +18,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -46,14 +45,6 @@ const MinBootableSize = 1008 * disk.SectorSize
 
 // SumsFile is the checksum file written beside the disks.
 const SumsFile = "SHA256SUMS"
-
-// maxVMSize is the largest raw disk the layout's VM artifact takes; over
-// it the VM artifact is left out, with a warning. Its zstd layer
-// compresses every byte, holes included (zstd has no way to skip them):
-// seconds per GiB, minutes for a sparse 1 TiB raw that takes no time to
-// write. The containerDisks and the artifact read only the files' data,
-// so they have no limit. The limit is SHA256SUMS's.
-const maxVMSize = maxHashSize
 
 // LayoutDir is the OCI image layout's directory inside the output.
 const LayoutDir = "oci"
@@ -394,15 +385,13 @@ func newLayoutJobs(tx *txn.Txn, o Options, n int) (*layoutJobs, error) {
 
 // addFile queues the images of format i's file, w, just written. They
 // open it by name (w.Name(), where it is staged), so they may run while w
-// is still being hashed and closed. A raw disk over maxVMSize gets no VM
-// artifact.
+// is still being hashed and closed.
 func (l *layoutJobs) addFile(pool *parallel.Pool, i int, f formats.Format, w *os.File) error {
 	st, err := w.Stat()
 	if err != nil {
 		return err
 	}
 	jobs := oci.FileJobs(oci.File{Path: w.Name(), Format: f}, st.Size(), l.opts...)
-	jobs = slices.DeleteFunc(jobs, func(j oci.Job) bool { return j.Tag == oci.VMTag && st.Size() > maxVMSize })
 	l.per[i] = make([]made, len(jobs))
 	for k, j := range jobs {
 		pool.Go(j.Cost, func() { l.per[i][k].img, l.per[i][k].err = j.Run() })
@@ -436,11 +425,6 @@ func (l *layoutJobs) addArtifact(pool *parallel.Pool, o Options, out []written) 
 func writeLayout(tx *txn.Txn, res *Result, fs []formats.Format, out []written, l *layoutJobs) error {
 	if len(res.Files) == 0 {
 		return nil
-	}
-	for _, f := range res.Files {
-		if f.Format.Type == "raw" && f.Size > maxVMSize {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s (KubeVirt's VM artifact) left out of the OCI layout: %s is %d bytes, over %d, and its zstd layer would read every byte; push it with tinyvm-oci push REF:%s", oci.VMTag, filepath.Base(f.Path), f.Size, int64(maxVMSize), oci.VMTag))
-		}
 	}
 	// Staged before its errors are read, so that they name dir/oci.
 	if err := tx.Add(LayoutDir, l.tmp, oci.CheckLayout); err != nil {

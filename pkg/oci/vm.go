@@ -14,11 +14,11 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/zstd"
 	"k8s.io/apimachinery/pkg/api/resource"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/holes"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci/internal/zzstd"
 )
 
 // KubeVirt's VM artifact (VEP 256), as kubevirt/kubevirt pkg/storage/oci
@@ -54,20 +54,6 @@ type VMFunc func(arch string) (*kubevirtv1.VirtualMachine, error)
 
 // ErrVM is a VirtualMachine the VM artifact cannot carry.
 var ErrVM = errors.New("oci: bad virtual machine")
-
-// zstd settings of the disk layer, those of KubeVirt's exporter (default
-// level, one goroutine) plus the content size in the frame header, with a
-// 1 MiB window instead of 8 MiB: the encoder allocates twice the window
-// whatever the input, which made it a build's largest allocation, and
-// the mostly-zero disks compress no worse (also for the importer's
-// decoder, which needs less memory). The
-// output follows from the input and the klauspost/compress version in
-// go.mod; changing either changes the digests.
-var zstdOptions = []zstd.EOption{
-	zstd.WithEncoderLevel(zstd.SpeedDefault),
-	zstd.WithEncoderConcurrency(1),
-	zstd.WithWindowSize(1 << 20),
-}
 
 // WithVirtualMachine makes Images and WriteLayout add the VM artifact,
 // tagged VMTag, when the files include the raw disk; vm gives each
@@ -254,21 +240,20 @@ func newZstdLayer(raw File, blobDir string) (*zstdLayer, error) {
 	return l, nil
 }
 
-// compress writes the zstd frame of the file to w. The file's holes go
-// in as zeros, unread.
+// compress writes the file to w as zstd frames (zzstd): its holes, and
+// every long zero run, as frames of RLE blocks, never read; the rest
+// compressed by klauspost/compress.
 func (l *zstdLayer) compress(w io.Writer) error {
 	f, err := os.Open(l.path)
 	if err != nil {
 		return fmt.Errorf("oci: %w", err)
 	}
 	defer f.Close()
-	zw, err := zstd.NewWriter(nil, zstdOptions...)
+	zw, err := zzstd.NewWriter(w)
 	if err != nil {
 		return fmt.Errorf("oci: zstd: %w", err)
 	}
-	zw.ResetContentSize(w, l.fsize)
 	if err := l.copyFile(zw, f); err != nil {
-		zw.Close()
 		return err
 	}
 	if err := zw.Close(); err != nil {

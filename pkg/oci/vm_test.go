@@ -139,8 +139,8 @@ func TestVirtualMachine(t *testing.T) {
 			t.Errorf("%s bootloader %+v", arch, spec.Domain.Firmware.Bootloader)
 		}
 
-		// The layer is the raw disk, zstd-compressed, its size in
-		// the frame header.
+		// The layer is the raw disk, zstd-compressed: frames with
+		// their sizes in the headers (zzstd's tests add them up).
 		lh, _ := v1.NewHash(l.Digest)
 		layer, err := img.LayerByDigest(lh)
 		if err != nil {
@@ -156,8 +156,8 @@ func TestVirtualMachine(t *testing.T) {
 			t.Fatalf("layer blob: %d bytes, %v; manifest says %d", len(blob), err, l.Size)
 		}
 		var hdr zstd.Header
-		if err := hdr.Decode(blob); err != nil || !hdr.HasFCS || hdr.FrameContentSize != uint64(len(want)) {
-			t.Errorf("zstd frame header %+v, %v: want content size %d", hdr, err, len(want))
+		if err := hdr.Decode(blob); err != nil || !hdr.HasFCS || hdr.FrameContentSize == 0 || hdr.FrameContentSize > uint64(len(want)) {
+			t.Errorf("zstd frame header %+v, %v: want a content size of at most %d", hdr, err, len(want))
 		}
 		zr, _ := zstd.NewReader(nil)
 		got, err := zr.DecodeAll(blob, nil)
