@@ -241,7 +241,19 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 			return nil, err
 		}
 	}
-	written := writeFormats(ctx, tx, d, o, todo, lay)
+	var man manifests
+	// Once every format is written: the artifact, and the KubeVirt
+	// manifests, in the pool with the layout's last images.
+	done := func(pool *parallel.Pool, out []written) {
+		if lay != nil {
+			lay.addArtifact(pool, o, out)
+		}
+		if o.ImageRepo != "" && !failed(o, out) {
+			tag := manifestTag(todo, out)
+			pool.Go(0, func() { man = makeManifests(tx, o, tag, d.Size()) })
+		}
+	}
+	written := writeFormats(ctx, tx, d, o, todo, lay, done)
 	for i, f := range todo {
 		file, tmp, err := written[i].file, written[i].tmp, written[i].err
 		if errors.Is(err, formats.ErrSize) && o.Formats == nil {
@@ -276,7 +288,7 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 		return nil, err
 	}
 	if o.ImageRepo != "" {
-		if err := writeManifests(tx, o, res); err != nil {
+		if err := stageManifests(tx, res, man); err != nil {
 			return nil, err
 		}
 	}
@@ -307,23 +319,36 @@ func removeLegacyTemps(dir string) {
 	}
 }
 
-// writeManifests stages dir/kubevirt/*.yaml for the containerDisk
-// KubeVirt can boot: qcow2 if it was built, else raw (virt-launcher takes
-// only these). Other files in dir/kubevirt are left alone.
-func writeManifests(tx *txn.Txn, o Options, res *Result) error {
-	tag := ""
+// manifestTag is the containerDisk tag the KubeVirt manifests point at:
+// qcow2 if it was written, else raw (virt-launcher boots only these), or
+// "" if neither was.
+func manifestTag(fs []formats.Format, out []written) string {
 	for _, want := range []string{"qcow2", "raw"} {
-		for _, f := range res.Files {
-			if tag == "" && f.Format.Type == want {
-				tag = want
+		for i, f := range fs {
+			if f.Type == want && out[i].err == nil {
+				return want
 			}
 		}
 	}
+	return ""
+}
+
+// manifests is the KubeVirt manifests a job wrote, in a temp dir of the
+// transaction, for stageManifests.
+type manifests struct {
+	paths   []string
+	warning string
+	err     error
+}
+
+// makeManifests writes dir/kubevirt/*.yaml for the containerDisk tag into
+// a temp dir of tx. It runs in writeFormats' pool, once the formats are
+// written, beside the layout's last images.
+func makeManifests(tx *txn.Txn, o Options, tag string, size int64) manifests {
 	if tag == "" {
-		res.Warnings = append(res.Warnings, "KubeVirt manifests not written: KubeVirt boots only qcow2 or raw containerDisks; add --format qcow2")
-		return nil
+		return manifests{warning: "KubeVirt manifests not written: KubeVirt boots only qcow2 or raw containerDisks; add --format qcow2"}
 	}
-	ko := kubevirt.DirOptions{Repo: o.ImageRepo, Tag: tag, Size: res.Size}
+	ko := kubevirt.DirOptions{Repo: o.ImageRepo, Tag: tag, Size: size}
 	for _, a := range o.EFIArches() {
 		ko.UEFI = append(ko.UEFI, kubevirt.Arch(a))
 	}
@@ -337,13 +362,22 @@ func writeManifests(tx *txn.Txn, o Options, res *Result) error {
 	}
 	scratch, err := tx.TempDir()
 	if err != nil {
-		return err
+		return manifests{err: err}
 	}
 	paths, err := kubevirt.WriteDir(scratch, ko)
-	if err != nil {
-		return err
+	return manifests{paths: paths, err: err}
+}
+
+// stageManifests stages what makeManifests wrote as dir/kubevirt/*.yaml.
+// Other files in dir/kubevirt are left alone.
+func stageManifests(tx *txn.Txn, res *Result, m manifests) error {
+	if m.err != nil {
+		return m.err
 	}
-	for _, p := range paths {
+	if m.warning != "" {
+		res.Warnings = append(res.Warnings, m.warning)
+	}
+	for _, p := range m.paths {
 		name := path.Join(kubevirt.SubDir, filepath.Base(p))
 		if err := tx.Add(name, p, nil); err != nil {
 			return err
@@ -402,14 +436,12 @@ func (l *layoutJobs) addFile(pool *parallel.Pool, i int, f formats.Format, w *os
 // addArtifact queues the artifact of the files bound for the layout, once
 // every format is written, unless the build has failed already.
 func (l *layoutJobs) addArtifact(pool *parallel.Pool, o Options, out []written) {
+	if failed(o, out) {
+		return
+	}
 	var files []oci.File
 	for _, w := range out {
-		switch {
-		case errors.Is(w.err, formats.ErrSize) && o.Formats == nil:
-			// left out of a default build
-		case w.err != nil:
-			return
-		default:
+		if w.err == nil {
 			files = append(files, oci.File{Path: w.tmp, Format: w.file.Format})
 		}
 	}
@@ -418,6 +450,17 @@ func (l *layoutJobs) addArtifact(pool *parallel.Pool, o Options, out []written) 
 	}
 	j := oci.ArtifactJob(files, l.opts...)
 	pool.Go(j.Cost, func() { l.art.img, l.art.err = j.Run() })
+}
+
+// failed reports whether a format failed the build: any error but a
+// default build's format too small for the size, which is left out.
+func failed(o Options, out []written) bool {
+	for _, w := range out {
+		if w.err != nil && !(errors.Is(w.err, formats.ErrSize) && o.Formats == nil) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeLayout stages dir/oci from the images the layout jobs made of the
@@ -483,8 +526,8 @@ type written struct {
 // each reads the same disk and writes its own file, so the results do
 // not depend on the order. They come back in the order of fs. With lay,
 // the layout's images are made in the same pool, each as soon as the
-// files it reads are written.
-func writeFormats(ctx context.Context, tx *txn.Txn, d disk.Disk, o Options, fs []formats.Format, lay *layoutJobs) []written {
+// files it reads are written; done queues what needs them all.
+func writeFormats(ctx context.Context, tx *txn.Txn, d disk.Disk, o Options, fs []formats.Format, lay *layoutJobs, done func(*parallel.Pool, []written)) []written {
 	out := make([]written, len(fs))
 	var pool parallel.Pool
 	var left atomic.Int64
@@ -515,8 +558,8 @@ func writeFormats(ctx context.Context, tx *txn.Txn, d disk.Disk, o Options, fs [
 					return err
 				})
 			}
-			if left.Add(-1) == 0 && lay != nil {
-				lay.addArtifact(&pool, o, out)
+			if left.Add(-1) == 0 {
+				done(&pool, out)
 			}
 		})
 	}

@@ -5,11 +5,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tinyvm-oci/tinyvm-oci/internal/txn/txntest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/disk"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/formats"
+	"github.com/tinyvm-oci/tinyvm-oci/pkg/kubevirt"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/oci"
 )
 
@@ -65,5 +68,48 @@ func TestLayoutFormatFails(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, LayoutDir)); !os.IsNotExist(err) {
 		t.Errorf("a failed build left %s: %v", LayoutDir, err)
+	}
+}
+
+// TestManifestsTag: the KubeVirt manifests, made in the pool once the
+// formats are written, point at qcow2 when it was built, else at raw;
+// without either there are none, and a warning says why.
+func TestManifestsTag(t *testing.T) {
+	for _, c := range []struct {
+		formats string
+		tag     string
+	}{
+		{"raw,qcow2,vmdk", "qcow2"},
+		{"vhd,raw", "raw"},
+		{"vmdk,vdi", ""},
+	} {
+		fs, err := formats.Parse(c.formats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		res, err := Files(dir, Options{Formats: fs, ImageRepo: "r.example/vm"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.tag == "" {
+			if len(res.Manifests) != 0 || !slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.HasPrefix(w, "KubeVirt manifests not written") }) {
+				t.Errorf("%s: manifests %v, warnings %q: want none and the warning", c.formats, res.Manifests, res.Warnings)
+			}
+			if _, err := os.Stat(filepath.Join(dir, kubevirt.SubDir)); !os.IsNotExist(err) {
+				t.Errorf("%s: %s is there: %v", c.formats, kubevirt.SubDir, err)
+			}
+			continue
+		}
+		if len(res.Manifests) == 0 {
+			t.Fatalf("%s: no manifests", c.formats)
+		}
+		vm, err := os.ReadFile(filepath.Join(dir, kubevirt.SubDir, "vm.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "image: r.example/vm:" + c.tag + "\n"; !strings.Contains(string(vm), want) {
+			t.Errorf("%s: vm.yaml lacks %q:\n%s", c.formats, want, vm)
+		}
 	}
 }
