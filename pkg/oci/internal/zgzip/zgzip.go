@@ -23,7 +23,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"sync"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/flatepool"
 )
 
 // chunk is the unit the writer classifies as zero or not: a sector, which
@@ -58,11 +59,6 @@ type Writer struct {
 	closed  bool
 }
 
-// flaters keeps the flate.Writers that Close released, by level: each
-// holds about 1 MB of tables, which a build would otherwise allocate and
-// clear again for every layer.
-var flaters [flate.BestCompression - flate.HuffmanOnly + 1]sync.Pool
-
 // NewWriterLevel returns a Writer compressing non-zero data at level, as
 // gzip.NewWriterLevel takes it. Its header is the one compress/gzip
 // writes with an empty Header.
@@ -70,12 +66,11 @@ func NewWriterLevel(w io.Writer, level int) (*Writer, error) {
 	if level < flate.HuffmanOnly || level > flate.BestCompression {
 		return nil, fmt.Errorf("zgzip: invalid compression level %d: use -2 to 9", level)
 	}
-	fw, _ := flaters[level-flate.HuffmanOnly].Get().(*flate.Writer)
-	if fw == nil {
-		var err error
-		if fw, err = flate.NewWriter(io.Discard, level); err != nil {
-			return nil, err
-		}
+	// Its tables are the costly part: one lent by flatepool, which
+	// Close gives back.
+	fw, err := flatepool.Get(io.Discard, level)
+	if err != nil {
+		return nil, err
 	}
 	z := &Writer{w: w, level: level, fw: fw}
 	// ID1 ID2 CM FLG MTIME(4) XFL OS, as compress/gzip writes them.
@@ -226,7 +221,7 @@ func (z *Writer) Close() error {
 	binary.LittleEndian.PutUint32(tail[2:], z.crc)
 	binary.LittleEndian.PutUint32(tail[6:], z.size)
 	_, z.err = z.w.Write(tail[:])
-	flaters[z.level-flate.HuffmanOnly].Put(z.fw)
+	flatepool.Put(z.fw, z.level)
 	z.fw = nil
 	return z.err
 }
