@@ -243,14 +243,15 @@ func FilesContext(ctx context.Context, dir string, o Options) (res *Result, err 
 	}
 	var man manifests
 	// Once every format is written: the artifact, and the KubeVirt
-	// manifests, in the pool with the layout's last images.
+	// manifests, in the pool with the layout's last images. The
+	// manifests go first: run last, they left a CPU idle beside them.
 	done := func(pool *parallel.Pool, out []written) {
 		if lay != nil {
 			lay.addArtifact(pool, o, out)
 		}
 		if o.ImageRepo != "" && !failed(o, out) {
 			tag := manifestTag(todo, out)
-			pool.Go(0, func() { man = makeManifests(tx, o, tag, d.Size()) })
+			pool.Go(math.MaxInt64, func() { man = makeManifests(tx, o, tag, d.Size()) })
 		}
 	}
 	written := writeFormats(ctx, tx, d, o, todo, lay, done)
