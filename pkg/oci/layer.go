@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -90,6 +91,10 @@ func newDiskLayer(p, name string, mtime time.Time, blobDir string) (*diskLayer, 
 	return l, nil
 }
 
+// spoolBufs are spool's write buffers: a build spools a dozen blobs, and
+// a fresh 64 KiB buffer is 16 page faults.
+var spoolBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
 // spool writes what write produces into a temp file in dir while hashing
 // it, then renames the file to dir/<hex digest>: one pass makes a blob
 // and its digest. On error nothing is left in dir.
@@ -109,7 +114,9 @@ func spool(dir string, write func(io.Writer) error) (path string, digest v1.Hash
 		}
 	}()
 	h := sha256.New()
-	bw := bufio.NewWriterSize(f, 64<<10)
+	bw := spoolBufs.Get().(*bufio.Writer)
+	bw.Reset(f)
+	defer func() { bw.Reset(nil); spoolBufs.Put(bw) }()
 	cw := &countWriter{w: io.MultiWriter(h, bw)}
 	if err = write(cw); err != nil {
 		return fail(err)
