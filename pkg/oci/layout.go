@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
+	"github.com/tinyvm-oci/tinyvm-oci/internal/parallel"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
 )
 
@@ -96,12 +97,37 @@ func WriteLayoutDir(dir string, imgs []Tagged) error {
 			Descriptor: v1.Descriptor{Annotations: map[string]string{AnnotationRefName: t.Tag}},
 		})
 	}
-	if _, err := layout.Write(dir, mutate.AppendManifests(empty.Index, adds...)); err != nil {
+	// What layout.Write does, with the images' blobs written on every
+	// CPU: each tag's index or image (ggcr's Path writes a blob only if it
+	// is not there yet, and the tags share none but layers, which are
+	// there already), then oci-layout and index.json. It was a serial
+	// 4 ms at the end of a build, mostly system calls.
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return fmt.Errorf("oci: layout: %w", err)
+	}
+	errs := make([]error, len(imgs))
+	parallel.Each(len(imgs), func(i int) {
+		switch x := imgs[i].Image.(type) {
+		case v1.ImageIndex:
+			errs[i] = lp.WriteIndex(x)
+		case v1.Image:
+			errs[i] = lp.WriteImage(x)
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("oci: layout: %w", err)
+	}
+	raw, err := mutate.AppendManifests(empty.Index, adds...).RawManifest()
+	if err != nil {
+		return fmt.Errorf("oci: layout: %w", err)
+	}
+	if err := lp.WriteFile(layoutIndex, raw, 0o644); err != nil {
 		return fmt.Errorf("oci: layout: %w", err)
 	}
 	// The layout package creates everything with os.ModePerm, which the
 	// umask trims to 0755 or 0700 files; a layout is shared like the disks.
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
