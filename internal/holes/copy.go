@@ -27,8 +27,9 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, 1<<18); return &b }
 // the holes from memory, or to a ZeroWriter by their length. It is
 // io.Copy of the file for any writer that only looks at the bytes (a
 // hash, a compressor), without reading the holes. Where the file system
-// cannot tell (Data reports false) the whole file is read. A file shorter than size is io.ErrUnexpectedEOF;
-// a done ctx stops the copy with its error.
+// cannot tell (Data reports false) the whole file is read. A file
+// shorter than size is io.ErrUnexpectedEOF; a done ctx stops the copy
+// with its error.
 func Copy(ctx context.Context, w io.Writer, f *os.File, size int64) (int64, error) {
 	ext, ok := Data(ctx, f, size)
 	if !ok {

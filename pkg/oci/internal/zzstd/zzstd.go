@@ -50,8 +50,8 @@ const (
 	// the window and 128 KiB.
 	maxBlock = 1 << windowLog
 	// Block_Type values (section 3.1.1.2.2).
-	rawBlock = 0
-	rleBlock = 1
+	rawType = 0
+	rleType = 1
 )
 
 // ErrClosed is returned by Write and WriteZeros after Close.
@@ -61,10 +61,7 @@ var zeros [chunk]byte
 
 // rleBlocks is a run of full-size RLE blocks of zeros, none the last: a
 // long run's frame is written from it a buffer at a time.
-var rleBlocks = func() []byte {
-	b := rleHeader(maxBlock, false)
-	return bytes.Repeat(b[:], 16<<10)
-}()
+var rleBlocks = bytes.Repeat(rleBlock(maxBlock, false), 16<<10)
 
 // encoderOptions are the data frames' settings: SpeedFastest, whose
 // tables are a quarter of SpeedDefault's, was as small on these disks
@@ -130,19 +127,16 @@ func (z *Writer) WriteZeros(n int64) error {
 	if n < 0 {
 		return fmt.Errorf("zzstd: %d zeros", n)
 	}
+	// Whole chunks from the chunk boundary on go straight into the run;
+	// the zeros around them go through Write, as if read.
 	if len(z.part) > 0 {
 		k := min(int64(chunk-len(z.part)), n)
-		z.part = append(z.part, zeros[:k]...)
+		z.Write(zeros[:k])
 		n -= k
-		if len(z.part) < chunk {
-			return nil
-		}
-		z.classify(z.part)
-		z.part = z.part[:0]
 	}
 	z.run += n - n%chunk
-	z.part = append(z.part, zeros[:n%chunk]...)
-	return z.err
+	_, err := z.Write(zeros[:n%chunk])
+	return err
 }
 
 func (z *Writer) check() error {
@@ -155,9 +149,9 @@ func (z *Writer) check() error {
 	return nil
 }
 
-// classify takes one whole chunk.
+// classify takes one chunk, whole but for the stream's last.
 func (z *Writer) classify(c []byte) {
-	if bytes.Equal(c, zeros[:]) {
+	if bytes.Equal(c, zeros[:len(c)]) {
 		z.run += int64(len(c))
 		return
 	}
@@ -209,8 +203,7 @@ func (z *Writer) writeRun(n int64) {
 	binary.LittleEndian.PutUint64(hdr[6:], uint64(n))
 	z.emit(hdr[:])
 	if n == 0 {
-		last := rawHeader(0, true)
-		z.emit(last[:])
+		z.emit(blockHeader(rawType, 0, true))
 		return
 	}
 	// Whole buffers of full blocks, then the rest, the last one flagged.
@@ -219,27 +212,23 @@ func (z *Writer) writeRun(n int64) {
 		z.emit(rleBlocks[:4*k])
 		full -= k
 	}
-	last := rleHeader(int((n-1)%maxBlock+1), true)
-	z.emit(last[:])
+	z.emit(rleBlock(int((n-1)%maxBlock+1), true))
 }
 
-// rleHeader is an RLE block of size zeros (section 3.1.1.2: the 3-byte
-// Block_Header, then the byte to repeat).
-func rleHeader(size int, last bool) [4]byte {
-	h := uint32(size)<<3 | rleBlock<<1
+// blockHeader is a 3-byte Block_Header (section 3.1.1.2): Last_Block,
+// Block_Type, Block_Size, little-endian.
+func blockHeader(typ, size int, last bool) []byte {
+	h := uint32(size)<<3 | uint32(typ)<<1
 	if last {
 		h |= 1
 	}
-	return [4]byte{byte(h), byte(h >> 8), byte(h >> 16), 0}
+	return []byte{byte(h), byte(h >> 8), byte(h >> 16)}
 }
 
-// rawHeader is the Block_Header of a raw block of size bytes.
-func rawHeader(size int, last bool) [3]byte {
-	h := uint32(size)<<3 | rawBlock<<1
-	if last {
-		h |= 1
-	}
-	return [3]byte{byte(h), byte(h >> 8), byte(h >> 16)}
+// rleBlock is an RLE block of size zeros: its header, then the byte to
+// repeat.
+func rleBlock(size int, last bool) []byte {
+	return append(blockHeader(rleType, size, last), 0)
 }
 
 func (z *Writer) emit(p []byte) {
@@ -257,23 +246,16 @@ func (z *Writer) Close() error {
 	if err := z.check(); err != nil {
 		return err
 	}
-	z.closed = true
 	if len(z.part) > 0 {
-		if bytes.Equal(z.part, zeros[:len(z.part)]) {
-			z.run += int64(len(z.part))
-		} else {
-			z.placeRun()
-			z.add(z.part)
-		}
+		z.classify(z.part)
 		z.part = nil
 	}
-	if z.run >= minRun || !z.wrote && z.run == 0 && len(z.stretch) == 0 {
-		z.flushStretch()
-		z.writeRun(z.run)
-	} else {
-		z.placeRun()
-		z.flushStretch()
+	z.placeRun()
+	z.flushStretch()
+	if !z.wrote {
+		z.writeRun(0)
 	}
+	z.closed = true
 	z.enc.Close()
 	return z.err
 }

@@ -181,7 +181,7 @@ func frameLen(t *testing.T, p []byte) int {
 		h := int(p[n]) | int(p[n+1])<<8 | int(p[n+2])<<16
 		n += 3
 		switch size := h >> 3; (h >> 1) & 3 {
-		case rleBlock:
+		case rleType:
 			n++
 		default:
 			n += size
