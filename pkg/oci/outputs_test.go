@@ -9,6 +9,11 @@ import (
 	"syscall"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
 	"github.com/tinyvm-oci/tinyvm-oci/internal/txn"
 	"github.com/tinyvm-oci/tinyvm-oci/internal/txn/txntest"
 	"github.com/tinyvm-oci/tinyvm-oci/pkg/build"
@@ -107,4 +112,70 @@ func TestLayoutModes(t *testing.T) {
 	if n < 5 {
 		t.Errorf("only %d entries in the layout", n)
 	}
+}
+
+// TestWriteImagesAsGGCR: WriteImages of images whose layers are nowhere
+// yet (made without WithBlobDir, so every blob is written, layers
+// included) gives the same directory, byte for byte, as ggcr's own
+// layout.Write of the same tagged index, and WriteLayout (layers made in
+// place) gives that too.
+func TestWriteImagesAsGGCR(t *testing.T) {
+	files := ocitest.Files(t, t.TempDir(), build.Options{})
+	imgs, err := oci.Images(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := filepath.Join(t.TempDir(), "oci")
+	if err := oci.WriteImages(ours, imgs); err != nil {
+		t.Fatal(err)
+	}
+	adds := make([]mutate.IndexAddendum, len(imgs))
+	for i, x := range imgs {
+		adds[i] = mutate.IndexAddendum{Add: x.Image, Descriptor: v1.Descriptor{Annotations: map[string]string{oci.AnnotationRefName: x.Tag}}}
+	}
+	theirs := filepath.Join(t.TempDir(), "oci")
+	if _, err := layout.Write(theirs, mutate.AppendManifests(empty.Index, adds...)); err != nil {
+		t.Fatal(err)
+	}
+	inPlace := filepath.Join(t.TempDir(), "oci")
+	if err := oci.WriteLayout(inPlace, files); err != nil {
+		t.Fatal(err)
+	}
+	want := contents(t, theirs)
+	if len(want) < 40 {
+		t.Fatalf("ggcr wrote only %d files", len(want))
+	}
+	for _, dir := range []string{ours, inPlace} {
+		got := contents(t, dir)
+		for name, b := range want {
+			if got[name] != b {
+				t.Errorf("%s: %s differs from ggcr's (%d bytes, want %d)", dir, name, len(got[name]), len(b))
+			}
+		}
+		for name := range got {
+			if _, ok := want[name]; !ok {
+				t.Errorf("%s: %s is not in ggcr's layout", dir, name)
+			}
+		}
+	}
+}
+
+// contents maps each regular file under dir, by its slash path relative
+// to dir, to its bytes.
+func contents(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		out[filepath.ToSlash(rel)] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
