@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/tinyvm-oci/tinyvm-oci/internal/gcstart"
 )
 
 // Set by the release build (-ldflags -X).
@@ -17,7 +19,13 @@ var (
 	date    = ""
 )
 
+// startHeap is the memory at which the first garbage collection runs. A
+// build of every output, of 1 MiB or of 1 TiB, stays under it without
+// collecting, at 20 to 24 MB resident as with the default collector.
+const startHeap = 64 << 20
+
 func main() {
+	gcstart.Delay(startHeap)
 	// The first SIGINT or SIGTERM cancels ctx: the command cleans up and
 	// exits 130. Then the default comes back, so a second one kills at
 	// once (and the next run removes what that leaves).
