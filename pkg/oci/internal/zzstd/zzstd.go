@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -60,8 +61,9 @@ var ErrClosed = errors.New("zzstd: write after close")
 var zeros [chunk]byte
 
 // rleBlocks is a run of full-size RLE blocks of zeros, none the last: a
-// long run's frame is written from it a buffer at a time.
-var rleBlocks = bytes.Repeat(rleBlock(maxBlock, false), 16<<10)
+// long run's frame is written from it a buffer at a time. Made on first
+// use, not at every command's start.
+var rleBlocks = sync.OnceValue(func() []byte { return bytes.Repeat(rleBlock(maxBlock, false), 16<<10) })
 
 // encoderOptions are the data frames' settings: SpeedFastest, whose
 // tables are a quarter of SpeedDefault's, was as small on these disks
@@ -208,8 +210,9 @@ func (z *Writer) writeRun(n int64) {
 	}
 	// Whole buffers of full blocks, then the rest, the last one flagged.
 	for full := (n - 1) / maxBlock; full > 0 && z.err == nil; {
-		k := min(full, int64(len(rleBlocks)/4))
-		z.emit(rleBlocks[:4*k])
+		blocks := rleBlocks()
+		k := min(full, int64(len(blocks)/4))
+		z.emit(blocks[:4*k])
 		full -= k
 	}
 	z.emit(rleBlock(int((n-1)%maxBlock+1), true))
