@@ -161,7 +161,8 @@ func TestWriteImagesAsGGCR(t *testing.T) {
 }
 
 // contents maps each regular file under dir, by its slash path relative
-// to dir, to its bytes.
+// to dir, to its bytes. Not txntest.Snapshot, which compares modes too:
+// ggcr's files are 0755 under the umask and ours 0644 (TestLayoutModes).
 func contents(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
