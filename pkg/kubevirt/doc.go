@@ -1,7 +1,8 @@
 // Package kubevirt generates KubeVirt and CDI manifests for the 512-byte VM
 // from the projects' own Go API types (kubevirt.io/api v1.8.0 and
 // kubevirt.io/containerized-data-importer-api v1.64.0), marshalled with
-// sigs.k8s.io/yaml. No text templates: a field that does not exist in the
+// encoding/json and written with go-yaml, as sigs.k8s.io/yaml writes
+// them. No text templates: a field that does not exist in the
 // API cannot be written.
 //
 // Four kinds are generated:

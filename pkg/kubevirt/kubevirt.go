@@ -1,20 +1,22 @@
 package kubevirt
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
+	goyaml "go.yaml.in/yaml/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
-	"sigs.k8s.io/yaml"
 )
 
 // Kind names one of the generated manifests.
@@ -511,19 +513,25 @@ func Generate(o Options) ([]byte, error) {
 	return Marshal(obj)
 }
 
-// Marshal writes an API object as clean YAML (see Generate).
+// Marshal writes an API object as clean YAML (see Generate): its JSON,
+// pruned, through go-yaml. That is sigs.k8s.io/yaml.Marshal's output
+// without its second JSON encoding and go-yaml parse of it, which were
+// more than half of the YAML's cost; prune gives the numbers the types
+// that parse would.
 func Marshal(obj any) ([]byte, error) {
 	j, err := json.Marshal(obj)
 	if err != nil {
 		return nil, fmt.Errorf("kubevirt: marshal: %w", err)
 	}
+	d := json.NewDecoder(bytes.NewReader(j))
+	d.UseNumber()
 	var m map[string]any
-	if err := json.Unmarshal(j, &m); err != nil {
+	if err := d.Decode(&m); err != nil {
 		return nil, fmt.Errorf("kubevirt: marshal: %w", err)
 	}
 	delete(m, "status")
 	prune(m)
-	y, err := yaml.Marshal(m)
+	y, err := goyaml.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("kubevirt: marshal: %w", err)
 	}
@@ -537,12 +545,15 @@ func Marshal(obj any) ([]byte, error) {
 var emptyNoise = map[string]bool{"metadata": true, "resources": true}
 
 // prune removes, bottom-up, the server-set fields that the Go types emit
-// even when unset (creationTimestamp: null) and the emptyNoise objects.
-func prune(v any) {
+// even when unset (creationTimestamp: null) and the emptyNoise objects,
+// and returns v with each json.Number made the int, uint64 or float64
+// that go-yaml resolves it to.
+func prune(v any) any {
 	switch v := v.(type) {
 	case map[string]any:
 		for k, e := range v {
-			prune(e)
+			e = prune(e)
+			v[k] = e
 			if e == nil && k == "creationTimestamp" {
 				delete(v, k)
 			}
@@ -551,10 +562,21 @@ func prune(v any) {
 			}
 		}
 	case []any:
-		for _, e := range v {
-			prune(e)
+		for i, e := range v {
+			v[i] = prune(e)
+		}
+	case json.Number:
+		if i, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+			return int(i)
+		}
+		if u, err := strconv.ParseUint(string(v), 10, 64); err == nil {
+			return u
+		}
+		if f, err := strconv.ParseFloat(string(v), 64); err == nil {
+			return f
 		}
 	}
+	return v
 }
 
 // ErrFormat is a containerDisk format KubeVirt cannot boot.

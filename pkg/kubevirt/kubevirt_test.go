@@ -198,6 +198,36 @@ func TestNoNoise(t *testing.T) {
 	}
 }
 
+// TestMarshalAsSigsYAML checks that Marshal, which hands its pruned map
+// to go-yaml itself, writes what sigs.k8s.io/yaml.Marshal (JSON, then
+// go-yaml's parse of that JSON, then go-yaml) writes for the same value:
+// strings go-yaml must quote, numbers past float64's precision and past
+// int64, JSON's escaped HTML characters, key order. The goldens pin the
+// real manifests, which sigs.k8s.io/yaml wrote.
+func TestMarshalAsSigsYAML(t *testing.T) {
+	values := map[string]any{
+		"strings": []any{"true", "no", "~", "null", "1", "0x10", "1e3", "1Mi", "", " lead", "a: b", "- x", "#c",
+			"<&>", "ünïcødé", "multi\nline", "tab\there", `"quoted"`, "'single'", "*alias", "&anchor", "{}", "[]"},
+		"ints":   []any{0, -1, 1 << 53, 1<<53 + 1, math.MaxInt64, math.MinInt64, uint64(math.MaxUint64)},
+		"floats": []any{0.5, -2.25, 1e21, 1e-7, 3.0},
+		"bools":  []any{true, false},
+		"nil":    nil,
+		"nested": map[string]any{"b": map[string]any{}, "a": []any{map[string]any{"z": 1, "y": "2"}, []any{}}},
+		"Upper":  "key order",
+	}
+	got, err := Marshal(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := yaml.Marshal(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("Marshal differs from sigs.k8s.io/yaml.Marshal:\ngot:\n%s\nwant:\n%s", got, want)
+	}
+}
+
 // TestMetadataValid runs apimachinery's ObjectMeta validation, the
 // API server's own, over every object.
 func TestMetadataValid(t *testing.T) {
